@@ -1,9 +1,8 @@
 //! Shared harness for the end-to-end tests in `tests/tests/`.
 //!
 //! Cargo only sets `CARGO_BIN_EXE_*` for tests of the package that owns a binary, so this
-//! package finds `fake-nginx` and `hotreload` in the target directory that `cargo test
-//! --workspace` has just built them into, and builds them itself when they are missing
-//! (for `cargo test -p hotreload-tests`).
+//! package asks cargo, once per test process, to build `fake-nginx` and `hotreload` into
+//! the target directory the test binary runs from (a no-op after `cargo test --workspace`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,17 +22,30 @@ fn ensure_built() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = bin_dir();
-        let missing = ["fake-nginx", "hotreload"]
-            .iter()
-            .any(|name| !dir.join(name).is_file());
-        if missing {
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let status = Command::new(cargo)
-                .args(["build", "-p", "fake-nginx", "-p", "hotreload-cli", "--bins"])
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .status()
-                .expect("run cargo build for the test binaries");
-            assert!(status.success(), "cargo build of fake-nginx and hotreload failed");
+        // Always ask cargo, once per test process: a binary that exists may be stale (built
+        // before the last edit of fixtures/ or hotreload-cli/), and testing a stale binary
+        // passes or fails for the wrong reasons. When `cargo test --workspace` has just built
+        // them this is a no-op that takes a fraction of a second.
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--quiet", "-p", "fake-nginx", "-p", "hotreload-cli", "--bins"]);
+        if dir.file_name().is_some_and(|name| name == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build for the test binaries");
+        assert!(
+            status.success(),
+            "cargo build of fake-nginx and hotreload failed"
+        );
+        for name in ["fake-nginx", "hotreload"] {
+            assert!(
+                dir.join(name).is_file(),
+                "cargo built {name}, but not into {}: is CARGO_TARGET_DIR set differently for the build and the tests?",
+                dir.display()
+            );
         }
         dir
     })
@@ -48,3 +60,5 @@ pub fn fake_nginx_bin() -> PathBuf {
 pub fn hotreload_bin() -> PathBuf {
     ensure_built().join("hotreload")
 }
+
+pub mod server;
