@@ -1,1 +1,615 @@
-//! (being written)
+//! The crate's error type.
+//!
+//! Every variant names the process id or the path it is about, and carries the
+//! underlying `#[source]` when there is one, so that a caller printing the chain
+//! (`{:#}` with anyhow, or walking `source()`) gets messages in cargo's style:
+//! "failed to read pid file `/run/nginx.pid`: Permission denied (os error 13)".
+//!
+//! The enum is `#[non_exhaustive]` and append-only: variants of the low-level
+//! modules come first, the high-level modules (model, operations, pipeline) add
+//! theirs at the end. Never reorder or remove a variant.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use crate::pid::Pid;
+use crate::signal::Signal;
+
+/// Everything that can go wrong in `hotreload-core`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A value that should be a process id is not one we accept.
+    #[error("invalid process id `{value}`: {reason}")]
+    InvalidPid {
+        /// The text or number that was given.
+        value: String,
+        /// What exactly is wrong with it.
+        reason: &'static str,
+    },
+
+    /// A signal name or number we do not know.
+    #[error(
+        "unknown signal `{value}`: expected a name such as QUIT or SIGQUIT, or a number such as 3"
+    )]
+    UnknownSignal {
+        /// The text that was given.
+        value: String,
+    },
+
+    /// A pid file exists (or should) but its content or its permissions are not acceptable.
+    #[error("invalid pid file `{}`: {problem}", path.display())]
+    PidFile {
+        /// The pid file.
+        path: PathBuf,
+        /// What exactly is wrong, and what to do about it.
+        problem: PidFileProblem,
+    },
+
+    /// A pid file could not be read for an operating-system reason.
+    #[error("failed to read pid file `{}`", path.display())]
+    ReadPidFile {
+        /// The pid file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// A file under `/proc` of a live process could not be read.
+    #[error("failed to read `{}` of process {pid}", path.display())]
+    ProcRead {
+        /// The process whose entry was read.
+        pid: i32,
+        /// The `/proc` file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// A file under `/proc` had content we could not make sense of.
+    #[error("failed to parse `{}` of process {pid}: {detail}", path.display())]
+    ProcParse {
+        /// The process whose entry was read.
+        pid: i32,
+        /// The `/proc` file.
+        path: PathBuf,
+        /// What was unexpected.
+        detail: String,
+    },
+
+    /// The process no longer exists (or has exited and been reaped).
+    #[error("process {pid} has exited")]
+    ProcessGone {
+        /// The process that is gone.
+        pid: Pid,
+    },
+
+    /// The process has exited but was not reaped: it can no longer act on a signal.
+    #[error("process {pid} is a zombie: it has exited but its parent has not reaped it")]
+    Zombie {
+        /// The zombie.
+        pid: Pid,
+    },
+
+    /// The pid now names a different process than the one that was discovered.
+    #[error(
+        "process {pid} is not the process that was discovered (start time {found} instead of \
+         {expected}): the pid was reused after the original process exited"
+    )]
+    ProcessReplaced {
+        /// The reused pid.
+        pid: Pid,
+        /// Start time (clock ticks since boot) pinned at discovery.
+        expected: u64,
+        /// Start time of the process that holds the pid now.
+        found: u64,
+    },
+
+    /// `pidfd_open` failed for a reason other than the process being gone.
+    #[error("failed to open a pidfd for process {pid}")]
+    Pidfd {
+        /// The process.
+        pid: Pid,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// Sending a signal failed.
+    #[error("failed to send {signal} to process {pid}")]
+    SendSignal {
+        /// The process.
+        pid: Pid,
+        /// The signal that was not sent.
+        signal: Signal,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// Waiting for a process to exit failed (not a timeout: timeouts are outcomes).
+    #[error("failed to wait for process {pid} to exit")]
+    Wait {
+        /// The process.
+        pid: Pid,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// Another hotreload holds the lock of this target.
+    #[error("`{}` is locked by another hotreload ({holder}); wait for it to finish", path.display())]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+        /// Who holds it, as the holder wrote it (pid, command, since when).
+        holder: String,
+    },
+
+    /// The lock file could not be created, locked or written.
+    #[error("failed to lock `{}`", path.display())]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// A file-system operation of a binary swap failed.
+    #[error("failed to {action} `{}`", path.display())]
+    SwapIo {
+        /// What was being done, e.g. "rename staged binary over".
+        action: &'static str,
+        /// The path acted on.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// A binary swap was refused before anything was changed, or cannot be restored.
+    #[error("cannot swap `{}`: {problem}", path.display())]
+    Swap {
+        /// The binary (or backup) path.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        problem: String,
+    },
+
+    /// A persisted swap record could not be parsed.
+    #[error("invalid swap record (binary `{}`): {problem}", binary.display())]
+    SwapRecord {
+        /// The binary named by the record, when it could be read (empty otherwise).
+        binary: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+
+    /// An unknown swap strategy name.
+    #[error("unknown swap strategy `{value}`: expected rename, copy, symlink or none")]
+    UnknownSwapKind {
+        /// The text that was given.
+        value: String,
+    },
+
+    /// A health-check URL we cannot use.
+    #[error("invalid health-check URL `{url}`: {problem}")]
+    InvalidUrl {
+        /// The URL that was given.
+        url: String,
+        /// What is wrong.
+        problem: &'static str,
+    },
+
+    /// Discovery by executable path found no master process.
+    #[error("no running master process found for executable `{}`{detail}", exe.display())]
+    NoMasterFound {
+        /// The executable searched for.
+        exe: PathBuf,
+        /// Extra explanation (may be empty; starts with "; " when not).
+        detail: String,
+    },
+
+    /// Discovery by executable path found more than one master process.
+    #[error(
+        "{} master processes run executable `{}` (pids {}): name the one to upgrade by pid file or pid",
+        pids.len(), exe.display(), PidList(pids)
+    )]
+    AmbiguousMaster {
+        /// The executable searched for.
+        exe: PathBuf,
+        /// Every candidate found.
+        pids: Vec<Pid>,
+    },
+
+    /// Listing `/proc` failed.
+    #[error("failed to list `{}`", path.display())]
+    ProcScan {
+        /// The directory that was listed.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// A system file (not of one process) could not be read, e.g. `/proc/stat`.
+    #[error("failed to read `{}`", path.display())]
+    ReadFile {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// A system file had content we could not make sense of.
+    #[error("failed to parse `{}`: {detail}", path.display())]
+    ParseFile {
+        /// The file.
+        path: PathBuf,
+        /// What was unexpected.
+        detail: String,
+    },
+    // High-level variants (model, operations, pipeline) are appended below this line.
+    /// An operation was asked of a target that is not in the phase it needs.
+    #[error(
+        "cannot {operation}: the target is {found}, not {expected}{}",
+        Evidence(evidence)
+    )]
+    WrongPhase {
+        /// The operation (`spawn a new master`).
+        operation: &'static str,
+        /// The phase it needs.
+        expected: &'static str,
+        /// The phase found.
+        found: String,
+        /// What was seen.
+        evidence: Vec<String>,
+    },
+
+    /// A pinned process no longer plays the role it was discovered in.
+    #[error("process {pid} is no longer {expected}: {found}")]
+    RoleChanged {
+        /// The process.
+        pid: Pid,
+        /// The role it had ("the master", "a child of old master 12").
+        expected: String,
+        /// What it is now.
+        found: String,
+    },
+
+    /// The master does not catch the signal an operation needs: sending it would kill it
+    /// (default action) or do nothing (ignored).
+    #[error(
+        "master {pid} {} {signal}: sending it would {}; refusing",
+        if *ignored { "ignores" } else { "does not catch" },
+        if *ignored { "do nothing" } else { "kill the master (default action)" }
+    )]
+    NotCatching {
+        /// The master.
+        pid: Pid,
+        /// The signal.
+        signal: Signal,
+        /// True when the signal is ignored (`SigIgn`), false when it has its default action.
+        ignored: bool,
+    },
+
+    /// The master did not act on the spawn signal (no old pid file appeared).
+    #[error("master {pid} ignored {signal}: {reason}")]
+    SpawnIgnored {
+        /// The master.
+        pid: Pid,
+        /// The spawn signal.
+        signal: Signal,
+        /// Why that happens, as far as can be seen.
+        reason: String,
+    },
+
+    /// The new master exited and the old master took its pid file back.
+    #[error("the new master{} of master {old} exited: {detail}", new.map(|p| format!(" {p}")).unwrap_or_default())]
+    NewMasterDied {
+        /// The old master.
+        old: Pid,
+        /// The new master, when it was seen.
+        new: Option<Pid>,
+        /// What was seen.
+        detail: String,
+    },
+
+    /// A wait passed its deadline.
+    #[error("timed out after {:.1}s waiting for {what} (master {pid})", timeout.as_secs_f64())]
+    Timeout {
+        /// The master concerned.
+        pid: Pid,
+        /// What was awaited.
+        what: String,
+        /// The deadline, counted from the start of the wait.
+        timeout: std::time::Duration,
+    },
+
+    /// Old workers were still running when the drain deadline passed.
+    #[error(
+        "old workers {} of master {old} still run after {:.1}s{hint}: wait longer, terminate them, or roll back",
+        PidList(remaining), timeout.as_secs_f64()
+    )]
+    DrainTimeout {
+        /// The old master.
+        old: Pid,
+        /// The workers still running.
+        remaining: Vec<Pid>,
+        /// The drain deadline.
+        timeout: std::time::Duration,
+        /// An explanation (may be empty; starts with "; " when not).
+        hint: String,
+    },
+
+    /// The new master does not run the installed executable.
+    #[error(
+        "new master {pid} runs `{}`, not the installed executable `{}`",
+        running.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "an unknown file".into()),
+        expected.display()
+    )]
+    WrongExecutable {
+        /// The new master.
+        pid: Pid,
+        /// The installed executable.
+        expected: PathBuf,
+        /// What it runs, when readable.
+        running: Option<PathBuf>,
+    },
+
+    /// A process did not exit after its graceful and fast stop signals.
+    #[error("{role} {pid} still runs after {signals} ({:.1}s)", waited.as_secs_f64())]
+    StillRunning {
+        /// The process.
+        pid: Pid,
+        /// Its role ("old master").
+        role: &'static str,
+        /// The signals sent ("SIGQUIT then SIGTERM").
+        signals: String,
+        /// How long it was given.
+        waited: std::time::Duration,
+    },
+
+    /// A preflight check failed: nothing was changed.
+    #[error("preflight check `{check}` failed: {detail}")]
+    Preflight {
+        /// The check's name.
+        check: String,
+        /// What was seen and what to do.
+        detail: String,
+    },
+
+    /// The new executable refused the configuration.
+    #[error("config test `{}` failed ({status}){}", command, if output.is_empty() { String::new() } else { format!(":\n{output}") })]
+    ConfigTest {
+        /// The command line that was run.
+        command: String,
+        /// How it ended ("exit status: 1").
+        status: String,
+        /// Its standard error and output.
+        output: String,
+    },
+
+    /// A command could not be started or awaited.
+    #[error("failed to run `{}`", program.display())]
+    RunCommand {
+        /// The program.
+        program: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// A health check failed.
+    #[error("health check {check} failed: {detail}")]
+    HealthCheck {
+        /// The check, as it describes itself.
+        check: String,
+        /// Why it failed.
+        detail: String,
+    },
+
+    /// The upgrade journal could not be written, read or removed.
+    #[error("failed to {action} upgrade journal `{}`", path.display())]
+    JournalIo {
+        /// What was being done ("write").
+        action: &'static str,
+        /// The journal.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The upgrade journal's content is not what hotreload writes.
+    #[error("invalid upgrade journal `{}`: {problem}", path.display())]
+    Journal {
+        /// The journal.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+/// What is wrong with a pid file. Each message says what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PidFileProblem {
+    /// The file does not exist.
+    Missing,
+    /// The file is empty (nginx truncates then writes it, so this can be a moment in a write).
+    Empty,
+    /// The file holds only white space.
+    Whitespace,
+    /// The file is a symbolic link; we never follow one (it could aim signals anywhere).
+    Symlink,
+    /// The path is not a regular file.
+    NotRegularFile {
+        /// What it is instead ("directory", "FIFO", ...).
+        kind: &'static str,
+    },
+    /// The file is larger than any pid file could be.
+    TooLong {
+        /// Its size in bytes.
+        len: u64,
+    },
+    /// More than one line (or text after the trailing newline).
+    MultipleLines,
+    /// The number carries a sign (`+5`, `-5`).
+    Signed {
+        /// The content, escaped.
+        content: String,
+    },
+    /// Not a decimal number (letters, spaces, `\r`, ...).
+    NotANumber {
+        /// The content, escaped.
+        content: String,
+    },
+    /// 0 or 1: never the pid of a server master.
+    Reserved {
+        /// The number read.
+        value: u64,
+    },
+    /// Greater than the kernel's `pid_max`.
+    TooLarge {
+        /// The number read (as text: it may not fit any integer).
+        value: String,
+        /// `/proc/sys/kernel/pid_max`.
+        pid_max: u64,
+    },
+    /// Running as root, the file or its directory can be written by someone who is not root,
+    /// who could therefore aim our signals at any process.
+    WritableByOthers {
+        /// The file or directory at fault.
+        what: PathBuf,
+        /// Who can write it, e.g. "user 1000 (its owner)" or "every user".
+        who: String,
+    },
+}
+
+impl PidFileProblem {
+    /// True when the problem can be a moment in the server's own write of the file
+    /// (it truncates, then writes), so reading again shortly may succeed.
+    pub fn may_be_transient(&self) -> bool {
+        matches!(self, PidFileProblem::Empty | PidFileProblem::Missing)
+    }
+}
+
+impl fmt::Display for PidFileProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PidFileProblem::Missing => f.write_str(
+                "it does not exist: is the server running, and is this the path of its `pid` directive?",
+            ),
+            PidFileProblem::Empty => f.write_str(
+                "it is empty: the server may be writing it right now; try again, or check that the \
+                 server is running",
+            ),
+            PidFileProblem::Whitespace => f.write_str(
+                "it holds only white space, not a process id: check which program writes it",
+            ),
+            PidFileProblem::Symlink => f.write_str(
+                "it is a symbolic link, which is never followed (it could aim signals at any \
+                 process): name the real file",
+            ),
+            PidFileProblem::NotRegularFile { kind } => {
+                write!(f, "it is a {kind}, not a regular file: name the file the server writes")
+            }
+            PidFileProblem::TooLong { len } => write!(
+                f,
+                "it is {len} bytes long, far longer than one process id: is this really a pid file?"
+            ),
+            PidFileProblem::MultipleLines => f.write_str(
+                "it holds more than one line; a pid file holds exactly one process id and at most \
+                 one trailing newline",
+            ),
+            PidFileProblem::Signed { content } => write!(
+                f,
+                "it holds `{content}`: a process id has no sign; check which program writes it"
+            ),
+            PidFileProblem::NotANumber { content } => write!(
+                f,
+                "it holds `{content}`, not a decimal process id (nothing but digits and one \
+                 optional trailing newline is accepted)"
+            ),
+            PidFileProblem::Reserved { value } => write!(
+                f,
+                "it holds {value}, which is never the pid of a server master (0 is no process, 1 \
+                 is init): the file is stale or was written by something else"
+            ),
+            PidFileProblem::TooLarge { value, pid_max } => write!(
+                f,
+                "it holds {value}, which is above the kernel's pid_max ({pid_max}): the file is \
+                 corrupt or not a pid file"
+            ),
+            PidFileProblem::WritableByOthers { what, who } => write!(
+                f,
+                "`{}` can be written by {who}, who could aim root's signals at any process: make \
+                 it owned by root and not writable by group or others (chown root; chmod go-w), \
+                 or run hotreload as the server's user",
+                what.display()
+            ),
+        }
+    }
+}
+
+/// Formats evidence as ": a; b" (nothing when empty).
+struct Evidence<'a>(&'a [String]);
+
+impl fmt::Display for Evidence<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.0.is_empty() {
+            write!(f, ": {}", self.0.join("; "))?;
+        }
+        Ok(())
+    }
+}
+
+/// Formats pids as "12, 34".
+struct PidList<'a>(&'a [Pid]);
+
+impl fmt::Display for PidList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, pid) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{pid}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pid_file_message_names_file_and_problem() {
+        let e = Error::PidFile {
+            path: PathBuf::from("/run/x.pid"),
+            problem: PidFileProblem::Reserved { value: 1 },
+        };
+        let s = e.to_string();
+        assert!(
+            s.starts_with("invalid pid file `/run/x.pid`: it holds 1"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn io_errors_are_sources() {
+        use std::error::Error as _;
+        let e = Error::ReadPidFile {
+            path: PathBuf::from("/run/x.pid"),
+            source: io::Error::from(io::ErrorKind::PermissionDenied),
+        };
+        assert_eq!(e.to_string(), "failed to read pid file `/run/x.pid`");
+        assert!(e.source().is_some());
+    }
+}

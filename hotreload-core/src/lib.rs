@@ -1,24 +1,151 @@
-//! hotreload-core: zero-downtime binary upgrades of nginx-style master/worker servers.
+//! hotreload-core: zero-downtime binary upgrades of nginx-style master/worker servers,
+//! driven from outside the server.
 //!
-//! (Crate docs with the theory of operation are being written.)
+//! # Theory of operation
+//!
+//! A master/worker server such as nginx upgrades itself to a new executable without
+//! closing its listening sockets, when asked with signals:
+//!
+//! 1. the executable at the master's `argv[0]` is replaced (the old one backed up);
+//! 2. the master gets `USR2`: it renames its pid file to `<pid file>.oldbin`, forks and
+//!    executes `argv[0]`; the new master inherits the listening sockets, writes the pid
+//!    file and starts its workers. Old and new workers now accept on the same sockets;
+//! 3. the old master gets `WINCH`: its workers finish their requests and exit, while the
+//!    old master stays, holding the sockets, so that going back is instant;
+//! 4. the old master gets `QUIT` and the upgrade is final — or the upgrade is rolled
+//!    back: `HUP` to the old master (it starts workers again), then `QUIT` to the new
+//!    master; the old master takes its pid file back and the old executable is restored.
+//!
+//! This crate drives that dance and checks every step.
+//!
+//! **The system is the state.** The phase of an upgrade —
+//! [`Phase::Steady`], [`Phase::Spawned`], [`Phase::Drained`] — is computed by
+//! [`Target::observe`] from the pid files and the live process table alone (which
+//! process each pid file names, whether it is alive, a master, a child of the other
+//! master, with workers). Nothing is remembered in memory between steps, so a process
+//! that did not start an upgrade (or a restarted one) can [`Target::attach`] to it in any
+//! phase and finish it or roll it back. What matches no phase exactly is
+//! [`Phase::Unknown`] with the evidence, and nothing operates on it. The only thing the
+//! system cannot show — where the old executable was backed up — is kept in a journal
+//! next to the pid file (`<pid file>.hotreload-journal`) from the swap until the commit
+//! or the restore.
+//!
+//! **Typed operations.** [`Target::attach`] returns a [`State`] whose variants carry
+//! pinned processes and allow exactly the operations of their phase:
+//! [`Steady::spawn_new_master`], [`Spawned::drain_old_workers`], [`Drained::retire_old`],
+//! and [`Spawned::rollback`] / [`Drained::rollback`]. Each has deadlines
+//! ([`OpOptions`]) and returns the next state, or an [`OpError`] that gives back the state
+//! it is still in, when that is known.
+//!
+//! **No signal to an unverified process.** Every process is pinned when discovered by a
+//! [`ProcessHandle`] (pid, start time and a pidfd), and its role is checked again right
+//! before it is signalled (the new master must still be a child of the old one). Signals
+//! go through the pidfd, so a recycled pid can never receive one. A zombie counts as
+//! exited.
+//!
+//! **Waits are events with deadlines.** Exits are awaited on pidfds; pid files and new
+//! workers are polled with a short, backing-off interval (1 ms doubling to 50 ms). Every
+//! wait reports itself as [`Event::Waiting`] about every 500 ms, and a deadline is an
+//! outcome, not a hang.
+//!
+//! **The pipeline.** [`upgrade()`] runs the whole thing with gates: the target's lock,
+//! preflight checks that refuse before anything changes (the master catches `USR2` —
+//! its default action would kill it —, is daemonized, was started with an absolute
+//! `argv[0]`; the new executable is an ELF file for this machine and differs from the
+//! running one; the configuration passes the new executable's config test), the swap,
+//! spawn, health checks, drain, health checks, retire and commit. Any failure after the
+//! swap rolls back automatically from whatever phase the system shows.
+//!
+//! **Failures say what state they leave.** An [`UpgradeError`]'s [`FailureKind`] is
+//! `Refused` (nothing changed), `Locked` (another upgrade runs), `RolledBack` (the old
+//! master and executable are back) or `Unrecovered` (the rollback failed too; the
+//! observation says what runs). An upgrade whose orchestrator died is picked up by
+//! [`finish()`] or [`rollback()`] from any process; [`Steady::restore_binary`] and
+//! [`Steady::commit_binary`] settle a journal left with a steady server. A new master that
+//! dies abruptly leaves its workers serving, reparented: a rollback finds them (same
+//! session, titled as workers, parent not a master) and stops them.
+//!
+//! # Modules
+//!
+//! Low level: [`pid`], [`signal`], [`procfs`] (snapshots of `/proc`), [`process`]
+//! (pinned handles), [`pidfile`] (strict reading), [`lock`], [`swap`], [`health`],
+//! [`discovery`], [`error`]. High level: [`flavor`], [`event`], [`model`] (observation and
+//! phase), [`ops`] (typed operations), [`upgrade`](mod@upgrade) (the pipeline).
+//!
+//! **Data, not code paths.** Which signal does what, how pid files are named during an
+//! upgrade, how the config is tested and how titles say "master" or "worker" are a
+//! [`Flavor`]; the executable swap is a [`BinarySwap`] strategy; health checks are
+//! [`HealthCheck`] implementations.
+//!
+//! The library prints nothing: it reports to an [`Observer`] (any `Fn(&Event)`).
+//!
+//! # Example
+//!
+//! ```no_run
+//! use hotreload_core::{upgrade, Event, FailureKind, Target, UpgradeOptions};
+//!
+//! let target = Target::new("/run/nginx.pid");
+//! let options = UpgradeOptions::new().new_binary("/tmp/nginx-1.27.1");
+//! match upgrade(&target, &options, &|e: &Event| eprintln!("{e}")) {
+//!     Ok(report) => println!("upgraded: new master {:?}", report.new_pid),
+//!     Err(e) if e.kind == FailureKind::RolledBack => eprintln!("rolled back: {}", e.error),
+//!     Err(e) => eprintln!("{e}"),
+//! }
+//! ```
+//!
+//! Step by step, from any process:
+//!
+//! ```no_run
+//! use hotreload_core::{NoopObserver, OpOptions, State, Target};
+//!
+//! let target = Target::new("/run/nginx.pid");
+//! let _lock = target.lock()?;
+//! let opts = OpOptions::new();
+//! if let State::Steady(steady) = target.attach()? {
+//!     let spawned = steady.spawn_new_master(&opts, &NoopObserver)?;
+//!     let drained = spawned.drain_old_workers(&opts, &NoopObserver)?;
+//!     let steady = drained.retire_old(&opts, &NoopObserver)?;
+//!     println!("now: {}", steady.observation());
+//! }
+//! # Ok::<(), hotreload_core::Error>(())
+//! ```
 
 // Low-level: identity-pinned processes, /proc, pid files, locks, swaps, health checks.
-mod sys;
-pub mod pid;
-pub mod signal;
-pub mod procfs;
-pub mod process;
-pub mod pidfile;
-pub mod lock;
-pub mod swap;
-pub mod health;
 pub mod discovery;
+pub mod health;
+pub mod lock;
+pub mod pid;
+pub mod pidfile;
+pub mod process;
+pub mod procfs;
+pub mod signal;
+pub mod swap;
+mod sys;
 
 // High-level: flavors, the process-group model, typed operations and the pipeline.
 pub mod error;
-pub mod flavor;
 pub mod event;
+pub mod flavor;
+mod journal;
 pub mod model;
 pub mod ops;
 pub mod upgrade;
-mod journal;
+
+pub use discovery::{Discovery, ExplicitPid, PidFileDiscovery, ProcScanDiscovery};
+pub use error::{Error, PidFileProblem};
+pub use event::{Event, NoopObserver, Observer, Role, Step};
+pub use flavor::{ConfigTest, Flavor, PidFileName, SignalMap, TitleMarkers};
+pub use health::{CommandCheck, HealthCheck, HttpCheck, TcpCheck};
+pub use lock::TargetLock;
+pub use model::{MasterInfo, Observation, Phase, Target, WorkerInfo};
+pub use ops::{Drained, OpError, OpOptions, Spawned, State, Steady};
+pub use pid::Pid;
+pub use pidfile::{read_pid_file, read_pid_file_optional};
+pub use process::ProcessHandle;
+pub use procfs::{children, proc_info, ProcInfo};
+pub use signal::{Signal, SignalSet};
+pub use swap::{swap_for, BinarySwap, SwapKind, SwapRecord};
+pub use upgrade::{
+    finish, rollback, upgrade, Check, DrainTimeoutAction, FailureKind, Outcome, StepTiming,
+    UpgradeError, UpgradeOptions, UpgradeReport,
+};

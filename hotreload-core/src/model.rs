@@ -1,1 +1,578 @@
-//! (being written)
+//! The process-group model: a [`Target`] (a pid file and a flavor), the masters and workers
+//! it names, and the [`Phase`] of an upgrade, computed from the pid files and the live
+//! process table alone.
+//!
+//! Nothing here remembers anything between calls: any process, at any time, can call
+//! [`Target::observe`] and learn where an upgrade stands, even one started by another
+//! process that was killed half-way. What does not match a known phase exactly is
+//! reported as [`Phase::Unknown`] with the evidence, never guessed. This module reads
+//! `/proc` and pid files; it never signals (see [`crate::ops`]).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::error::Error;
+use crate::flavor::Flavor;
+use crate::lock::TargetLock;
+use crate::pid::Pid;
+use crate::pidfile::read_pid_file_optional;
+use crate::procfs::{self, ProcInfo};
+
+/// Where an upgrade of a target stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Phase {
+    /// One master with workers; no upgrade in progress.
+    Steady,
+    /// Old master (pid in `.oldbin`) and new master (its child, pid in the pid file), both
+    /// with workers.
+    Spawned,
+    /// Old master alive without workers; new master with workers.
+    Drained,
+    /// Anything else; the observation's evidence says what was seen.
+    Unknown,
+}
+
+impl Phase {
+    /// `steady`, `spawned`, `drained` or `unknown`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Steady => "steady",
+            Phase::Spawned => "spawned",
+            Phase::Drained => "drained",
+            Phase::Unknown => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A worker process, as seen when observed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WorkerInfo {
+    /// Its pid.
+    pub pid: Pid,
+    /// Its start time (clock ticks since boot): with the pid, its identity.
+    pub start_time: u64,
+    /// Its title.
+    pub title: String,
+    /// Whether its title says it is finishing its requests before exiting.
+    pub shutting_down: bool,
+}
+
+/// A master process and its workers, as seen when observed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MasterInfo {
+    /// Its pid.
+    pub pid: Pid,
+    /// The executable it runs (`/proc/<pid>/exe`), when readable.
+    pub exe: Option<PathBuf>,
+    /// Whether that executable was replaced or removed since it started.
+    pub exe_deleted: bool,
+    /// Its start time (clock ticks since boot): with the pid, its identity.
+    pub start_time: u64,
+    /// Its start time as wall-clock time (to about a second).
+    pub started_at: SystemTime,
+    /// Its title (nginx: `nginx: master process /usr/sbin/nginx -c ...`).
+    pub title: String,
+    /// Its raw command line (nginx rewrites it into the title).
+    pub cmdline: Vec<String>,
+    /// Its parent's pid.
+    pub ppid: i32,
+    /// Its session id.
+    pub sid: i32,
+    /// Its workers (children whose title says "worker"), sorted by pid.
+    pub workers: Vec<WorkerInfo>,
+}
+
+impl MasterInfo {
+    /// Workers that are not shutting down: the ones that accept new connections.
+    pub fn active_workers(&self) -> impl Iterator<Item = &WorkerInfo> {
+        self.workers.iter().filter(|w| !w.shutting_down)
+    }
+}
+
+/// What [`Target::observe`] saw: the phase, the masters, and the evidence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Observation {
+    /// The phase the evidence shows.
+    pub phase: Phase,
+    /// The master in steady phase, or the old master during an upgrade (when seen).
+    pub old_master: Option<MasterInfo>,
+    /// The new master during an upgrade (when seen).
+    pub new_master: Option<MasterInfo>,
+    /// What was seen, one fact per line, in the order it was checked.
+    pub evidence: Vec<String>,
+}
+
+impl fmt::Display for Observation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.phase)?;
+        let describe = |m: &MasterInfo| format!("{} ({} workers)", m.pid, m.workers.len());
+        match (self.phase, &self.old_master, &self.new_master) {
+            (Phase::Steady, Some(m), _) => write!(f, ": master {}", describe(m)),
+            (Phase::Spawned | Phase::Drained, Some(o), Some(n)) => {
+                write!(
+                    f,
+                    ": old master {}, new master {}",
+                    describe(o),
+                    describe(n)
+                )
+            }
+            _ => write!(f, ": {}", self.evidence.join("; ")),
+        }
+    }
+}
+
+/// The server to upgrade: its pid file, its flavor and (optionally) the executable path.
+///
+/// ```no_run
+/// use hotreload_core::{Flavor, Phase, Target};
+///
+/// let target = Target::new("/run/nginx.pid").flavor(Flavor::nginx());
+/// let seen = target.observe()?;
+/// if seen.phase == Phase::Unknown {
+///     for fact in &seen.evidence {
+///         eprintln!("{fact}");
+///     }
+/// }
+/// # Ok::<(), hotreload_core::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pid_file: PathBuf,
+    flavor: Flavor,
+    binary: Option<PathBuf>,
+}
+
+impl Target {
+    /// A target named by its pid file, with the nginx flavor.
+    pub fn new(pid_file: impl Into<PathBuf>) -> Self {
+        Target {
+            pid_file: pid_file.into(),
+            flavor: Flavor::nginx(),
+            binary: None,
+        }
+    }
+
+    /// Sets the flavor.
+    pub fn flavor(mut self, flavor: Flavor) -> Self {
+        self.flavor = flavor;
+        self
+    }
+
+    /// Sets the executable path the master runs (default: the master's own `argv[0]`,
+    /// which is what nginx executes on `USR2`).
+    pub fn binary(mut self, binary: impl Into<PathBuf>) -> Self {
+        self.binary = Some(binary.into());
+        self
+    }
+
+    /// The configured pid file.
+    pub fn pid_file(&self) -> &Path {
+        &self.pid_file
+    }
+
+    /// The flavor.
+    pub fn flavor_ref(&self) -> &Flavor {
+        &self.flavor
+    }
+
+    /// The executable path, if one was set with [`Target::binary`].
+    pub fn binary_path(&self) -> Option<&Path> {
+        self.binary.as_deref()
+    }
+
+    /// Where the old master's pid is during an upgrade (nginx: `<pid file>.oldbin`).
+    pub fn old_pid_file(&self) -> PathBuf {
+        self.flavor.old_pid_file(&self.pid_file)
+    }
+
+    /// Where the new master writes its pid during an upgrade (nginx: the pid file).
+    pub fn new_pid_file(&self) -> PathBuf {
+        self.flavor.new_pid_file(&self.pid_file)
+    }
+
+    /// The lock file of this target: `<pid file>.hotreload.lock`.
+    pub fn lock_file(&self) -> PathBuf {
+        TargetLock::path_for(&self.pid_file)
+    }
+
+    /// The journal of an upgrade in progress: `<pid file>.hotreload-journal`.
+    pub fn journal_file(&self) -> PathBuf {
+        crate::journal::journal_path(&self.pid_file)
+    }
+
+    /// Takes this target's lock (a file next to the pid file), for one upgrade at a time.
+    ///
+    /// Fails at once with [`Error::Locked`] naming the holder when another process holds
+    /// it. The lock is released when the returned guard is dropped or its holder dies.
+    pub fn lock(&self) -> Result<TargetLock, Error> {
+        TargetLock::acquire(&self.pid_file)
+    }
+
+    /// Computes the phase from the pid files and the live process table.
+    ///
+    /// The files and `/proc` are read at slightly different instants, so the pid files
+    /// are read again at the end; when they changed meanwhile the whole observation is
+    /// made again (a few times, then reported as `Unknown`). An `Unknown` glimpse is
+    /// looked at again twice, a few milliseconds apart, before it is believed: a server
+    /// passes through states that match no phase for a few milliseconds (a forked worker
+    /// briefly carries its master's title; the pid file is absent between a rename and a
+    /// write).
+    pub fn observe(&self) -> Result<Observation, Error> {
+        let mut observation = self.observe_now()?;
+        for pause in [2, 20] {
+            if observation.phase != Phase::Unknown {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(pause));
+            observation = self.observe_now()?;
+        }
+        Ok(observation)
+    }
+
+    /// One observation, without the second look at an `Unknown` result (for loops that
+    /// poll anyway).
+    pub(crate) fn observe_now(&self) -> Result<Observation, Error> {
+        let mut last = None;
+        for _ in 0..5 {
+            let before = self.read_pid_files();
+            let observation = self.observe_with(&before);
+            if self.read_pid_files() == before {
+                return Ok(observation);
+            }
+            last = Some(observation);
+        }
+        let mut observation = last.expect("at least one observation was made");
+        observation.phase = Phase::Unknown;
+        observation
+            .evidence
+            .push("the pid files kept changing while they were read: look again".into());
+        Ok(observation)
+    }
+
+    fn read_pid_files(&self) -> PidFiles {
+        let current = PidFileContent::read(&self.pid_file);
+        let old = PidFileContent::read(&self.old_pid_file());
+        let new_path = self.new_pid_file();
+        let new = if new_path == self.pid_file {
+            current.clone()
+        } else {
+            PidFileContent::read(&new_path)
+        };
+        PidFiles { current, old, new }
+    }
+
+    fn observe_with(&self, files: &PidFiles) -> Observation {
+        let mut seen = Seen {
+            flavor: &self.flavor,
+            evidence: Vec::new(),
+        };
+        let old_path = self.old_pid_file();
+        let new_path = self.new_pid_file();
+        let unknown = |seen: Seen, old_master, new_master| Observation {
+            phase: Phase::Unknown,
+            old_master,
+            new_master,
+            evidence: seen.evidence,
+        };
+        match &files.old {
+            PidFileContent::Absent => {
+                seen.fact(format!("no {}", old_path.display()));
+                let master = match seen.master(&self.pid_file, &files.current, "pid file") {
+                    Some(m) => m,
+                    None => return unknown(seen, None, None),
+                };
+                if new_path != self.pid_file && files.new != PidFileContent::Absent {
+                    seen.fact(format!(
+                        "{} exists although no upgrade is in progress",
+                        new_path.display()
+                    ));
+                    return unknown(seen, Some(master), None);
+                }
+                let ok = seen.has_workers(&master) & seen.no_child_master(&master);
+                if !ok {
+                    return unknown(seen, Some(master), None);
+                }
+                Observation {
+                    phase: Phase::Steady,
+                    old_master: Some(master),
+                    new_master: None,
+                    evidence: seen.evidence,
+                }
+            }
+            old_content => {
+                let old = match seen.master(&old_path, old_content, "old pid file") {
+                    Some(m) => m,
+                    None => return unknown(seen, None, None),
+                };
+                if files.new == PidFileContent::Absent {
+                    seen.fact(format!(
+                        "{} does not exist: a new master is starting, failed to start, or its pid \
+                         file was removed",
+                        new_path.display()
+                    ));
+                    seen.describe_children(&old);
+                    return unknown(seen, Some(old), None);
+                }
+                if files.new == files.old {
+                    seen.fact(format!(
+                        "{} and {} name the same process",
+                        new_path.display(),
+                        old_path.display()
+                    ));
+                    return unknown(seen, Some(old), None);
+                }
+                let new = match seen.master(&new_path, &files.new, "new pid file") {
+                    Some(m) => m,
+                    None => {
+                        seen.describe_children(&old);
+                        return unknown(seen, Some(old), None);
+                    }
+                };
+                if new.ppid != old.pid.get() {
+                    seen.fact(format!(
+                        "new master {} is not a child of old master {} (its parent is {}): two \
+                         masters with no parent link",
+                        new.pid, old.pid, new.ppid
+                    ));
+                    return unknown(seen, Some(old), Some(new));
+                }
+                seen.fact(format!(
+                    "new master {} is a child of old master {}",
+                    new.pid, old.pid
+                ));
+                if !seen.has_workers(&new) {
+                    return unknown(seen, Some(old), Some(new));
+                }
+                let phase = if old.workers.is_empty() {
+                    seen.fact(format!("old master {} has no workers", old.pid));
+                    Phase::Drained
+                } else {
+                    seen.fact(format!(
+                        "old master {} has {} workers ({} shutting down)",
+                        old.pid,
+                        old.workers.len(),
+                        old.workers.iter().filter(|w| w.shutting_down).count()
+                    ));
+                    Phase::Spawned
+                };
+                Observation {
+                    phase,
+                    old_master: Some(old),
+                    new_master: Some(new),
+                    evidence: seen.evidence,
+                }
+            }
+        }
+    }
+}
+
+/// What a pid file holds, for comparing two reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PidFileContent {
+    Absent,
+    Pid(Pid),
+    Invalid(String),
+}
+
+impl PidFileContent {
+    fn read(path: &Path) -> PidFileContent {
+        match read_pid_file_optional(path) {
+            Ok(Some(pid)) => PidFileContent::Pid(pid),
+            Ok(None) => PidFileContent::Absent,
+            Err(e) => PidFileContent::Invalid(error_chain(&e)),
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct PidFiles {
+    current: PidFileContent,
+    old: PidFileContent,
+    new: PidFileContent,
+}
+
+/// Collects evidence while the observation is computed.
+struct Seen<'a> {
+    flavor: &'a Flavor,
+    evidence: Vec<String>,
+}
+
+impl Seen<'_> {
+    fn fact(&mut self, fact: String) {
+        self.evidence.push(fact);
+    }
+
+    /// The master named by a pid file, or `None` (with the evidence) when the file does
+    /// not name a live master.
+    fn master(&mut self, path: &Path, content: &PidFileContent, what: &str) -> Option<MasterInfo> {
+        let pid = match content {
+            PidFileContent::Absent => {
+                self.fact(format!("{what} {} does not exist", path.display()));
+                return None;
+            }
+            PidFileContent::Invalid(problem) => {
+                self.fact(format!("{what} {} is unusable: {problem}", path.display()));
+                return None;
+            }
+            PidFileContent::Pid(pid) => *pid,
+        };
+        let info = match procfs::proc_info(pid) {
+            Ok(info) => info,
+            Err(Error::ProcessGone { .. }) => {
+                self.fact(format!(
+                    "{what} {} names {pid}, which is not running (stale pid file)",
+                    path.display()
+                ));
+                return None;
+            }
+            Err(e) => {
+                self.fact(format!(
+                    "{what} {} names {pid}, which cannot be read: {}",
+                    path.display(),
+                    error_chain(&e)
+                ));
+                return None;
+            }
+        };
+        if info.is_zombie() {
+            self.fact(format!(
+                "{what} {} names {pid}, a zombie (it has exited; its parent {} has not reaped it)",
+                path.display(),
+                info.ppid
+            ));
+            return None;
+        }
+        if !self.flavor.is_master_title(&info.title) {
+            self.fact(format!(
+                "{what} {} names {pid}, which is not a {} master: its title is `{}`",
+                path.display(),
+                self.flavor.name(),
+                info.title
+            ));
+            return None;
+        }
+        let workers = self.workers(pid);
+        self.fact(format!(
+            "{what} {} names {pid}, a live master (`{}`)",
+            path.display(),
+            info.title
+        ));
+        Some(master_info(info, workers))
+    }
+
+    fn workers(&mut self, pid: Pid) -> Vec<WorkerInfo> {
+        match procfs::children(pid) {
+            Ok(children) => workers_of(self.flavor, &children),
+            Err(e) => {
+                self.fact(format!(
+                    "children of {pid} cannot be listed: {}",
+                    error_chain(&e)
+                ));
+                Vec::new()
+            }
+        }
+    }
+
+    fn has_workers(&mut self, master: &MasterInfo) -> bool {
+        if master.workers.is_empty() {
+            self.fact(format!("master {} has no workers", master.pid));
+            return false;
+        }
+        let pids: Vec<String> = master.workers.iter().map(|w| w.pid.to_string()).collect();
+        self.fact(format!(
+            "master {} has workers {}",
+            master.pid,
+            pids.join(", ")
+        ));
+        true
+    }
+
+    /// In steady phase no child of the master may be a master.
+    fn no_child_master(&mut self, master: &MasterInfo) -> bool {
+        let Ok(children) = procfs::children(master.pid) else {
+            return true;
+        };
+        let masters: Vec<&ProcInfo> = children
+            .iter()
+            .filter(|c| !c.is_zombie() && self.flavor.is_master_title(&c.title))
+            .collect();
+        for child in &masters {
+            self.fact(format!(
+                "master {} has a child {} that is also a master (`{}`), but there is no old pid file",
+                master.pid, child.pid, child.title
+            ));
+        }
+        masters.is_empty()
+    }
+
+    /// Describes the children of `master` that are not workers (a starting new master).
+    fn describe_children(&mut self, master: &MasterInfo) {
+        let Ok(children) = procfs::children(master.pid) else {
+            return;
+        };
+        for child in children {
+            if self.flavor.is_worker_title(&child.title) {
+                continue;
+            }
+            let state = if child.is_zombie() { ", a zombie" } else { "" };
+            self.fact(format!(
+                "old master {} has a child {}{state} titled `{}`",
+                master.pid, child.pid, child.title
+            ));
+        }
+    }
+}
+
+/// The children of a master that are live workers, sorted by pid.
+pub(crate) fn workers_of(flavor: &Flavor, children: &[ProcInfo]) -> Vec<WorkerInfo> {
+    let mut workers: Vec<WorkerInfo> = children
+        .iter()
+        .filter(|c| !c.is_zombie() && flavor.is_worker_title(&c.title))
+        .map(|c| WorkerInfo {
+            pid: c.pid,
+            start_time: c.start_time,
+            title: c.title.clone(),
+            shutting_down: flavor.is_shutting_down_title(&c.title),
+        })
+        .collect();
+    workers.sort_by_key(|w| w.pid);
+    workers
+}
+
+pub(crate) fn master_info(info: ProcInfo, workers: Vec<WorkerInfo>) -> MasterInfo {
+    MasterInfo {
+        pid: info.pid,
+        started_at: procfs::start_time_to_system_time(info.start_time).unwrap_or(UNIX_EPOCH),
+        exe: info.exe,
+        exe_deleted: info.exe_deleted,
+        start_time: info.start_time,
+        title: info.title,
+        cmdline: info.cmdline,
+        ppid: info.ppid,
+        sid: info.sid,
+        workers,
+    }
+}
+
+/// An error and its sources on one line: "a: b: c".
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -1,1 +1,177 @@
-//! (being written)
+//! Every `unsafe` call of the crate, each wrapped in a safe function that takes
+//! and returns std types (`OwnedFd`, `BorrowedFd`, `io::Result`).
+//!
+//! Nothing here decides anything: callers in `process`, `lock` and `health`
+//! own the policy. Keep this module small and free of logic.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::time::Duration;
+
+/// `pidfd_open(2)`: a file descriptor that refers to process `pid` for as long as
+/// it is open, even after the pid is reused by another process.
+pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes two integers and touches no memory of ours.
+    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0 as libc::c_uint) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // pidfd_open returns a new descriptor (an int) that nobody else owns; it is
+    // opened with O_CLOEXEC by the kernel.
+    let fd = ret as libc::c_int;
+    // SAFETY: `fd` is a freshly created descriptor owned by nothing else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `pidfd_send_signal(2)`: signals exactly the process the pidfd refers to; fails
+/// with ESRCH when it has exited, so a recycled pid can never receive the signal.
+pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
+    // SAFETY: a null siginfo is allowed (the kernel fills one in as for kill(2));
+    // the descriptor is valid for the duration of the borrow.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0 as libc::c_uint,
+        )
+    };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Polls `fds` for readability (or hang-up/error, which also mean "look now").
+///
+/// `timeout` of `None` waits forever; the result has one flag per descriptor.
+/// EINTR is returned to the caller (as `ErrorKind::Interrupted`) so that it can
+/// recompute its remaining time.
+pub(crate) fn poll_readable(
+    fds: &[BorrowedFd<'_>],
+    timeout: Option<Duration>,
+) -> io::Result<Vec<bool>> {
+    let mut pollfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|fd| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let timeout_ms: libc::c_int = match timeout {
+        None => -1,
+        // Round up so a sub-millisecond remainder does not become a busy 0 ms poll.
+        Some(d) => {
+            let ms = d.as_micros().div_ceil(1000);
+            libc::c_int::try_from(ms).unwrap_or(libc::c_int::MAX)
+        }
+    };
+    // SAFETY: `pollfds` is a valid, exclusively borrowed array of `len` pollfd
+    // structs for the duration of the call.
+    let ret = unsafe {
+        libc::poll(
+            pollfds.as_mut_ptr(),
+            pollfds.len() as libc::nfds_t,
+            timeout_ms,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(pollfds
+        .iter()
+        .map(|p| p.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0)
+        .collect())
+}
+
+/// `flock(fd, LOCK_EX | LOCK_NB)`: Ok(true) when locked, Ok(false) when another
+/// open file description holds it.
+pub(crate) fn flock_exclusive_nonblocking(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    loop {
+        // SAFETY: flock takes a descriptor that is valid for the borrow and an int.
+        let ret = unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if ret == 0 {
+            return Ok(true);
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EWOULDBLOCK) => return Ok(false),
+            Some(libc::EINTR) => continue,
+            _ => return Err(err),
+        }
+    }
+}
+
+/// The effective user id of this process.
+pub(crate) fn geteuid() -> u32 {
+    // SAFETY: geteuid cannot fail and touches no memory.
+    unsafe { libc::geteuid() }
+}
+
+/// Clock ticks per second (`sysconf(_SC_CLK_TCK)`), the unit of `/proc/<pid>/stat` times.
+pub(crate) fn clock_ticks_per_second() -> u64 {
+    // SAFETY: sysconf takes an int and touches no memory.
+    let ret = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    // 100 is the value on every Linux configuration we know; fall back to it
+    // rather than divide by a garbage value.
+    if ret > 0 {
+        ret as u64
+    } else {
+        100
+    }
+}
+
+/// Puts a descriptor in non-blocking mode (used for a child's output pipes that
+/// are read after poll says they are ready).
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: F_GETFL on a descriptor valid for the borrow.
+    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: F_SETFL with an int argument on a descriptor valid for the borrow.
+    let ret = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Signals a whole process group (`kill(-pgid, sig)`).
+///
+/// Only used for the process group of a child we spawned and have not reaped:
+/// an unreaped child keeps its pid (and so its group id) from being reused.
+pub(crate) fn kill_process_group(pgid: i32, signal: i32) -> io::Result<()> {
+    if pgid <= 1 {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    // SAFETY: kill takes two integers and touches no memory of ours.
+    let ret = unsafe { libc::kill(-pgid, signal) };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn pidfd_of_self_is_not_readable() {
+        let fd = pidfd_open(std::process::id() as i32).unwrap();
+        let ready = poll_readable(&[fd.as_fd()], Some(Duration::ZERO)).unwrap();
+        assert_eq!(ready, vec![false]);
+    }
+
+    #[test]
+    fn clock_ticks_is_sane() {
+        let t = clock_ticks_per_second();
+        assert!((1..=10_000).contains(&t), "{t}");
+    }
+}

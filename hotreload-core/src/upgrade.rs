@@ -1,1 +1,1228 @@
-//! (being written)
+//! The whole upgrade pipeline on top of the typed operations, with its gates:
+//!
+//! lock (held throughout) → preflight (refuses before anything changes) → config test →
+//! swap (journal first) → spawn → health → drain → health → retire and commit (or stop
+//! there with `keep_old`). Any failure after the swap rolls back automatically, from
+//! whatever phase the live system shows, and says so ([`FailureKind::RolledBack`]); a
+//! rollback that fails leaves [`FailureKind::Unrecovered`] with the observation.
+//! The pipeline prints nothing: it reports to the caller's [`Observer`] and returns an
+//! [`UpgradeReport`] with per-step durations.
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+use crate::event::{Event, Observer, Role, Step};
+use crate::health::HealthCheck;
+use crate::journal::Journal;
+use crate::model::{error_chain, MasterInfo, Observation, Target};
+use crate::ops::{installed_binary, spawn_would_be_ignored, Ctx, OpOptions, State, Steady};
+use crate::pid::Pid;
+use crate::process::ProcessHandle;
+use crate::procfs::{self, ProcInfo};
+use crate::swap::{self, SwapKind, SwapRecord};
+
+/// What to do when old workers still run at the drain deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum DrainTimeoutAction {
+    /// Roll the upgrade back (the default: nothing is forced on anyone's requests).
+    #[default]
+    RollBack,
+    /// Stop the remaining old workers at once (fast stop) and go on.
+    TerminateWorkers,
+}
+
+/// Options of [`upgrade()`]; build with [`UpgradeOptions::new`] and the setters.
+#[non_exhaustive]
+pub struct UpgradeOptions {
+    new_binary: Option<PathBuf>,
+    binary: Option<PathBuf>,
+    swap: SwapKind,
+    config_test: bool,
+    health_checks: Vec<Box<dyn HealthCheck>>,
+    health_timeout: Duration,
+    ops: OpOptions,
+    keep_old: bool,
+    dry_run: bool,
+    on_drain_timeout: DrainTimeoutAction,
+}
+
+impl fmt::Debug for UpgradeOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let checks: Vec<String> = self.health_checks.iter().map(|c| c.describe()).collect();
+        f.debug_struct("UpgradeOptions")
+            .field("new_binary", &self.new_binary)
+            .field("binary", &self.binary)
+            .field("swap", &self.swap)
+            .field("config_test", &self.config_test)
+            .field("health_checks", &checks)
+            .field("health_timeout", &self.health_timeout)
+            .field("ops", &self.ops)
+            .field("keep_old", &self.keep_old)
+            .field("dry_run", &self.dry_run)
+            .field("on_drain_timeout", &self.on_drain_timeout)
+            .finish()
+    }
+}
+
+impl Default for UpgradeOptions {
+    fn default() -> Self {
+        UpgradeOptions::new()
+    }
+}
+
+impl UpgradeOptions {
+    /// Defaults: rename swap, config test on, no health checks (10 s each when added),
+    /// spawn 30 s, drain 60 s, quit 30 s, retire the old master, roll back on a drain
+    /// timeout.
+    pub fn new() -> Self {
+        UpgradeOptions {
+            new_binary: None,
+            binary: None,
+            swap: SwapKind::Rename,
+            config_test: true,
+            health_checks: Vec::new(),
+            health_timeout: Duration::from_secs(10),
+            ops: OpOptions::default(),
+            keep_old: false,
+            dry_run: false,
+            on_drain_timeout: DrainTimeoutAction::RollBack,
+        }
+    }
+
+    /// The new executable to install (not needed with [`SwapKind::None`]).
+    pub fn new_binary(mut self, path: impl Into<PathBuf>) -> Self {
+        self.new_binary = Some(path.into());
+        self
+    }
+
+    /// The executable path the master runs (default: the target's, else the master's
+    /// `argv[0]`).
+    pub fn binary(mut self, path: impl Into<PathBuf>) -> Self {
+        self.binary = Some(path.into());
+        self
+    }
+
+    /// How to install the new executable.
+    pub fn swap(mut self, kind: SwapKind) -> Self {
+        self.swap = kind;
+        self
+    }
+
+    /// Whether to test the master's configuration with the new executable first.
+    pub fn config_test(mut self, on: bool) -> Self {
+        self.config_test = on;
+        self
+    }
+
+    /// Adds a health check, run after the spawn and after the drain.
+    pub fn health_check(mut self, check: Box<dyn HealthCheck>) -> Self {
+        self.health_checks.push(check);
+        self
+    }
+
+    /// How long each health check may keep failing before the upgrade rolls back.
+    pub fn health_timeout(mut self, timeout: Duration) -> Self {
+        self.health_timeout = timeout;
+        self
+    }
+
+    /// Deadline for the new master to start (see [`OpOptions::spawn_timeout`]).
+    pub fn spawn_timeout(mut self, timeout: Duration) -> Self {
+        self.ops.spawn_timeout = timeout;
+        self
+    }
+
+    /// Deadline for the old workers to exit (see [`OpOptions::drain_timeout`]).
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.ops.drain_timeout = timeout;
+        self
+    }
+
+    /// Deadline for a master to exit (see [`OpOptions::quit_timeout`]).
+    pub fn quit_timeout(mut self, timeout: Duration) -> Self {
+        self.ops.quit_timeout = timeout;
+        self
+    }
+
+    /// Stop after the drain, keeping the old master (without workers) for an instant
+    /// rollback; finish later with [`crate::Drained::retire_old`] or roll back.
+    pub fn keep_old(mut self, keep: bool) -> Self {
+        self.keep_old = keep;
+        self
+    }
+
+    /// Only run the preflight checks (and the config test) and report the plan.
+    pub fn dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run = dry_run;
+        self
+    }
+
+    /// What to do when old workers still run at the drain deadline.
+    pub fn on_drain_timeout(mut self, action: DrainTimeoutAction) -> Self {
+        self.on_drain_timeout = action;
+        self
+    }
+
+    /// The deadlines, as options of the typed operations.
+    pub fn op_options(&self) -> &OpOptions {
+        &self.ops
+    }
+}
+
+/// How an upgrade ended well.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The new master runs alone; the old executable's backup is gone.
+    Committed,
+    /// The new master serves; the old master is kept without workers (`keep_old`).
+    KeptOld,
+    /// Nothing was changed: preflight only.
+    DryRun,
+}
+
+impl Outcome {
+    /// `committed`, `kept-old` or `dry-run`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Committed => "committed",
+            Outcome::KeptOld => "kept-old",
+            Outcome::DryRun => "dry-run",
+        }
+    }
+}
+
+/// How long one step took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StepTiming {
+    /// The step.
+    pub step: Step,
+    /// Its duration.
+    pub duration: Duration,
+}
+
+/// One preflight check and its result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Check {
+    /// Short name (`catches-spawn-signal`).
+    pub name: String,
+    /// Whether it passed.
+    pub ok: bool,
+    /// What was seen (and, when it failed, what to do).
+    pub detail: String,
+}
+
+/// What an upgrade did (complete on success, partial inside an [`UpgradeError`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UpgradeReport {
+    /// How it ended (on failure: how far it meant to go).
+    pub outcome: Outcome,
+    /// The master before the upgrade (`None` when none was found).
+    pub old_pid: Option<Pid>,
+    /// The new master, once it started.
+    pub new_pid: Option<Pid>,
+    /// Every step that ran, in order, with its duration.
+    pub steps: Vec<StepTiming>,
+    /// The preflight checks.
+    pub preflight: Vec<Check>,
+    /// What the upgrade does (or did), step by step, in words.
+    pub plan: Vec<String>,
+}
+
+/// How an upgrade failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// Refused before anything was changed.
+    Refused,
+    /// Another process holds the target's lock.
+    Locked,
+    /// Something failed after the swap; the old master and executable are back.
+    RolledBack,
+    /// Something failed and the rollback failed too: the observation says what runs.
+    Unrecovered,
+}
+
+impl FailureKind {
+    /// `refused`, `locked`, `rolled-back` or `unrecovered`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Refused => "refused",
+            FailureKind::Locked => "locked",
+            FailureKind::RolledBack => "rolled-back",
+            FailureKind::Unrecovered => "unrecovered",
+        }
+    }
+}
+
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failed upgrade: what kind of failure, the cause, the partial report and (when the
+/// system was looked at after the failure) the observation.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct UpgradeError {
+    /// What kind of failure, which tells what state the server is in.
+    pub kind: FailureKind,
+    /// The cause (for `Unrecovered`, the error that started the failed rollback; the
+    /// rollback's own failure is in the report's events and in `rollback_error`).
+    pub error: Error,
+    /// What the upgrade did before it stopped (boxed, like the fields below, so that
+    /// `Result<_, UpgradeError>` stays small).
+    pub report: Box<UpgradeReport>,
+    /// What runs now, when it was observed after the failure.
+    pub observation: Option<Box<Observation>>,
+    /// For `Unrecovered`: why the rollback failed.
+    pub rollback_error: Option<Box<Error>>,
+}
+
+impl fmt::Display for UpgradeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            FailureKind::Refused => write!(f, "upgrade refused: {}", self.error),
+            FailureKind::Locked => write!(f, "upgrade not started: {}", self.error),
+            FailureKind::RolledBack => {
+                write!(f, "upgrade failed and was rolled back: {}", self.error)
+            }
+            FailureKind::Unrecovered => {
+                write!(
+                    f,
+                    "upgrade failed and could not be rolled back: {}",
+                    self.error
+                )?;
+                if let Some(e) = &self.rollback_error {
+                    write!(f, "; rollback failed: {}", error_chain(e))?;
+                }
+                if let Some(o) = &self.observation {
+                    write!(f, "; now: {o}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for UpgradeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+/// Forwards events to the caller's observer and keeps what the report needs.
+struct Recorder<'a> {
+    inner: &'a dyn Observer,
+    steps: RefCell<Vec<StepTiming>>,
+    signalled_old_master: Cell<bool>,
+}
+
+impl Observer for Recorder<'_> {
+    fn on_event(&self, event: &Event) {
+        match event {
+            Event::StepFinished { step, duration } => self.steps.borrow_mut().push(StepTiming {
+                step: *step,
+                duration: *duration,
+            }),
+            Event::Signalled {
+                role: Role::OldMaster,
+                ..
+            } => self.signalled_old_master.set(true),
+            _ => {}
+        }
+        self.inner.on_event(event);
+    }
+}
+
+/// The running pipeline: the target, the options, the recorder and the report so far.
+struct Run<'a> {
+    target: &'a Target,
+    opts: &'a UpgradeOptions,
+    recorder: Recorder<'a>,
+    report: RefCell<UpgradeReport>,
+}
+
+/// Upgrades the server of `target` to a new executable without dropping a connection.
+///
+/// See the [module documentation](self) for the steps. Returns the report, or an
+/// [`UpgradeError`] whose [`kind`](UpgradeError::kind) says whether anything changed.
+///
+/// ```no_run
+/// use hotreload_core::{upgrade, Event, Target, UpgradeOptions};
+///
+/// let target = Target::new("/run/nginx.pid");
+/// let options = UpgradeOptions::new().new_binary("/tmp/nginx-1.27");
+/// let report = upgrade(&target, &options, &|e: &Event| eprintln!("{e}"))?;
+/// println!("new master: {:?}", report.new_pid);
+/// # Ok::<(), hotreload_core::UpgradeError>(())
+/// ```
+pub fn upgrade(
+    target: &Target,
+    opts: &UpgradeOptions,
+    observer: &dyn Observer,
+) -> Result<UpgradeReport, UpgradeError> {
+    // The spawn checks what the new master runs against the target's executable path.
+    let target = match &opts.binary {
+        Some(binary) => target.clone().binary(binary.clone()),
+        None => target.clone(),
+    };
+    let run = Run {
+        target: &target,
+        opts,
+        recorder: Recorder {
+            inner: observer,
+            steps: RefCell::new(Vec::new()),
+            signalled_old_master: Cell::new(false),
+        },
+        report: RefCell::new(UpgradeReport {
+            outcome: if opts.dry_run {
+                Outcome::DryRun
+            } else if opts.keep_old {
+                Outcome::KeptOld
+            } else {
+                Outcome::Committed
+            },
+            old_pid: None,
+            new_pid: None,
+            steps: Vec::new(),
+            preflight: Vec::new(),
+            plan: Vec::new(),
+        }),
+    };
+    run.run()
+}
+
+impl Run<'_> {
+    fn ctx(&self) -> Ctx<'_> {
+        Ctx::new(self.target, &self.opts.ops, &self.recorder)
+    }
+
+    fn report(&self) -> UpgradeReport {
+        let mut report = self.report.borrow().clone();
+        report.steps = self.recorder.steps.borrow().clone();
+        report
+    }
+
+    fn fail(
+        &self,
+        kind: FailureKind,
+        error: Error,
+        observation: Option<Observation>,
+    ) -> UpgradeError {
+        UpgradeError {
+            kind,
+            error,
+            report: Box::new(self.report()),
+            observation: observation.map(Box::new),
+            rollback_error: None,
+        }
+    }
+
+    fn run(&self) -> Result<UpgradeReport, UpgradeError> {
+        let ctx = self.ctx();
+        let _lock = ctx
+            .step(Step::Lock, || self.target.lock())
+            .map_err(|e| match e {
+                e @ Error::Locked { .. } => self.fail(FailureKind::Locked, e, None),
+                e => self.fail(FailureKind::Refused, e, None),
+            })?;
+        let (steady, plan) = ctx.step(Step::Preflight, || self.preflight(&ctx))?;
+        if self.opts.config_test {
+            ctx.step(Step::ConfigTest, || {
+                self.config_test(&ctx, steady.master(), &plan)
+            })?;
+        }
+        for line in &plan.steps {
+            ctx.emit(Event::Decision {
+                message: format!("plan: {line}"),
+            });
+        }
+        self.report.borrow_mut().plan = plan.steps.clone();
+        if self.opts.dry_run {
+            return Ok(self.report());
+        }
+        let old = (steady.master_pid(), steady.master().start_time);
+        if let Err(e) = ctx.step(Step::Swap, || self.swap(&plan, &steady)) {
+            // A swap refuses before changing anything, but one that failed half-way
+            // (say, after the rename) must be undone like any later failure.
+            let unchanged = self.opts.swap == SwapKind::None
+                || procfs::runs_file(old.0, &plan.binary).unwrap_or(false);
+            if unchanged {
+                let _ = crate::journal::remove(&self.target.journal_file());
+                return Err(self.fail(FailureKind::Refused, e, None));
+            }
+            return Err(self.roll_back(e, Some(State::Steady(steady)), old));
+        }
+        // From here on, every failure rolls back.
+        let spawned = match steady.spawn_new_master(&self.opts.ops, &self.recorder) {
+            Ok(s) => s,
+            Err(e) => return Err(self.roll_back(e.error, e.state.map(State::Steady), old)),
+        };
+        self.report.borrow_mut().new_pid = Some(spawned.new_pid());
+        if let Err(e) = self.health(&ctx, "after spawn") {
+            return Err(self.roll_back(e, Some(State::Spawned(spawned)), old));
+        }
+        let drained = match spawned.drain_old_workers(&self.opts.ops, &self.recorder) {
+            Ok(d) => d,
+            Err(e) => match (e.state, &e.error) {
+                (Some(spawned), Error::DrainTimeout { .. })
+                    if self.opts.on_drain_timeout == DrainTimeoutAction::TerminateWorkers =>
+                {
+                    ctx.emit(Event::Decision {
+                        message: format!("{}: stopping them now", e.error),
+                    });
+                    match spawned.terminate_old_workers(&self.opts.ops, &self.recorder) {
+                        Ok(d) => d,
+                        Err(e) => {
+                            return Err(self.roll_back(e.error, e.state.map(State::Spawned), old))
+                        }
+                    }
+                }
+                (state, _) => return Err(self.roll_back(e.error, state.map(State::Spawned), old)),
+            },
+        };
+        if let Err(e) = self.health(&ctx, "after drain") {
+            return Err(self.roll_back(e, Some(State::Drained(drained)), old));
+        }
+        if self.opts.keep_old {
+            ctx.emit(Event::Decision {
+                message: format!(
+                    "keeping old master {} without workers: retire it or roll back later",
+                    drained.old_pid()
+                ),
+            });
+            return Ok(self.report());
+        }
+        self.recorder.signalled_old_master.set(false);
+        match drained.retire_old(&self.opts.ops, &self.recorder) {
+            Ok(_) => Ok(self.report()),
+            Err(e) if !self.recorder.signalled_old_master.get() => {
+                Err(self.roll_back(e, None, old))
+            }
+            Err(e) => {
+                // The old master was told to stop: there is nothing to go back to.
+                let observation = self.target.observe().ok();
+                Err(self.fail(FailureKind::Unrecovered, e, observation))
+            }
+        }
+    }
+
+    /// Checks everything that can be checked before changing anything.
+    fn preflight(&self, ctx: &Ctx<'_>) -> Result<(Steady, Plan), UpgradeError> {
+        let target = self.target;
+        let refuse = |e| self.fail(FailureKind::Refused, e, None);
+        let state = target.attach().map_err(refuse)?;
+        let steady = match state {
+            State::Steady(s) => s,
+            other => {
+                let observation = other.observation().clone();
+                let error = Error::Preflight {
+                    check: "steady".into(),
+                    detail: format!(
+                        "the server is not in steady phase but {}: {}; finish or roll back the \
+                         upgrade in progress first",
+                        observation.phase,
+                        observation.evidence.join("; ")
+                    ),
+                };
+                self.check(ctx, "steady", false, error.to_string());
+                return Err(self.fail(FailureKind::Refused, error, Some(observation)));
+            }
+        };
+        let master = steady.master().clone();
+        self.report.borrow_mut().old_pid = Some(master.pid);
+        self.check(
+            ctx,
+            "steady",
+            true,
+            format!(
+                "master {} with {} workers",
+                master.pid,
+                master.workers.len()
+            ),
+        );
+        let info = procfs::proc_info(master.pid).map_err(refuse)?;
+        let mut failures = Vec::new();
+        let mut record = |name: &str, result: Result<String, String>| match result {
+            Ok(detail) => self.check(ctx, name, true, detail),
+            Err(detail) => {
+                self.check(ctx, name, false, detail.clone());
+                failures.push(Error::Preflight {
+                    check: name.into(),
+                    detail,
+                });
+            }
+        };
+        record("no-journal", self.no_journal());
+        record("catches-spawn-signal", self.catches_spawn(&info));
+        record(
+            "spawn-not-ignored",
+            match spawn_would_be_ignored(&info) {
+                None => Ok("the master is daemonized: it acts on the spawn signal".into()),
+                Some(reason) => Err(reason),
+            },
+        );
+        let argv = target.flavor_ref().master_argv(&master.cmdline);
+        let argv0 = PathBuf::from(argv.first().cloned().unwrap_or_default());
+        record(
+            "argv0-absolute",
+            if argv0.is_absolute() {
+                Ok(format!("the master was started as `{}`", argv0.display()))
+            } else {
+                Err(format!(
+                    "the master was started as `{}`, a relative path: nginx executes argv[0] \
+                     verbatim relative to its working directory on the spawn signal; restart it \
+                     once with an absolute path",
+                    argv0.display()
+                ))
+            },
+        );
+        let binary = installed_binary(target, &master);
+        record("binary-is-argv0", self.binary_is_argv0(&binary, &argv0));
+        // With no swap, the file already at the binary path is the new executable.
+        let new_binary = match (&self.opts.new_binary, self.opts.swap) {
+            (_, SwapKind::None) => Some(binary.clone()),
+            (Some(path), _) => Some(path.clone()),
+            (None, _) => None,
+        };
+        match &new_binary {
+            None => record(
+                "new-binary",
+                Err(format!(
+                    "no new executable given (needed for the {} swap)",
+                    self.opts.swap
+                )),
+            ),
+            Some(new) => {
+                if self.opts.swap != SwapKind::None {
+                    record(
+                        "binary-is-running",
+                        self.binary_is_running(&master, &binary),
+                    );
+                }
+                record("new-binary", self.new_binary_ok(&master, new));
+                record("new-binary-differs", self.differs(&master, new));
+            }
+        }
+        if let Some(error) = failures.into_iter().next() {
+            return Err(self.fail(
+                FailureKind::Refused,
+                error,
+                Some(steady.observation().clone()),
+            ));
+        }
+        let new_binary = new_binary.expect("checked above");
+        let plan = Plan::new(self, &master, binary, new_binary, argv);
+        Ok((steady, plan))
+    }
+
+    fn check(&self, ctx: &Ctx<'_>, name: &str, ok: bool, detail: String) {
+        ctx.emit(Event::Check {
+            name: name.into(),
+            ok,
+            detail: detail.clone(),
+        });
+        self.report.borrow_mut().preflight.push(Check {
+            name: name.into(),
+            ok,
+            detail,
+        });
+    }
+
+    fn no_journal(&self) -> Result<String, String> {
+        let path = self.target.journal_file();
+        match Journal::read(&path) {
+            Ok(None) => Ok(format!("no unfinished upgrade ({} absent)", path.display())),
+            Ok(Some(j)) => Err(format!(
+                "an earlier upgrade (of master {}) left its journal at {}: it did not finish; \
+                 roll it back or commit it first",
+                j.old_master,
+                path.display()
+            )),
+            Err(e) => Err(error_chain(&e)),
+        }
+    }
+
+    fn catches_spawn(&self, info: &ProcInfo) -> Result<String, String> {
+        let signal = self.target.flavor_ref().signals().spawn;
+        if info.caught.contains(signal) {
+            Ok(format!("master {} has a handler for {signal}", info.pid))
+        } else {
+            Err(Error::NotCatching {
+                pid: info.pid,
+                signal,
+                ignored: info.ignored.contains(signal),
+            }
+            .to_string())
+        }
+    }
+
+    fn binary_is_argv0(&self, binary: &Path, argv0: &Path) -> Result<String, String> {
+        // The same path, or paths that resolve to the same name: swapping one then swaps
+        // the other. A hard link to the same file is not enough (a rename replaces one name).
+        let resolves_to_argv0 =
+            || -> io::Result<bool> { Ok(fs::canonicalize(binary)? == fs::canonicalize(argv0)?) };
+        if binary == argv0 || resolves_to_argv0().unwrap_or(false) {
+            Ok(format!(
+                "`{}` is what the master executes on the spawn signal",
+                binary.display()
+            ))
+        } else {
+            Err(format!(
+                "the master executes `{}` (its argv[0]) on the spawn signal, not `{}`: swapping \
+                 `{}` would not change what starts",
+                argv0.display(),
+                binary.display(),
+                binary.display()
+            ))
+        }
+    }
+
+    fn binary_is_running(&self, master: &MasterInfo, binary: &Path) -> Result<String, String> {
+        match procfs::runs_file(master.pid, binary) {
+            Ok(true) => Ok(format!("master {} runs `{}`", master.pid, binary.display())),
+            Ok(false) => Err(format!(
+                "master {} does not run `{}` (it runs `{}`{}): was the executable replaced \
+                 already? then use the `none` swap",
+                master.pid,
+                binary.display(),
+                master.exe.as_deref().unwrap_or(Path::new("?")).display(),
+                if master.exe_deleted {
+                    ", since deleted or replaced"
+                } else {
+                    ""
+                }
+            )),
+            Err(e) => Err(error_chain(&e)),
+        }
+    }
+
+    fn new_binary_ok(&self, master: &MasterInfo, new: &Path) -> Result<String, String> {
+        let meta = fs::metadata(new).map_err(|e| format!("`{}`: {e}", new.display()))?;
+        if !meta.is_file() {
+            return Err(format!("`{}` is not a regular file", new.display()));
+        }
+        if meta.permissions().mode() & 0o111 == 0 {
+            return Err(format!("`{}` is not executable (chmod +x)", new.display()));
+        }
+        let new_elf = elf_header(new).map_err(|e| format!("`{}`: {e}", new.display()))?;
+        let running = elf_header(Path::new(&format!("/proc/{}/exe", master.pid)))
+            .or_else(|_| elf_header(Path::new("/proc/self/exe")))
+            .map_err(|e| format!("the running executable: {e}"))?;
+        if new_elf != running {
+            return Err(format!(
+                "`{}` is an ELF executable for {}, but the master runs one for {}",
+                new.display(),
+                new_elf,
+                running
+            ));
+        }
+        Ok(format!(
+            "`{}` is an executable for {}",
+            new.display(),
+            new_elf
+        ))
+    }
+
+    fn differs(&self, master: &MasterInfo, new: &Path) -> Result<String, String> {
+        let running = PathBuf::from(format!("/proc/{}/exe", master.pid));
+        if same_file(&running, new).unwrap_or(false) {
+            return Err(format!(
+                "`{}` is the very file master {} runs: nothing to upgrade",
+                new.display(),
+                master.pid
+            ));
+        }
+        match same_content(&running, new) {
+            Ok(true) => Err(format!(
+                "`{}` is identical to the executable master {} runs: nothing to upgrade",
+                new.display(),
+                master.pid
+            )),
+            Ok(false) => Ok(format!(
+                "`{}` differs from the running executable",
+                new.display()
+            )),
+            Err(e) => Err(format!("cannot compare with the running executable: {e}")),
+        }
+    }
+
+    /// Runs the flavor's config test with the new executable and the master's options,
+    /// in the master's working directory.
+    fn config_test(
+        &self,
+        ctx: &Ctx<'_>,
+        master: &MasterInfo,
+        plan: &Plan,
+    ) -> Result<(), UpgradeError> {
+        let Some(args) = self.target.flavor_ref().config_test_args(&plan.argv) else {
+            self.check(
+                ctx,
+                "config-test",
+                true,
+                "the flavor has no config test".into(),
+            );
+            return Ok(());
+        };
+        let command = format!("{} {}", plan.new_binary.display(), args.join(" "));
+        let cwd = fs::read_link(format!("/proc/{}/cwd", master.pid)).ok();
+        match run_command(
+            &plan.new_binary,
+            &args,
+            cwd.as_deref(),
+            self.opts.ops.spawn_timeout,
+        ) {
+            Ok((true, _, _)) => {
+                self.check(
+                    ctx,
+                    "config-test",
+                    true,
+                    format!("`{command}` accepts the configuration"),
+                );
+                Ok(())
+            }
+            Ok((false, status, output)) => {
+                let error = Error::ConfigTest {
+                    command,
+                    status,
+                    output: output.trim_end().to_string(),
+                };
+                self.check(ctx, "config-test", false, error.to_string());
+                Err(self.fail(FailureKind::Refused, error, None))
+            }
+            Err(e) => {
+                self.check(ctx, "config-test", false, error_chain(&e));
+                Err(self.fail(FailureKind::Refused, e, None))
+            }
+        }
+    }
+
+    /// Writes the journal, then installs the new executable, then records what the
+    /// install did. The first journal already names the backup-to-be, so a crash in the
+    /// middle leaves enough for a later rollback.
+    fn swap(&self, plan: &Plan, steady: &Steady) -> Result<(), Error> {
+        let journal_path = self.target.journal_file();
+        let master = steady.master();
+        let new_binary = &plan.new_binary;
+        let binary = std::path::absolute(&plan.binary).unwrap_or_else(|_| plan.binary.clone());
+        let predicted = SwapRecord {
+            kind: self.opts.swap,
+            backup: matches!(self.opts.swap, SwapKind::Rename | SwapKind::Copy)
+                .then(|| swap::backup_path_for(&binary)),
+            previous_target: (self.opts.swap == SwapKind::Symlink)
+                .then(|| fs::read_link(&binary).ok())
+                .flatten(),
+            binary,
+            // Unknown yet (hashing is the install's job). With no digest, a restore from
+            // this record treats a missing backup as "the old binary is still in place",
+            // which is what a crash before the backup exists leaves.
+            new_sha256: String::new(),
+            new_size: 0,
+        };
+        let journal = |record: &SwapRecord| Journal {
+            old_master: master.pid,
+            old_start_time: master.start_time,
+            swap: record.to_text(),
+        };
+        journal(&predicted).write(&journal_path)?;
+        let record = swap::swap_for(self.opts.swap).install(&plan.binary, new_binary)?;
+        journal(&record).write(&journal_path)
+    }
+
+    /// Runs every health check, each until it passes or the health timeout passes.
+    fn health(&self, ctx: &Ctx<'_>, when: &str) -> Result<(), Error> {
+        if self.opts.health_checks.is_empty() {
+            return Ok(());
+        }
+        ctx.step(Step::Health, || self.run_health_checks(ctx, when))
+    }
+
+    fn run_health_checks(&self, ctx: &Ctx<'_>, when: &str) -> Result<(), Error> {
+        for check in &self.opts.health_checks {
+            let name = check.describe();
+            let timeout = self.opts.health_timeout;
+            let mut last = String::new();
+            let passed = ctx.poll(
+                &format!("health check {name} ({when})"),
+                timeout,
+                || match check.check(timeout.min(Duration::from_secs(5))) {
+                    Ok(()) => Ok(Some(())),
+                    Err(why) => {
+                        last = why;
+                        Ok(None)
+                    }
+                },
+            )?;
+            let ok = passed.is_some();
+            ctx.emit(Event::Check {
+                name: format!("health {when}: {name}"),
+                ok,
+                detail: if ok { "passed".into() } else { last.clone() },
+            });
+            if !ok {
+                return Err(Error::HealthCheck {
+                    check: name,
+                    detail: last,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Rolls back from whatever phase the system is in after `error`, and builds the
+    /// error to return. `old` is the master (pid, start time) the upgrade started from.
+    fn roll_back(&self, error: Error, state: Option<State>, old: (Pid, u64)) -> UpgradeError {
+        let ctx = self.ctx();
+        ctx.emit(Event::Decision {
+            message: format!("{}: rolling back", error_chain(&error)),
+        });
+        let state = match state {
+            Some(state) => Ok(state),
+            None => self.attach_settled(&ctx),
+        };
+        let is_old = |pid: Pid, start: u64| (pid, start) == old;
+        let result = match state {
+            Ok(State::Steady(s)) if is_old(s.master_pid(), s.master().start_time) => {
+                s.restore_binary(&self.opts.ops, &self.recorder)
+            }
+            Ok(State::Spawned(s)) if is_old(s.old_pid(), master_start(s.observation())) => {
+                s.rollback(&self.opts.ops, &self.recorder)
+            }
+            Ok(State::Drained(s)) if is_old(s.old_pid(), master_start(s.observation())) => {
+                s.rollback(&self.opts.ops, &self.recorder)
+            }
+            Ok(other) => Err(Error::WrongPhase {
+                operation: "roll back",
+                expected: "the original master in steady, spawned or drained phase",
+                found: other.observation().to_string(),
+                evidence: other.observation().evidence.clone(),
+            }),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(steady) => {
+                let observation = steady.observation().clone();
+                self.fail(FailureKind::RolledBack, error, Some(observation))
+            }
+            Err(rollback_error) => {
+                ctx.emit(Event::Warning {
+                    message: format!("rollback failed: {}", error_chain(&rollback_error)),
+                });
+                let mut failure =
+                    self.fail(FailureKind::Unrecovered, error, self.target.observe().ok());
+                failure.rollback_error = Some(Box::new(rollback_error));
+                failure
+            }
+        }
+    }
+
+    /// Attaches, giving a target in transition (a master exiting, a pid file being
+    /// renamed back) up to the quit timeout to settle into a known phase.
+    fn attach_settled(&self, ctx: &Ctx<'_>) -> Result<State, Error> {
+        let mut state = None;
+        ctx.poll(
+            "the server to settle in a known phase",
+            self.opts.ops.quit_timeout,
+            || match self.target.attach()? {
+                State::Unknown(o) => {
+                    state = Some(State::Unknown(o));
+                    Ok(None)
+                }
+                known => Ok(Some(known)),
+            },
+        )?
+        .or(state)
+        .ok_or_else(|| Error::Timeout {
+            pid: Pid::this_process().unwrap_or_else(|_| Pid::new(2).expect("2 is a valid pid")),
+            what: "the server to settle".into(),
+            timeout: self.opts.ops.quit_timeout,
+        })
+    }
+}
+
+fn master_start(observation: &Observation) -> u64 {
+    observation.old_master.as_ref().map_or(0, |m| m.start_time)
+}
+
+/// What preflight decided: which files, which arguments, and the plan in words.
+struct Plan {
+    binary: PathBuf,
+    new_binary: PathBuf,
+    argv: Vec<String>,
+    steps: Vec<String>,
+}
+
+impl Plan {
+    fn new(
+        run: &Run<'_>,
+        master: &MasterInfo,
+        binary: PathBuf,
+        new_binary: PathBuf,
+        argv: Vec<String>,
+    ) -> Self {
+        let opts = run.opts;
+        let signals = run.target.flavor_ref().signals();
+        let secs = |d: Duration| format!("{:.0}s", d.as_secs_f64());
+        let mut steps = Vec::new();
+        if opts.config_test {
+            steps.push(format!(
+                "test the configuration with `{}`",
+                new_binary.display()
+            ));
+        }
+        if opts.swap == SwapKind::None {
+            steps.push(format!("use `{}` as installed (no swap)", binary.display()));
+        } else {
+            steps.push(format!(
+                "install `{}` at `{}` ({} swap, journal {})",
+                new_binary.display(),
+                binary.display(),
+                opts.swap,
+                run.target.journal_file().display()
+            ));
+        }
+        steps.push(format!(
+            "send {} to master {} and wait up to {} for the new master and its workers",
+            signals.spawn,
+            master.pid,
+            secs(opts.ops.spawn_timeout)
+        ));
+        if !opts.health_checks.is_empty() {
+            steps.push(format!("run {} health checks", opts.health_checks.len()));
+        }
+        steps.push(format!(
+            "send {} to master {} and wait up to {} for its {} workers to exit",
+            signals.stop_workers,
+            master.pid,
+            secs(opts.ops.drain_timeout),
+            master.workers.len()
+        ));
+        if opts.keep_old {
+            steps.push(format!(
+                "keep master {} without workers for a rollback",
+                master.pid
+            ));
+        } else {
+            steps.push(format!(
+                "send {} to master {} (then {} after {}), then drop the backup",
+                signals.graceful_stop,
+                master.pid,
+                signals.fast_stop,
+                secs(opts.ops.quit_timeout)
+            ));
+        }
+        Plan {
+            binary,
+            new_binary,
+            argv,
+            steps,
+        }
+    }
+}
+
+fn same_file(a: &Path, b: &Path) -> io::Result<bool> {
+    let (a, b) = (fs::metadata(a)?, fs::metadata(b)?);
+    Ok(a.dev() == b.dev() && a.ino() == b.ino())
+}
+
+fn same_content(a: &Path, b: &Path) -> io::Result<bool> {
+    if fs::metadata(a)?.len() != fs::metadata(b)?.len() {
+        return Ok(false);
+    }
+    let (mut fa, mut fb) = (File::open(a)?, File::open(b)?);
+    let (mut ba, mut bb) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
+    loop {
+        let n = fa.read(&mut ba)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        fb.read_exact(&mut bb[..n])?;
+        if ba[..n] != bb[..n] {
+            return Ok(false);
+        }
+    }
+}
+
+/// The target of an ELF file: class and machine, for "is it for this machine?".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ElfTarget {
+    class: u8,
+    machine: u16,
+}
+
+impl fmt::Display for ElfTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let machine = match self.machine {
+            3 => "x86",
+            8 => "MIPS",
+            20 => "PowerPC",
+            21 => "PowerPC64",
+            22 => "s390",
+            40 => "ARM",
+            62 => "x86-64",
+            183 => "AArch64",
+            243 => "RISC-V",
+            258 => "LoongArch",
+            _ => "",
+        };
+        let bits = if self.class == 2 { 64 } else { 32 };
+        if machine.is_empty() {
+            write!(f, "machine {} ({bits}-bit)", self.machine)
+        } else {
+            write!(f, "{machine} ({bits}-bit)")
+        }
+    }
+}
+
+fn elf_header(path: &Path) -> Result<ElfTarget, String> {
+    let mut header = [0u8; 20];
+    File::open(path)
+        .and_then(|mut f| f.read_exact(&mut header))
+        .map_err(|e| format!("cannot read its header: {e}"))?;
+    if header[..4] != *b"\x7fELF" {
+        return Err("not an ELF executable (a script or a file for another system?)".into());
+    }
+    let machine = match header[5] {
+        1 => u16::from_le_bytes([header[18], header[19]]),
+        2 => u16::from_be_bytes([header[18], header[19]]),
+        other => return Err(format!("unknown ELF byte order {other}")),
+    };
+    Ok(ElfTarget {
+        class: header[4],
+        machine,
+    })
+}
+
+/// Runs `program args` with no input, in `cwd`, for at most `timeout`; returns
+/// (success, status, stdout+stderr).
+fn run_command(
+    program: &Path,
+    args: &[String],
+    cwd: Option<&Path>,
+    timeout: Duration,
+) -> Result<(bool, String, String), Error> {
+    let run_err = |source| Error::RunCommand {
+        program: program.to_path_buf(),
+        source,
+    };
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(cwd) = cwd {
+        command.current_dir(cwd);
+    }
+    let mut child = command.spawn().map_err(run_err)?;
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut text);
+            }
+            String::from_utf8_lossy(&text).into_owned()
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let exited = Pid::try_from(child.id())
+        .and_then(ProcessHandle::open)
+        .and_then(|h| h.wait_exit(Instant::now() + timeout))
+        // Our own child cannot vanish before we reap it; if it exited already, open
+        // refuses it as a zombie.
+        .unwrap_or(true);
+    if !exited {
+        let _ = child.kill();
+    }
+    let status = child.wait().map_err(run_err)?;
+    let output = format!(
+        "{}{}",
+        out.join().unwrap_or_default(),
+        err.join().unwrap_or_default()
+    );
+    if !exited {
+        return Ok((
+            false,
+            format!("killed after {:.0}s", timeout.as_secs_f64()),
+            output,
+        ));
+    }
+    Ok((status.success(), status.to_string(), output))
+}
+
+/// Rolls back an upgrade left in any phase by any process: from spawned or drained,
+/// the typed rollback; from steady with a journal (the swap happened but the spawn did
+/// not), the executable is put back. Takes the lock.
+pub fn rollback(
+    target: &Target,
+    opts: &UpgradeOptions,
+    observer: &dyn Observer,
+) -> Result<Observation, Error> {
+    let _lock = target.lock()?;
+    let ops = &opts.ops;
+    let steady = match target.attach()? {
+        State::Steady(s) => s.restore_binary(ops, observer)?,
+        State::Spawned(s) => s.rollback(ops, observer)?,
+        State::Drained(s) => s.rollback(ops, observer)?,
+        State::Unknown(o) => {
+            return Err(Error::WrongPhase {
+                operation: "roll back",
+                expected: "steady, spawned or drained",
+                found: o.phase.to_string(),
+                evidence: o.evidence,
+            })
+        }
+    };
+    Ok(steady.observation().clone())
+}
+
+/// Finishes an upgrade left in any phase by any process: from spawned, drains and
+/// retires; from drained, retires; then commits the swap. Takes the lock.
+pub fn finish(
+    target: &Target,
+    opts: &UpgradeOptions,
+    observer: &dyn Observer,
+) -> Result<Observation, Error> {
+    let _lock = target.lock()?;
+    let ops = &opts.ops;
+    let steady = match target.attach()? {
+        State::Spawned(s) => s
+            .drain_old_workers(ops, observer)?
+            .retire_old(ops, observer)?,
+        State::Drained(s) => s.retire_old(ops, observer)?,
+        State::Steady(s) => s.commit_binary(ops, observer)?,
+        State::Unknown(o) => {
+            return Err(Error::WrongPhase {
+                operation: "finish the upgrade",
+                expected: "spawned or drained",
+                found: o.phase.to_string(),
+                evidence: o.evidence,
+            })
+        }
+    };
+    Ok(steady.observation().clone())
+}

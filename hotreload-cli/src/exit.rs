@@ -1,0 +1,134 @@
+//! Exit codes: the contract between `hotreload` and the scripts that run it.
+//!
+//! Each code answers one question a deployment script has to branch on: "is the new
+//! version serving?", "is the old version serving and untouched?", "do I need a
+//! human?". They are listed in `--help` (from [`EXIT_CODES_HELP`]) and in the README;
+//! changing a number is a breaking change.
+
+use std::process::ExitCode;
+
+use hotreload_core::FailureKind;
+
+/// How a `hotreload` invocation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// 0: the command did what was asked.
+    Success,
+    /// 1: the upgrade (or step) failed and was rolled back: the old version is serving.
+    /// `hotreload demo` also uses it when the demo did not go as it should.
+    RolledBack,
+    /// 2: the command line was wrong (clap's own code; clap exits with it directly).
+    #[allow(dead_code)] // produced by clap itself, listed so the table is complete
+    Usage,
+    /// 3: refused before changing anything: bad input, a safety check, a failed config
+    /// test, or a step command run in the wrong phase.
+    Refused,
+    /// 4: another upgrade holds the lock on this pid file.
+    Locked,
+    /// 5: failed and could not restore a healthy state: manual action is needed.
+    Unrecovered,
+    /// 128 + signal: the demo was interrupted (Ctrl-C / SIGTERM) and cleaned up.
+    Interrupted(i32),
+}
+
+impl Exit {
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Success => 0,
+            Exit::RolledBack => 1,
+            Exit::Usage => 2,
+            Exit::Refused => 3,
+            Exit::Locked => 4,
+            Exit::Unrecovered => 5,
+            Exit::Interrupted(signal) => u8::try_from(128 + signal).unwrap_or(130),
+        }
+    }
+
+    /// The word used for this exit in `result.outcome` when there is no more precise one.
+    pub fn outcome(self) -> &'static str {
+        match self {
+            Exit::Success => "ok",
+            Exit::RolledBack => "rolled-back",
+            Exit::Usage => "usage",
+            Exit::Refused => "refused",
+            Exit::Locked => "locked",
+            Exit::Unrecovered => "unrecovered",
+            Exit::Interrupted(_) => "interrupted",
+        }
+    }
+
+    /// The library classifies every failure of `upgrade()`; this is the one place the
+    /// classification becomes a number.
+    pub fn from_failure(kind: &FailureKind) -> Exit {
+        match kind {
+            FailureKind::Refused => Exit::Refused,
+            FailureKind::Locked => Exit::Locked,
+            FailureKind::RolledBack => Exit::RolledBack,
+            FailureKind::Unrecovered => Exit::Unrecovered,
+            // A kind this build does not know: claim nothing about the server's health.
+            #[allow(unreachable_patterns)]
+            _ => Exit::Unrecovered,
+        }
+    }
+}
+
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> ExitCode {
+        ExitCode::from(exit.code())
+    }
+}
+
+/// The exit-code table shown at the end of `hotreload --help`.
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0  success
+  1  the upgrade failed and was rolled back: the old version is serving
+     (demo: something did not go as it should, e.g. a request failed)
+  2  usage error (bad command line)
+  3  refused before changing anything: bad input (pid file, pid, binary),
+     a safety check, a failed config test, or a step command in the wrong phase;
+     `status`: the pid file is unusable or the phase is unknown
+  4  another upgrade holds the lock on this pid file
+  5  failed and could not restore a healthy state: manual action needed
+     (the observed state and what to do are printed)
+  130/143  demo interrupted by SIGINT/SIGTERM (it cleaned up)";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_distinct_and_documented() {
+        let all = [
+            Exit::Success,
+            Exit::RolledBack,
+            Exit::Usage,
+            Exit::Refused,
+            Exit::Locked,
+            Exit::Unrecovered,
+        ];
+        for (i, exit) in all.iter().enumerate() {
+            assert_eq!(usize::from(exit.code()), i);
+            assert!(
+                EXIT_CODES_HELP.contains(&format!("  {i}  ")),
+                "{i} undocumented"
+            );
+        }
+        assert_eq!(Exit::Interrupted(2).code(), 130);
+        assert_eq!(Exit::Interrupted(15).code(), 143);
+    }
+
+    #[test]
+    fn failure_kinds_map_to_their_codes() {
+        assert_eq!(Exit::from_failure(&FailureKind::Refused), Exit::Refused);
+        assert_eq!(Exit::from_failure(&FailureKind::Locked), Exit::Locked);
+        assert_eq!(
+            Exit::from_failure(&FailureKind::RolledBack),
+            Exit::RolledBack
+        );
+        assert_eq!(
+            Exit::from_failure(&FailureKind::Unrecovered),
+            Exit::Unrecovered
+        );
+    }
+}

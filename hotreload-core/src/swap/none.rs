@@ -1,0 +1,40 @@
+//! No swap: the new binary is already at the binary path (a package manager put
+//! it there). Nothing is installed, so nothing can be restored: a rollback then
+//! brings back the old master's *process*, not its file.
+
+use std::path::Path;
+
+use super::{absolute, file_sha256, BinarySwap, SwapKind, SwapRecord};
+use crate::error::Error;
+
+/// Installs nothing; restore and commit do nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoSwap;
+
+impl BinarySwap for NoSwap {
+    fn kind(&self) -> SwapKind {
+        SwapKind::None
+    }
+
+    /// Records what is at `binary` (`new` is not used: it is already in place).
+    fn install(&self, binary: &Path, _new: &Path) -> Result<SwapRecord, Error> {
+        let binary = absolute(binary)?;
+        let (new_sha256, new_size) = file_sha256(&binary)?;
+        Ok(SwapRecord {
+            kind: SwapKind::None,
+            binary,
+            backup: None,
+            previous_target: None,
+            new_sha256,
+            new_size,
+        })
+    }
+
+    fn restore(&self, _rec: &SwapRecord) -> Result<(), Error> {
+        Ok(())
+    }
+
+    fn commit(&self, _rec: &SwapRecord) -> Result<(), Error> {
+        Ok(())
+    }
+}

@@ -1,0 +1,111 @@
+//! Symlink flip, for `releases/<version>/` + `current` layouts: the binary path is
+//! a symlink (`current -> releases/v1/nginx`); a new symlink to the new binary is
+//! made beside it and renamed over it, so the path always resolves to a complete
+//! release. Restore points it back; commit leaves the old release alone (removing
+//! releases is the deployment tool's business).
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::symlink;
+use std::path::Path;
+
+use super::{
+    absolute, file_sha256, remove_stale_temps, sync_parent, temp_sibling, BinarySwap, SwapKind,
+    SwapRecord, TempGuard,
+};
+use crate::error::Error;
+
+/// Atomic symlink flip.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SymlinkSwap;
+
+/// Points the symlink `link` at `target` atomically (new link beside it, renamed over).
+fn flip(link: &Path, target: &Path) -> Result<(), Error> {
+    let tmp = temp_sibling(link, "link");
+    symlink(target, &tmp).map_err(|e| Error::SwapIo {
+        action: "create symlink",
+        path: tmp.clone(),
+        source: e,
+    })?;
+    let guard = TempGuard(Some(tmp.clone()));
+    fs::rename(&tmp, link).map_err(|e| Error::SwapIo {
+        action: "rename new symlink over",
+        path: link.to_path_buf(),
+        source: e,
+    })?;
+    guard.keep();
+    sync_parent(link, "sync directory of")
+}
+
+impl BinarySwap for SymlinkSwap {
+    fn kind(&self) -> SwapKind {
+        SwapKind::Symlink
+    }
+
+    fn install(&self, binary: &Path, new: &Path) -> Result<SwapRecord, Error> {
+        let binary = absolute(binary)?;
+        let refuse = |problem: &str| Error::Swap {
+            path: binary.clone(),
+            problem: problem.to_string(),
+        };
+        let meta = match fs::symlink_metadata(&binary) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(refuse(
+                    "it does not exist: name the symlink the master's argv[0] uses",
+                ))
+            }
+            Err(e) => {
+                return Err(Error::SwapIo {
+                    action: "inspect",
+                    path: binary.clone(),
+                    source: e,
+                })
+            }
+        };
+        if !meta.file_type().is_symlink() {
+            return Err(refuse(
+                "it is not a symbolic link: use the rename swap for a plain file",
+            ));
+        }
+        let previous = fs::read_link(&binary).map_err(|e| Error::SwapIo {
+            action: "read symlink",
+            path: binary.clone(),
+            source: e,
+        })?;
+        // An absolute target: `new` was given relative to our cwd, not to the link's directory.
+        let target = absolute(new)?;
+        let new_meta = fs::metadata(&target).map_err(|e| Error::SwapIo {
+            action: "inspect new binary",
+            path: target.clone(),
+            source: e,
+        })?;
+        if !new_meta.is_file() {
+            return Err(Error::Swap {
+                path: target,
+                problem: "the new binary is not a regular file".into(),
+            });
+        }
+        let (new_sha256, new_size) = file_sha256(&target)?;
+        remove_stale_temps(&binary);
+        flip(&binary, &target)?;
+        Ok(SwapRecord {
+            kind: SwapKind::Symlink,
+            binary,
+            backup: None,
+            previous_target: Some(previous),
+            new_sha256,
+            new_size,
+        })
+    }
+
+    fn restore(&self, rec: &SwapRecord) -> Result<(), Error> {
+        let Some(previous) = &rec.previous_target else {
+            return Err(Error::Swap {
+                path: rec.binary.clone(),
+                problem: "the swap record names no previous symlink target to restore".into(),
+            });
+        };
+        flip(&rec.binary, previous)
+    }
+}
