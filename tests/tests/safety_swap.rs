@@ -1,0 +1,402 @@
+//! Issue 6, item 6: the executable swap is atomic. `hotreload upgrade` is SIGKILLed
+//! again and again while it installs a ≥ 100 MB executable (`--swap rename` and
+//! `--swap copy`), at varied amounts of work done — measured by the size of the staged
+//! temporary files growing beside the binary, never by sleeping. After every kill the
+//! binary path holds the complete old or the complete new executable (by SHA-256), and
+//! `hotreload rollback` puts the old one back with nothing left behind.
+//!
+//! The exact instants between the copy and the rename (before the backup link, between
+//! link and rename, between rename and the journal update) are hit deterministically
+//! with `strace --inject=...:signal=KILL` on a normal-sized executable.
+
+mod safety_common;
+
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Instant;
+
+use safety_common::*;
+use serde_json::Value;
+
+const MB: u64 = 1 << 20;
+
+/// Writes at `out` a fake-nginx variant `version` padded to at least `size` bytes: the
+/// padding goes between the ELF image and the variant trailer, which must stay at the
+/// very end of the file (fixtures/src/variant.rs).
+fn padded_variant_at(out: &Path, version: &str, size: u64) {
+    let plain = out.with_extension("plain");
+    let mut f = fs::File::create(&plain).unwrap();
+    f.write_all(&fs::read(hotreload_tests::fake_nginx_bin()).unwrap())
+        .unwrap();
+    // Pseudo-random padding, different per version: a partial copy can never pass for a
+    // complete one, and old and new differ everywhere.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ (version.as_bytes()[0] as u64);
+    let mut chunk = vec![0u8; MB as usize];
+    let mut written = f.metadata().unwrap().len();
+    while written < size {
+        for b in chunk.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            b.copy_from_slice(&x.to_le_bytes()[..b.len()]);
+        }
+        f.write_all(&chunk).unwrap();
+        written += MB;
+    }
+    drop(f);
+    fake_nginx::variant::make_variant(&plain, out, version, &[]).unwrap();
+    fake_nginx::harness::settle_executable(out).unwrap();
+    fs::remove_file(&plain).unwrap();
+}
+
+/// Names of hotreload's temporary files beside `binary` (of process `pid`, or any).
+fn temps(binary: &Path, pid: Option<i32>) -> Vec<PathBuf> {
+    let prefix = format!(
+        ".{}.hotreload-",
+        binary.file_name().unwrap().to_string_lossy()
+    );
+    fs::read_dir(binary.parent().unwrap())
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    name.starts_with(&prefix)
+                        && pid.map_or(true, |p| name.contains(&format!(".{p}.")))
+                })
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Total size of the temporary files process `pid` has beside `binary`.
+fn temp_bytes(binary: &Path, pid: i32) -> u64 {
+    temps(binary, Some(pid))
+        .iter()
+        .filter_map(|p| fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// Starts an upgrade, waits for its swap step to start, then SIGKILLs it once the
+/// temporary files beside the binary reach `after_bytes` (or the swap step finishes
+/// first). Returns a description of the moment.
+fn kill_during_swap(args: &[String], binary: &Path, after_bytes: u64) -> String {
+    let mut child = KillOnDrop(
+        Command::new(hotreload_tests::hotreload_bin())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel::<Value>();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                if tx.send(v).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    // The swap step starts.
+    loop {
+        let e = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("hotreload ended before its swap step");
+        if is_step(&e, "step_started", "swap") {
+            break;
+        }
+    }
+    let moment;
+    loop {
+        match rx.try_recv() {
+            Ok(e) if is_step(&e, "step_finished", "swap") => {
+                moment = "after the swap step finished".to_owned();
+                break;
+            }
+            Ok(_) => {}
+            Err(mpsc::TryRecvError::Disconnected) => panic!("hotreload ended inside its swap"),
+            Err(mpsc::TryRecvError::Empty) => {}
+        }
+        let seen = temp_bytes(binary, child.pid());
+        if seen >= after_bytes {
+            moment = format!("with {} MB staged", seen / MB);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the swap never progressed");
+        // A short poll of the file sizes (what is awaited is the copy's progress).
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    drop(rx);
+    let _ = reader.join();
+    moment
+}
+
+fn big_swap_survives_repeated_kills(swap: &str, kill_after_mb: &[u64], then_upgrade: bool) {
+    let server = Server::start_prepared(
+        |installed| padded_variant_at(installed, "1.0", 100 * MB),
+        |b| b,
+    );
+    let new_big = server.dir.path().join("builds/nginx-2.0-big");
+    fs::create_dir_all(new_big.parent().unwrap()).unwrap();
+    padded_variant_at(&new_big, "2.0", 100 * MB);
+    assert!(fs::metadata(&server.installed).unwrap().len() >= 100 * MB);
+    let old_sha = sha(&server.installed).unwrap();
+    let new_sha = sha(&new_big).unwrap();
+    let old_master = server.master().unwrap();
+    let load = server.load();
+    let args: Vec<String> = [
+        "upgrade",
+        "--pid-file",
+        &server.pid_file(),
+        "--new-binary",
+        &new_big.display().to_string(),
+        "--swap",
+        swap,
+        "--json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut log = Vec::new();
+    for &mb in kill_after_mb {
+        let moment = kill_during_swap(&args, &server.installed, mb.saturating_mul(MB));
+        let installed = sha(&server.installed);
+        let which = if installed.as_deref() == Some(old_sha.as_str()) {
+            "old"
+        } else if installed.as_deref() == Some(new_sha.as_str()) {
+            "new"
+        } else {
+            "NEITHER"
+        };
+        log.push(format!(
+            "killed {moment}: the binary path holds the {which} executable"
+        ));
+        let ctx = format!("\n{}", log.join("\n"));
+        assert_ne!(which, "NEITHER", "partial or missing executable{ctx}");
+        if which == "new" {
+            assert_eq!(
+                sha(&server.backup()).as_deref(),
+                Some(old_sha.as_str()),
+                "new executable in place but no complete backup of the old one{ctx}"
+            );
+        }
+        let run = hotreload(&["rollback", "--pid-file", &server.pid_file()]);
+        log.push(format!("  rollback -> exit {:?}", run.code));
+        let ctx = format!("{run}\n{}", log.join("\n"));
+        assert!(matches!(run.code, Some(0) | Some(3)), "{ctx}");
+        server.assert_healthy_steady("1.0", &old_sha, &ctx);
+        assert_eq!(server.master(), Some(old_master), "{ctx}");
+    }
+    let ctx = log.join("\n");
+    if !then_upgrade {
+        let stats = load.stop();
+        assert_no_failures(&stats, &ctx);
+        return;
+    }
+    // Then the upgrade runs through, and cleans up what the killed ones left.
+    let mut full = args.clone();
+    full.retain(|a| a != "--json");
+    let run = hotreload(&full);
+    let ctx = format!("{run}\n{}", log.join("\n"));
+    run.expect_code(0);
+    server.assert_healthy_steady("2.0", &new_sha, &ctx);
+    assert_eq!(
+        temps(&server.installed, None),
+        Vec::<PathBuf>::new(),
+        "temporary files left beside the binary{ctx}"
+    );
+    let stats = load.stop();
+    assert_no_failures(&stats, &ctx);
+}
+
+#[test]
+fn big_rename_swap_survives_repeated_kills() {
+    // Staged copy at 50 MB, complete (100 MB), and after the swap step.
+    big_swap_survives_repeated_kills("rename", &[50, 100, u64::MAX], true);
+}
+
+#[test]
+fn big_copy_swap_survives_repeated_kills() {
+    // The copy swap stages the new file and a copy of the old one: 200 MB of temps.
+    // Killed with the new file half staged, the backup copy half made, and after the swap
+    // step. (No upgrade afterwards: a rolled-back copy swap blocks
+    // the next one, see `copy_swap_rolled_back_then_the_next_upgrade_runs`.)
+    big_swap_survives_repeated_kills("copy", &[50, 150, u64::MAX], false);
+}
+
+/// Runs `hotreload args` under `strace`, which SIGKILLs it on entry to the `when`-th call
+/// of one of `syscalls` (deterministic: no timing involved). Returns strace's exit code.
+fn hotreload_killed_on_syscall(args: &[String], syscalls: &str, when: u32) -> Option<i32> {
+    let status = Command::new("strace")
+        .args(["-qq", "-o", "/dev/null", "-e"])
+        .arg(format!("trace={syscalls}"))
+        .arg("-e")
+        .arg(format!("inject={syscalls}:signal=KILL:when={when}"))
+        .arg(hotreload_tests::hotreload_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run strace (install it: the deterministic swap windows need it)");
+    status.code()
+}
+
+/// The instants inside the install that no event marks, hit exactly: the journal is
+/// written (rename #1), the new file staged, then the old one hard-linked to the backup
+/// (link), renamed over (rename #2), and the journal updated (rename #3). After a kill at
+/// each, the binary path holds a complete executable, and `hotreload rollback` leaves the
+/// old one in place with no backup or journal behind — so the next upgrade can run.
+/// (The instant between link and rename has its own test below.)
+#[test]
+fn swap_killed_at_each_syscall_of_the_install() {
+    let server = Server::start(&[]);
+    let new = server.build("2.0", &[]);
+    let old_sha = sha(&server.installed).unwrap();
+    let new_sha = sha(&new).unwrap();
+    let load = server.load();
+    let args: Vec<String> = [
+        "upgrade",
+        "--pid-file",
+        &server.pid_file(),
+        "--new-binary",
+        &new.display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let renames = "rename,renameat,renameat2";
+    let links = "link,linkat";
+    let mut log = Vec::new();
+    for (what, syscalls, when) in [
+        ("before the journal is first written", renames, 1),
+        ("staged, before the backup link", links, 1),
+        ("renamed over, before the journal update", renames, 3),
+    ] {
+        let code = hotreload_killed_on_syscall(&args, syscalls, when);
+        let installed = sha(&server.installed);
+        let which = if installed.as_deref() == Some(old_sha.as_str()) {
+            "old"
+        } else if installed.as_deref() == Some(new_sha.as_str()) {
+            "new"
+        } else {
+            "NEITHER"
+        };
+        log.push(format!(
+            "killed {what} (strace exit {code:?}): binary path holds the {which} executable, \
+             backup {}, journal {}",
+            if server.backup().exists() {
+                "present"
+            } else {
+                "absent"
+            },
+            if server.journal().exists() {
+                "present"
+            } else {
+                "absent"
+            },
+        ));
+        let ctx = format!("\n{}", log.join("\n"));
+        assert_ne!(which, "NEITHER", "partial or missing executable{ctx}");
+        if which == "new" {
+            assert_eq!(
+                sha(&server.backup()).as_deref(),
+                Some(old_sha.as_str()),
+                "no backup of the old executable{ctx}"
+            );
+        }
+        let run = hotreload(&["rollback", "--pid-file", &server.pid_file()]);
+        log.push(format!("  rollback -> exit {:?}", run.code));
+        let ctx = format!("{run}\n{}", log.join("\n"));
+        assert!(matches!(run.code, Some(0) | Some(3)), "{ctx}");
+        server.assert_healthy_steady("1.0", &old_sha, &ctx);
+        server.assert_next_upgrade_possible(&new);
+    }
+    let stats = load.stop();
+    assert_no_failures(&stats, &log.join("\n"));
+}
+
+/// Killed between the backup's hard link and the rename over the binary: the binary and
+/// the backup are two names of one inode. `rollback` "restores" with
+/// `rename(backup, binary)`, which POSIX makes a no-op for two links to the same file: it
+/// reports success, removes the journal, and leaves the backup — and the next upgrade is
+/// refused because a backup exists.
+#[test]
+#[ignore = "BUG: rollback after a kill between backup link and rename leaves the backup (rename of two hard links is a no-op), blocking the next upgrade (see report)"]
+fn swap_killed_between_backup_link_and_rename_then_rolled_back() {
+    let server = Server::start(&[]);
+    let new = server.build("2.0", &[]);
+    let old_sha = sha(&server.installed).unwrap();
+    let args: Vec<String> = [
+        "upgrade",
+        "--pid-file",
+        &server.pid_file(),
+        "--new-binary",
+        &new.display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    hotreload_killed_on_syscall(&args, "rename,renameat,renameat2", 2);
+    assert_eq!(sha(&server.installed).as_deref(), Some(old_sha.as_str()));
+    assert!(
+        server.backup().exists(),
+        "the kill did not land between link and rename"
+    );
+    let rollback = hotreload(&["rollback", "--pid-file", &server.pid_file()]);
+    rollback.expect_code(0);
+    let backup_left = server.backup().exists();
+    let next = hotreload(&args);
+    let ctx = format!("{rollback}{next}");
+    assert!(!backup_left, "rollback left the backup behind{ctx}");
+    next.expect_code(0);
+    server.assert_healthy_steady("2.0", &sha(&new).unwrap(), &ctx);
+}
+
+/// A `--swap copy` upgrade that rolls back (here: the new build crashes on start) puts
+/// the old executable back from its backup *copy*: same content, another inode than the
+/// one the master runs. The server is as before, so the next upgrade must be possible.
+#[test]
+#[ignore = "BUG: after a rolled-back `--swap copy` upgrade, the next upgrade is refused by the `binary-is-running` preflight (inode differs, content identical) (see report)"]
+fn copy_swap_rolled_back_then_the_next_upgrade_runs() {
+    let server = Server::start(&[]);
+    let old_sha = sha(&server.installed).unwrap();
+    let broken = server.build("2.0", &["crash-on-start"]);
+    let good = server.build("3.0", &[]);
+    let run = hotreload(&[
+        "upgrade",
+        "--pid-file",
+        &server.pid_file(),
+        "--new-binary",
+        &broken.display().to_string(),
+        "--swap",
+        "copy",
+    ]);
+    run.expect_code(1);
+    server.assert_healthy_steady("1.0", &old_sha, &run);
+    let next = hotreload(&[
+        "upgrade",
+        "--pid-file",
+        &server.pid_file(),
+        "--new-binary",
+        &good.display().to_string(),
+        "--swap",
+        "copy",
+    ]);
+    let ctx = format!("{run}{next}");
+    next.expect_code(0);
+    server.assert_healthy_steady("3.0", &sha(&good).unwrap(), &ctx);
+}
