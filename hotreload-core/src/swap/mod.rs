@@ -276,6 +276,18 @@ fn restore_backup(rec: &SwapRecord) -> Result<(), Error> {
         });
     };
     match fs::symlink_metadata(backup) {
+        Ok(backup_meta) if same_file(&backup_meta, &rec.binary) => {
+            // The install was interrupted between linking the backup and renaming the
+            // staged file over the binary: both names are links to the old file. rename(2)
+            // between two links of one inode does nothing and succeeds, so it would leave
+            // the backup behind; the binary already is the old file, so drop the extra name.
+            fs::remove_file(backup).map_err(|e| Error::SwapIo {
+                action: "remove backup (it is the binary itself)",
+                path: backup.clone(),
+                source: e,
+            })?;
+            sync_parent(&rec.binary, "sync directory of")
+        }
         Ok(_) => {
             fs::rename(backup, &rec.binary).map_err(|e| Error::SwapIo {
                 action: "rename backup back over",
@@ -306,6 +318,11 @@ fn restore_backup(rec: &SwapRecord) -> Result<(), Error> {
             source: e,
         }),
     }
+}
+
+/// Whether `meta` (of a backup) and the file at `path` are one and the same inode.
+fn same_file(meta: &fs::Metadata, path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|m| m.dev() == meta.dev() && m.ino() == meta.ino())
 }
 
 /// `path` made absolute against the current directory, symlinks left as they are
