@@ -81,6 +81,7 @@ impl OpOptions {
 
 /// A failed operation: the error, and the state the target is still in when it is known
 /// (so the caller can retry, choose another operation, or roll back).
+#[non_exhaustive]
 pub struct OpError<S> {
     /// The state the target is in after the failure, when known; `None` means attach
     /// again ([`Target::attach`]) to learn it.
@@ -252,6 +253,90 @@ impl Target {
             .evidence
             .push("the masters kept exiting or changing while they were pinned".into());
         Ok(State::Unknown(observation))
+    }
+}
+
+impl Target {
+    /// Ends a spawn that was left hanging (its orchestrator was killed while a new master
+    /// hung on start): the one operation allowed on a target in [`Phase::Unknown`], and
+    /// only in exactly this shape: the old pid file names a live master, the pid file does
+    /// not name a new master with workers, and the old master has a child that is neither
+    /// a worker nor a zombie. That child (the hung new master) is stopped like a spawn
+    /// past its deadline (fast stop, then `KILL` with its children), the old master takes
+    /// its pid file back, workers the new master left behind are stopped, and the
+    /// executable is restored from the journal. Anything else is refused with the evidence.
+    pub fn abort_spawn(&self, opts: &OpOptions, observer: &dyn Observer) -> Result<Steady, Error> {
+        let ctx = Ctx::new(self, opts, observer);
+        ctx.step(Step::Rollback, || self.abort_spawn_in(&ctx))
+    }
+
+    fn abort_spawn_in(&self, ctx: &Ctx<'_>) -> Result<Steady, Error> {
+        let seen = self.observe()?;
+        let refuse = |why: &str, seen: Observation| Error::WrongPhase {
+            operation: "abort a hung spawn",
+            expected: "an interrupted spawn (old pid file naming a live master with a hung child)",
+            found: format!("{} ({why})", seen.phase),
+            evidence: seen.evidence,
+        };
+        if seen.phase != Phase::Unknown {
+            return Err(refuse("not an interrupted spawn", seen));
+        }
+        let (Some(old), None) = (&seen.old_master, &seen.new_master) else {
+            return Err(refuse(
+                "no live old master, or a new master is running",
+                seen,
+            ));
+        };
+        if pid_named_by(&self.old_pid_file()) != Some(old.pid) {
+            return Err(refuse(
+                "the old pid file does not name the old master",
+                seen,
+            ));
+        }
+        let old = match pin(&seen.old_master)? {
+            Some(handle) => handle,
+            None => return Err(refuse("the old master exited meanwhile", seen)),
+        };
+        verify_master(self, &old, "the old master")?;
+        let flavor = self.flavor_ref();
+        let hung = procfs::children(old.pid())?
+            .into_iter()
+            .any(|c| !c.is_zombie() && !flavor.is_worker_title(&c.title));
+        if !hung {
+            return Err(refuse("the old master has no child but its workers", seen));
+        }
+        ctx.decision(format!(
+            "a spawn of master {} was left hanging: stopping its new master",
+            old.pid()
+        ));
+        stop_children_masters(ctx, &old)?;
+        let pid = old.pid();
+        let restored = ctx.poll(
+            &format!("master {pid} to take its pid file back"),
+            ctx.opts.quit_timeout,
+            || {
+                let seen = self.observe_now()?;
+                Ok((seen.phase == Phase::Steady
+                    && seen.old_master.as_ref().map(|m| m.pid) == Some(pid))
+                .then_some(seen))
+            },
+        )?;
+        let Some(seen) = restored else {
+            return Err(Error::Timeout {
+                pid,
+                what: format!("{} to name master {pid} again", self.pid_file().display()),
+                timeout: ctx.opts.quit_timeout,
+            });
+        };
+        stop_orphaned_workers(ctx, &old);
+        ctx.step(Step::RestoreBinary, || journal::restore(ctx, &old))?;
+        Ok(Steady {
+            at: Box::new(Attached {
+                target: self.clone(),
+                observation: seen,
+            }),
+            master: old,
+        })
     }
 }
 
@@ -711,7 +796,7 @@ impl Steady {
                     Ok(None)
                 }
                 _ => {
-                    if matches!(procfs_pid_file(&old_path), Some(p) if p == pid) {
+                    if matches!(pid_named_by(&old_path), Some(p) if p == pid) {
                         saw_old_pid_file = true;
                     }
                     Ok(None)
@@ -813,8 +898,8 @@ impl Steady {
     }
 }
 
-/// Reads a pid file leniently (for evidence only; decisions use `observe`).
-fn procfs_pid_file(path: &Path) -> Option<Pid> {
+/// The pid a pid file names, or `None` when the file is absent or unusable.
+fn pid_named_by(path: &Path) -> Option<Pid> {
     crate::pidfile::read_pid_file_optional(path).ok().flatten()
 }
 
@@ -1231,7 +1316,7 @@ impl Drained {
             ctx.opts.quit_timeout,
             || {
                 // A master that was killed cannot remove its own pid file.
-                if procfs_pid_file(&old_path) == Some(old) && self.old.has_exited() {
+                if pid_named_by(&old_path) == Some(old) && self.old.has_exited() {
                     ctx.warning(format!(
                         "old master {old} exited without removing {}: removing it",
                         old_path.display()

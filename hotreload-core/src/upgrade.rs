@@ -28,6 +28,10 @@ use crate::process::ProcessHandle;
 use crate::procfs::{self, ProcInfo};
 use crate::swap::{self, SwapKind, SwapRecord};
 
+/// How long a health check may keep failing after the drain before the upgrade rolls
+/// back (at most the health timeout).
+pub const HEALTH_REGRESSION: Duration = Duration::from_millis(250);
+
 /// What to do when old workers still run at the drain deadline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -128,7 +132,8 @@ impl UpgradeOptions {
         self
     }
 
-    /// How long each health check may keep failing before the upgrade rolls back.
+    /// How long each health check may keep failing before the upgrade rolls back (after the
+    /// drain, a check that fails for [`HEALTH_REGRESSION`] rolls back at once).
     pub fn health_timeout(mut self, timeout: Duration) -> Self {
         self.health_timeout = timeout;
         self
@@ -440,17 +445,17 @@ impl Run<'_> {
                 e => self.fail(FailureKind::Refused, e, None),
             })?;
         let (steady, plan) = ctx.step(Step::Preflight, || self.preflight(&ctx))?;
-        if self.opts.config_test {
-            ctx.step(Step::ConfigTest, || {
-                self.config_test(&ctx, steady.master(), &plan)
-            })?;
-        }
         for line in &plan.steps {
             ctx.emit(Event::Decision {
                 message: format!("plan: {line}"),
             });
         }
         self.report.borrow_mut().plan = plan.steps.clone();
+        if self.opts.config_test {
+            ctx.step(Step::ConfigTest, || {
+                self.config_test(&ctx, steady.master(), &plan)
+            })?;
+        }
         if self.opts.dry_run {
             return Ok(self.report());
         }
@@ -472,7 +477,7 @@ impl Run<'_> {
             Err(e) => return Err(self.roll_back(e.error, e.state.map(State::Steady), old)),
         };
         self.report.borrow_mut().new_pid = Some(spawned.new_pid());
-        if let Err(e) = self.health(&ctx, "after spawn") {
+        if let Err(e) = self.health(&ctx, "after spawn", false) {
             return Err(self.roll_back(e, Some(State::Spawned(spawned)), old));
         }
         let drained = match spawned.drain_old_workers(&self.opts.ops, &self.recorder) {
@@ -494,7 +499,7 @@ impl Run<'_> {
                 (state, _) => return Err(self.roll_back(e.error, state.map(State::Spawned), old)),
             },
         };
-        if let Err(e) = self.health(&ctx, "after drain") {
+        if let Err(e) = self.health(&ctx, "after drain", true) {
             return Err(self.roll_back(e, Some(State::Drained(drained)), old));
         }
         if self.opts.keep_old {
@@ -692,8 +697,15 @@ impl Run<'_> {
     }
 
     fn binary_is_running(&self, master: &MasterInfo, binary: &Path) -> Result<String, String> {
+        let running = PathBuf::from(format!("/proc/{}/exe", master.pid));
         match procfs::runs_file(master.pid, binary) {
             Ok(true) => Ok(format!("master {} runs `{}`", master.pid, binary.display())),
+            // A copy of what it runs (a `copy` swap that was rolled back puts a copy back).
+            Ok(false) if same_content(&running, binary).unwrap_or(false) => Ok(format!(
+                "`{}` holds the same bytes as the executable master {} runs",
+                binary.display(),
+                master.pid
+            )),
             Ok(false) => Err(format!(
                 "master {} does not run `{}` (it runs `{}`{}): was the executable replaced \
                  already? then use the `none` swap",
@@ -843,30 +855,41 @@ impl Run<'_> {
     }
 
     /// Runs every health check, each until it passes or the health timeout passes.
-    fn health(&self, ctx: &Ctx<'_>, when: &str) -> Result<(), Error> {
+    /// Runs the health checks. After the spawn each check may fail until the health
+    /// timeout (the new workers may still be warming up, and the old ones answer too).
+    /// After the drain only the new build answers and every failure is its own: a check
+    /// that keeps failing for [`HEALTH_REGRESSION`] fails at once, so that a bad build
+    /// does not serve everyone for the whole health timeout.
+    fn health(&self, ctx: &Ctx<'_>, when: &str, fail_fast: bool) -> Result<(), Error> {
         if self.opts.health_checks.is_empty() {
             return Ok(());
         }
-        ctx.step(Step::Health, || self.run_health_checks(ctx, when))
+        ctx.step(Step::Health, || {
+            self.run_health_checks(ctx, when, fail_fast)
+        })
     }
 
-    fn run_health_checks(&self, ctx: &Ctx<'_>, when: &str) -> Result<(), Error> {
+    fn run_health_checks(&self, ctx: &Ctx<'_>, when: &str, fail_fast: bool) -> Result<(), Error> {
         for check in &self.opts.health_checks {
             let name = check.describe();
             let timeout = self.opts.health_timeout;
             let mut last = String::new();
-            let passed = ctx.poll(
-                &format!("health check {name} ({when})"),
-                timeout,
-                || match check.check(timeout.min(Duration::from_secs(5))) {
-                    Ok(()) => Ok(Some(())),
-                    Err(why) => {
-                        last = why;
-                        Ok(None)
-                    }
-                },
-            )?;
-            let ok = passed.is_some();
+            let mut first_failure: Option<Instant> = None;
+            let outcome =
+                ctx.poll(
+                    &format!("health check {name} ({when})"),
+                    timeout,
+                    || match check.check(timeout.min(Duration::from_secs(5))) {
+                        Ok(()) => Ok(Some(true)),
+                        Err(why) => {
+                            last = why;
+                            let since = *first_failure.get_or_insert_with(Instant::now);
+                            let given_up = fail_fast && since.elapsed() >= HEALTH_REGRESSION;
+                            Ok(given_up.then_some(false))
+                        }
+                    },
+                )?;
+            let ok = outcome == Some(true);
             ctx.emit(Event::Check {
                 name: format!("health {when}: {name}"),
                 ok,
@@ -1176,7 +1199,8 @@ fn run_command(
 
 /// Rolls back an upgrade left in any phase by any process: from spawned or drained,
 /// the typed rollback; from steady with a journal (the swap happened but the spawn did
-/// not), the executable is put back. Takes the lock.
+/// not), the executable is put back; from a spawn left hanging, [`Target::abort_spawn`].
+/// Any other unknown state is refused with its evidence. Takes the lock.
 pub fn rollback(
     target: &Target,
     opts: &UpgradeOptions,
@@ -1188,14 +1212,8 @@ pub fn rollback(
         State::Steady(s) => s.restore_binary(ops, observer)?,
         State::Spawned(s) => s.rollback(ops, observer)?,
         State::Drained(s) => s.rollback(ops, observer)?,
-        State::Unknown(o) => {
-            return Err(Error::WrongPhase {
-                operation: "roll back",
-                expected: "steady, spawned or drained",
-                found: o.phase.to_string(),
-                evidence: o.evidence,
-            })
-        }
+        // Only one unknown shape can be rolled back: a spawn left hanging.
+        State::Unknown(_) => target.abort_spawn(ops, observer)?,
     };
     Ok(steady.observation().clone())
 }

@@ -9,8 +9,7 @@ use std::time::Duration;
 use core_common::*;
 use fake_nginx::harness;
 use hotreload_core::{
-    finish, rollback, upgrade, HealthCheck, NoopObserver, Phase, State, SwapKind, Target,
-    UpgradeOptions,
+    finish, rollback, upgrade, HealthCheck, NoopObserver, Phase, State, Target, UpgradeOptions,
 };
 
 /// A health check that crashes the orchestrator (a panic unwinds out of `upgrade`),
@@ -87,9 +86,7 @@ fn workers_of_a_killed_new_master_are_stopped_by_the_rollback() {
     let s = start(&[]);
     let v2 = s.variant("2.0", &[]);
     let old = s.original_master();
-    let record = hotreload_core::swap_for(SwapKind::Rename)
-        .install(&s.binary, &v2)
-        .unwrap();
+    let record = s.install(&v2);
     let State::Steady(steady) = s.target().attach().unwrap() else {
         panic!("not steady")
     };
@@ -130,4 +127,40 @@ fn workers_of_a_killed_new_master_are_stopped_by_the_rollback() {
     hotreload_core::swap_for(record.kind)
         .restore(&record)
         .unwrap();
+}
+
+#[test]
+fn a_spawn_left_hanging_is_rolled_back_by_a_fresh_process() {
+    let s = start(&[]);
+    let v2 = s.variant("2.0", &["hang-on-start"]);
+    let old = s.original_master();
+    let record = s.install(&v2);
+    // The orchestrator sent USR2 and died: the old master renamed its pid file and
+    // started a new master that hangs without ever writing the pid file.
+    s.signal(fake_nginx::Signal::Usr2);
+    let mut hung = 0;
+    harness::wait_until(LONG, "a hung new master under .oldbin", || {
+        hung = harness::children_of(old.get())
+            .into_iter()
+            .find(|c| harness::is_alive(*c) && !harness::workers_of(old.get()).contains(c))
+            .unwrap_or(0);
+        hung != 0 && s.oldbin_exists() && s.pid_file().is_none()
+    });
+    let seen = s.target().observe().unwrap();
+    assert_eq!(seen.phase, Phase::Unknown, "{seen:?}");
+
+    let events = Events::default();
+    let opts = UpgradeOptions::new().quit_timeout(Duration::from_secs(2));
+    let now = rollback(&s.target(), &opts, &events)
+        .unwrap_or_else(|e| panic!("{e}\n{}\n{}", events.text(), s.why()));
+    assert_eq!(now.phase, Phase::Steady);
+    wait_gone(pid(hung));
+    hotreload_core::swap_for(record.kind)
+        .restore(&record)
+        .unwrap();
+    s.assert_steady(old, "1.0");
+    // Anything else unknown is still refused: a pid file naming nothing.
+    let bogus = s.dir.path().join("bogus.pid");
+    std::fs::write(&bogus, "999999\n").unwrap();
+    assert!(rollback(&Target::new(&bogus), &opts, &NoopObserver).is_err());
 }

@@ -8,9 +8,7 @@ use std::fs;
 use std::time::Duration;
 
 use core_common::*;
-use hotreload_core::{
-    swap_for, upgrade, Error, NoopObserver, Phase, Signal, State, SwapKind, Target,
-};
+use hotreload_core::{swap_for, upgrade, Error, NoopObserver, Phase, Signal, State, Target};
 
 /// Attaches as a new process would: a new `Target`, nothing carried over.
 fn attach(s: &Setup) -> State {
@@ -25,9 +23,7 @@ fn each_step_from_a_fresh_process() {
     let opts = op_options();
     let events = Events::default();
     // The executable is swapped by hand here; the steps do not need a journal.
-    let record = swap_for(SwapKind::Rename)
-        .install(&s.binary, &v2)
-        .expect("install v2");
+    let record = s.install(&v2);
 
     let State::Steady(steady) = attach(&s) else {
         panic!("not steady\n{}", s.why())
@@ -84,7 +80,7 @@ fn rollback_from_spawned_in_a_fresh_process() {
     let v2 = s.variant("2.0", &[]);
     let old = s.original_master();
     let opts = op_options();
-    let record = swap_for(SwapKind::Rename).install(&s.binary, &v2).unwrap();
+    let record = s.install(&v2);
     let State::Steady(steady) = attach(&s) else {
         panic!("not steady")
     };
@@ -170,7 +166,7 @@ fn drain_past_the_deadline_gives_the_state_back_with_the_remaining_workers() {
     let s = start(&["slow-drain=120s"]);
     let v2 = s.variant("2.0", &[]);
     let old = s.original_master();
-    let record = swap_for(SwapKind::Rename).install(&s.binary, &v2).unwrap();
+    let record = s.install(&v2);
     let State::Steady(steady) = attach(&s) else {
         panic!("not steady")
     };
@@ -358,4 +354,30 @@ fn a_zombie_named_by_the_pid_file_is_not_a_master() {
         "{:?}",
         seen.evidence
     );
+}
+
+#[test]
+fn a_new_master_running_another_file_than_the_installed_one_is_stopped() {
+    let s = start(&[]);
+    let v2 = s.variant("2.0", &[]);
+    let old = s.original_master();
+    // The target says the executable is v2's file, but nothing was installed at argv[0]:
+    // the new master runs v1 again, which is not what was asked for.
+    let target = Target::new(s.inst.pid_file()).binary(&v2);
+    let State::Steady(steady) = target.attach().unwrap() else {
+        panic!("not steady")
+    };
+    let events = Events::default();
+    let e = steady
+        .spawn_new_master(&op_options(), &events)
+        .expect_err("the new master runs the wrong file");
+    assert!(
+        matches!(e.error, Error::WrongExecutable { .. }),
+        "{e}\n{}",
+        events.text()
+    );
+    let steady = e.state.expect("back to steady");
+    assert_eq!(steady.master_pid(), old);
+    s.assert_steady(old, "1.0");
+    assert_eq!(s.inst.processes().len(), 3, "{}", s.why());
 }

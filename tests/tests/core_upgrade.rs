@@ -324,13 +324,21 @@ fn http_500_after_drain_rolls_back_from_drained() {
     let events = Events::default();
     let opts = options(&v2)
         .health_check(Box::new(hotreload_core::HttpCheck::new(&url).unwrap()))
-        .health_timeout(Duration::from_secs(2));
+        .health_timeout(LONG);
     let e = expect_failure(upgrade(&s.target(), &opts, &events), &events);
     assert!(
         matches!(e.error, Error::HealthCheck { .. }),
         "{e}\n{}",
         events.text()
     );
+    // After the drain a failing check rolls back at once, not at the health timeout.
+    let health = e
+        .report
+        .steps
+        .iter()
+        .rfind(|t| t.step == Step::Health)
+        .unwrap();
+    assert!(health.duration < LONG / 3, "{health:?}");
     // From drained the old master is told to start workers again before the new one stops.
     let sent: Vec<Signal> = events.signals().iter().map(|(_, s)| *s).collect();
     let hup = sent
@@ -480,4 +488,82 @@ fn an_upgraded_server_can_be_upgraded_again() {
     wait_gone(first.new_pid.unwrap());
     s.assert_steady(second.new_pid.unwrap(), "3.0");
     assert!(s.installed_is(&v3));
+}
+
+#[test]
+fn copy_swap_upgrades_and_commits() {
+    let s = start(&[]);
+    let v2 = s.variant("2.0", &[]);
+    let events = Events::default();
+    let report = upgrade(
+        &s.target(),
+        &options(&v2).swap(hotreload_core::SwapKind::Copy),
+        &events,
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", events.text()));
+    s.assert_steady(report.new_pid.unwrap(), "2.0");
+    assert!(s.installed_is(&v2));
+    assert!(!s.backup().exists());
+    assert!(!s.journal().exists());
+}
+
+#[test]
+fn symlink_swap_flips_the_release_and_rolls_back() {
+    // releases/1.0/nginx and releases/2.0/nginx, with `current` -> releases/1.0/nginx as argv[0].
+    let dir = tempfile::tempdir().unwrap();
+    let release = |v: &str| {
+        let d = dir.path().join("releases").join(v);
+        std::fs::create_dir_all(&d).unwrap();
+        let path = d.join("nginx");
+        variant_at(&path, v, &[]);
+        path
+    };
+    let (r1, r2) = (release("1.0"), release("2.0"));
+    let current = dir.path().join("current");
+    std::os::unix::fs::symlink(&r1, &current).unwrap();
+    let inst = fake_nginx::harness::Instance::builder(&current)
+        .workers(2)
+        .timeout(LONG * 2)
+        .start()
+        .expect("start");
+    let target = hotreload_core::Target::new(inst.pid_file());
+    let events = Events::default();
+    // A failing health check makes it roll back, which must point `current` back.
+    let opts = options(&r2)
+        .swap(hotreload_core::SwapKind::Symlink)
+        .health_check(Box::new(Failing))
+        .health_timeout(Duration::from_millis(200));
+    let e = expect_failure(upgrade(&target, &opts, &events), &events);
+    assert_eq!(e.kind, FailureKind::RolledBack, "{e}\n{}", events.text());
+    assert_eq!(std::fs::read_link(&current).unwrap(), r1);
+    assert_eq!(inst.get("/").unwrap().server, "fake-nginx/1.0");
+    // And for real this time.
+    let events = Events::default();
+    let opts = options(&r2).swap(hotreload_core::SwapKind::Symlink);
+    let report =
+        upgrade(&target, &opts, &events).unwrap_or_else(|e| panic!("{e}\n{}", events.text()));
+    assert_eq!(std::fs::read_link(&current).unwrap(), r2);
+    assert_eq!(inst.pid_from_file(), Some(report.new_pid.unwrap().get()));
+    assert_eq!(inst.get("/").unwrap().server, "fake-nginx/2.0");
+    assert!(sha(&r1) != sha(&r2), "both releases are kept");
+}
+
+#[test]
+fn after_a_rolled_back_copy_swap_the_next_upgrade_runs() {
+    let s = start(&[]);
+    let v1 = copy_of_v1(&s);
+    let broken = s.variant("2.0", &["crash-on-start"]);
+    let good = s.variant("3.0", &[]);
+    let copy = hotreload_core::SwapKind::Copy;
+    let events = Events::default();
+    let e = expect_failure(
+        upgrade(&s.target(), &options(&broken).swap(copy), &events),
+        &events,
+    );
+    assert_rolled_back(&s, &v1, &e, &events);
+    // The binary path now holds a copy of what the master runs (another inode).
+    let report = upgrade(&s.target(), &options(&good).swap(copy), &events)
+        .unwrap_or_else(|e| panic!("{e}\n{}", events.text()));
+    s.assert_steady(report.new_pid.unwrap(), "3.0");
+    assert!(s.installed_is(&good));
 }

@@ -117,6 +117,17 @@ impl Setup {
         );
     }
 
+    /// Installs `new` at the binary path (rename swap, no journal), then lets it settle: in
+    /// a multi-threaded test process, a child forked by another test while the staged file
+    /// was open for writing could make the master's exec fail with ETXTBSY.
+    pub fn install(&self, new: &Path) -> hotreload_core::SwapRecord {
+        let record = hotreload_core::swap_for(hotreload_core::SwapKind::Rename)
+            .install(&self.binary, new)
+            .expect("install");
+        harness::settle_executable(&self.binary).expect("installed binary runs");
+        record
+    }
+
     /// Sends `signal` to the master the instance started with.
     pub fn signal(&self, signal: fake_nginx::Signal) {
         self.inst.signal(signal).expect("signal");
