@@ -438,7 +438,10 @@ fn step(cmd: StepCmd, args: StepArgs, terminate: bool) -> Exit {
     // Look first, so that bad input (a missing or foreign pid file) is reported as what it
     // is rather than as a lock-file problem, and no lock file is created for it.
     match target.attach() {
-        Ok(State::Unknown(obs)) => {
+        // `rollback` is the one command for an unknown phase: an upgrade killed inside its
+        // spawn wait leaves `.oldbin`, no pid file and a hung new master (the core checks
+        // exactly that, and refuses anything else with the evidence).
+        Ok(State::Unknown(obs)) if !matches!(cmd, StepCmd::Rollback) => {
             return wrong_phase(&out, cmd, &State::Unknown(obs), &pid_file);
         }
         Ok(_) => {}
@@ -519,6 +522,19 @@ fn step(cmd: StepCmd, args: StepArgs, terminate: bool) -> Exit {
             ));
             steady
                 .commit_binary(&options, &out)
+                .map(|s| s.observation().clone())
+                .map_err(StepFailure::plain)
+        }
+        (StepCmd::Rollback, State::Unknown(obs)) => {
+            out.say(format!(
+                "rollback: the server of {} is in no known phase; stopping the new master of an interrupted spawn, if that is what this is",
+                pid_file.display()
+            ));
+            for line in observation_human(&obs, &pid_file) {
+                out.say(format!("  {line}"));
+            }
+            target
+                .abort_spawn(&options, &out)
                 .map(|s| s.observation().clone())
                 .map_err(StepFailure::plain)
         }

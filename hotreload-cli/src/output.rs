@@ -471,7 +471,7 @@ pub fn next_commands(phase: &Phase, pid_file: &Path) -> String {
             "`hotreload commit --pid-file {p}` to keep the new version, or `hotreload rollback --pid-file {p}` to go back"
         ),
         _ => format!(
-            "no hotreload command fits this state. Check that {p} is the server's pid file (nginx: its `pid` directive) and that the server runs; if an upgrade was interrupted, the evidence names the processes involved: fix the pid file or stop the stray master by hand, then run `hotreload status --pid-file {p}` again"
+            "if an upgrade was interrupted while the new master was starting (the old pid file names a live master, the pid file is missing), `hotreload rollback --pid-file {p}` stops the new master and restores the executable. Otherwise no hotreload command fits this state: check that {p} is the server's pid file (nginx: its `pid` directive) and that the server runs; the evidence names the processes involved: fix the pid file or stop the stray master by hand, then run `hotreload status --pid-file {p}` again"
         ),
     }
 }

@@ -16,6 +16,7 @@ use crate::event::Event;
 use crate::ops::Ctx;
 use crate::pid::Pid;
 use crate::process::ProcessHandle;
+use crate::procfs;
 use crate::swap::{swap_for, SwapRecord};
 
 const HEADER: &str = "hotreload-journal 1";
@@ -182,20 +183,33 @@ pub(crate) fn restore(ctx: &Ctx<'_>, master: &ProcessHandle) -> Result<(), Error
         });
         return Ok(());
     };
+    let record = journal.record(&path)?;
     if (journal.old_master, journal.old_start_time) != (master.pid(), master.start_time()) {
-        return Err(Error::Journal {
-            path,
-            problem: format!(
+        // The usual way here: the upgrade was interrupted after its old master retired,
+        // and the master that runs now is the new one, started from the installed file.
+        let upgrade_done = record.installed_matches().unwrap_or(false)
+            && procfs::runs_file(master.pid(), &record.binary).unwrap_or(false);
+        let problem = if upgrade_done {
+            format!(
+                "it was written for master {}, which has retired; master {} runs the new \
+                 executable installed at {}: the upgrade is complete and there is nothing to \
+                 roll back to (commit it, which drops the backup)",
+                journal.old_master,
+                master.pid(),
+                record.binary.display()
+            )
+        } else {
+            format!(
                 "it was written for master {} (start time {}), but master {} (start time {}) \
                  runs: not restoring an executable for another server",
                 journal.old_master,
                 journal.old_start_time,
                 master.pid(),
                 master.start_time()
-            ),
-        });
+            )
+        };
+        return Err(Error::Journal { path, problem });
     }
-    let record = journal.record(&path)?;
     swap_for(record.kind).restore(&record)?;
     ctx.emit(Event::Observed {
         what: format!(

@@ -436,7 +436,6 @@ fn killed_inside_a_long_retire_wait_then_recovered() {
 /// nothing else will ever change. `status` must say what it is, and `rollback` must
 /// bring back the old master's pid file and stop the hung process.
 #[test]
-#[ignore = "BUG: after a kill inside a hung spawn, `rollback` refuses (exit 3, phase unknown) and leaves the pid file missing and the hung new master running (see report)"]
 fn killed_inside_a_hung_spawn_then_rolled_back() {
     let bench = Bench::new(&[], &["hang-on-start"], &["--spawn-timeout", "1m"]);
     let load = bench.server.load();
