@@ -149,3 +149,8 @@ pub use upgrade::{
     finish, rollback, upgrade, Check, DrainTimeoutAction, FailureKind, Outcome, StepTiming,
     UpgradeError, UpgradeOptions, UpgradeReport,
 };
+
+// The README's Rust examples are compiled as doctests, so they cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
