@@ -260,7 +260,9 @@ fn comm_with_parens_and_spaces_is_parsed() {
     let g = Guard(child);
     let info = proc_info(g.pid()).unwrap();
     assert_eq!(info.comm, "x) y (z");
-    assert_eq!(info.state, 'S');
+    // Parsed from after the last `)`: a live state (the shell may still be running on its
+    // way to blocking in `read`, so R and S are both right).
+    assert!(matches!(info.state, 'R' | 'S'), "state {:?}", info.state);
     assert_eq!(info.ppid, std::process::id() as i32);
     let h = ProcessHandle::open(g.pid()).unwrap();
     assert_eq!(h.start_time(), info.start_time);

@@ -315,6 +315,20 @@ fn failed_health_check_after_spawn_rolls_back_from_spawned() {
     assert_rolled_back(&s, &v1, &e, &events);
 }
 
+/// An HTTP check that cannot tell which worker answered (only `check`): after the spawn
+/// it passes as soon as an old worker answers, so the new build's 500 is met only after
+/// the drain. (A plain `HttpCheck` fails right after the spawn, answered by a new worker.)
+struct UnattributedHttp(hotreload_core::HttpCheck);
+
+impl HealthCheck for UnattributedHttp {
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+    fn check(&self, timeout: Duration) -> Result<(), String> {
+        self.0.check(timeout)
+    }
+}
+
 #[test]
 fn http_500_after_drain_rolls_back_from_drained() {
     let s = start(&[]);
@@ -322,8 +336,9 @@ fn http_500_after_drain_rolls_back_from_drained() {
     let v2 = s.variant("2.0", &["http-500"]);
     let url = format!("http://{}/", s.inst.addr());
     let events = Events::default();
+    let check = UnattributedHttp(hotreload_core::HttpCheck::new(&url).unwrap());
     let opts = options(&v2)
-        .health_check(Box::new(hotreload_core::HttpCheck::new(&url).unwrap()))
+        .health_check(Box::new(check))
         .health_timeout(LONG);
     let e = expect_failure(upgrade(&s.target(), &opts, &events), &events);
     assert!(
@@ -566,4 +581,58 @@ fn after_a_rolled_back_copy_swap_the_next_upgrade_runs() {
         .unwrap_or_else(|e| panic!("{e}\n{}", events.text()));
     s.assert_steady(report.new_pid.unwrap(), "3.0");
     assert!(s.installed_is(&good));
+}
+
+/// The HTTP check after the spawn counts only when a worker of the new master answered
+/// it (old and new workers accept on the same socket then): the pipeline says which
+/// worker answered, and it is one of the new master's, running the new build.
+#[test]
+fn http_check_after_spawn_is_answered_by_a_new_worker() {
+    let s = start(&[]);
+    let v2 = s.variant("2.0", &[]);
+    let old_workers = harness_workers(s.original_master().get());
+    let url = format!("http://{}/", s.inst.addr());
+    let events = Events::default();
+    let opts = options(&v2)
+        .health_check(Box::new(hotreload_core::HttpCheck::new(&url).unwrap()))
+        .health_timeout(LONG);
+    let report =
+        upgrade(&s.target(), &opts, &events).unwrap_or_else(|e| panic!("{e}\n{}", events.text()));
+    let new = report.new_pid.unwrap();
+    s.assert_steady(new, "2.0");
+    let answered: Vec<String> = events
+        .0
+        .borrow()
+        .iter()
+        .filter_map(|e| match e {
+            Event::Observed { what } if what.contains("(after spawn) answered by worker") => {
+                Some(what.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answered.len(), 1, "{}", events.text());
+    let what = &answered[0];
+    let worker: i32 = what
+        .split("answered by worker ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no worker pid in `{what}`"));
+    assert!(
+        what.contains(&format!("of the new master {new}")) && what.contains("fake-nginx/2.0"),
+        "{what}"
+    );
+    assert!(!old_workers.contains(&worker), "an old worker: {what}");
+    let new_workers = harness_workers(new.get());
+    assert!(
+        new_workers.contains(&worker),
+        "{worker} is not among the new workers {new_workers:?}: {what}"
+    );
+    // The worker that answered is the one fake-nginx names in `X-Worker-Pid` (the
+    // library does not read that header): ask until it answers again.
+    let seen = (0..200)
+        .filter_map(|_| s.inst.get("/").ok())
+        .any(|r| r.worker_pid == worker && r.server == "fake-nginx/2.0");
+    assert!(seen, "worker {worker} never answered with its X-Worker-Pid");
 }

@@ -4,16 +4,37 @@
 //! the status line and headers read within one overall deadline, the body
 //! ignored. The `Server` header is reported because during an upgrade it tells
 //! which binary answered.
+//!
+//! [`HealthCheck::check_served_by`] instead keeps the connection open (keep-alive)
+//! until the whole response (framed by `Content-Length`) has been read, and looks
+//! up in `/proc` which process holds the server side of the connection: that is
+//! the worker that answered. A response that closes the connection or has no
+//! known length is left unattributed.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use super::{at_least_1ms, HealthCheck};
+use super::{at_least_1ms, Attributed, HealthCheck};
 use crate::error::Error;
+use crate::pid::Pid;
+use crate::procfs;
 
 /// Largest response head we read; a health endpoint's headers are far smaller.
 const MAX_HEAD: usize = 64 * 1024;
+
+/// Largest body read to attribute a response; a longer one is left unattributed.
+const MAX_BODY: usize = 1024 * 1024;
+
+/// What one request gave.
+struct Exchange {
+    status: u16,
+    /// E.g. "HTTP 200 OK, Server: nginx/1.22".
+    detail: String,
+    /// The whole response was read and the server keeps the connection open: the
+    /// process holding its other end is the one that answered.
+    attributable: bool,
+}
 
 /// `GET http://host:port/path`, healthy on a 2xx status.
 #[derive(Debug, Clone)]
@@ -122,59 +143,181 @@ impl HttpCheck {
         Err(last)
     }
 
-    fn get(&self, timeout: Duration) -> Result<(u16, String), String> {
-        let deadline = Instant::now() + timeout;
-        let timed_out = || format!("no complete response within {timeout:?}");
-        let mut stream = self.connect(deadline)?;
+    /// Sends the request on `stream` and reads the response head; with `keep_alive`,
+    /// asks to keep the connection and reads the body too when its length is known.
+    fn get(
+        &self,
+        stream: &mut TcpStream,
+        deadline: Instant,
+        timeout: Duration,
+        keep_alive: bool,
+    ) -> Result<Exchange, String> {
         let request = format!(
-            "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: hotreload/{}\r\nAccept: */*\r\nConnection: close\r\n\r\n",
+            "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: hotreload/{}\r\nAccept: */*\r\n{}\r\n",
             self.path,
             self.authority,
             env!("CARGO_PKG_VERSION"),
+            if keep_alive {
+                ""
+            } else {
+                "Connection: close\r\n"
+            },
         );
         let remaining = deadline.saturating_duration_since(Instant::now());
         stream
             .set_write_timeout(Some(at_least_1ms(remaining)))
             .and_then(|()| stream.write_all(request.as_bytes()))
             .map_err(|e| format!("sending the request failed: {e}"))?;
-        let mut head = Vec::new();
-        let mut buf = [0u8; 4096];
+        let mut data = Vec::new();
         let head_end = loop {
-            if let Some(i) = find(&head, b"\r\n\r\n") {
+            if let Some(i) = find(&data, b"\r\n\r\n") {
                 break i;
             }
-            if head.len() > MAX_HEAD {
+            if data.len() > MAX_HEAD {
                 return Err(format!("response headers longer than {MAX_HEAD} bytes"));
             }
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
-                return Err(timed_out());
-            }
-            stream
-                .set_read_timeout(Some(at_least_1ms(remaining)))
-                .map_err(|e| format!("reading the response failed: {e}"))?;
-            match stream.read(&mut buf) {
-                Ok(0) if head.is_empty() => {
+            match read_some(stream, &mut data, deadline, timeout)? {
+                0 if data.is_empty() => {
                     return Err("the server closed the connection without a response".into())
                 }
-                Ok(0) => return Err("the server closed the connection mid-headers".into()),
-                Ok(n) => head.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return Err(timed_out())
-                }
-                Err(e) => return Err(format!("reading the response failed: {e}")),
+                0 => return Err("the server closed the connection mid-headers".into()),
+                _ => {}
             }
         };
-        // We do not read the body: close both ways now rather than linger.
-        let _ = stream.shutdown(Shutdown::Both);
-        parse_head(&head[..head_end])
+        let head = &data[..head_end];
+        let (status, detail) = parse_head(head)?;
+        let mut exchange = Exchange {
+            status,
+            detail,
+            attributable: false,
+        };
+        let body_len = match body_length(head, status) {
+            Some(n) if keep_alive && n <= MAX_BODY && keeps_open(head) => n,
+            _ => return Ok(exchange),
+        };
+        let body_start = head_end + 4;
+        while data.len() < body_start + body_len {
+            if read_some(stream, &mut data, deadline, timeout)? == 0 {
+                // Closed before the end of the body: the verdict stands, unattributed.
+                return Ok(exchange);
+            }
+        }
+        exchange.attributable = data.len() == body_start + body_len;
+        Ok(exchange)
     }
+}
+
+/// Reads what is available into `data` before `deadline`: the number of bytes (0 when
+/// the server closed the connection).
+fn read_some(
+    stream: &mut TcpStream,
+    data: &mut Vec<u8>,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<usize, String> {
+    let mut buf = [0u8; 4096];
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(format!("no complete response within {timeout:?}"));
+        }
+        stream
+            .set_read_timeout(Some(at_least_1ms(remaining)))
+            .map_err(|e| format!("reading the response failed: {e}"))?;
+        match stream.read(&mut buf) {
+            Ok(n) => {
+                data.extend_from_slice(&buf[..n]);
+                return Ok(n);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(format!("no complete response within {timeout:?}"))
+            }
+            Err(e) => return Err(format!("reading the response failed: {e}")),
+        }
+    }
+}
+
+/// The healthy/unhealthy verdict on a status.
+fn verdict(exchange: Exchange) -> Result<String, String> {
+    if (200..300).contains(&exchange.status) {
+        Ok(exchange.detail)
+    } else {
+        Err(format!("{} (expected 2xx)", exchange.detail))
+    }
+}
+
+/// Which of `candidates` holds the server side of `stream` (`Err` when `/proc` could
+/// not tell).
+fn served_by(stream: &TcpStream, candidates: &[Pid]) -> Result<Option<Pid>, String> {
+    let ours = stream
+        .local_addr()
+        .map_err(|e| format!("cannot read the connection's local address: {e}"))?;
+    let theirs = stream
+        .peer_addr()
+        .map_err(|e| format!("cannot read the connection's peer address: {e}"))?;
+    let Some(inode) = procfs::tcp_socket_inode(theirs, ours)
+        .map_err(|e| format!("cannot find the connection in /proc/net/tcp: {e}"))?
+    else {
+        return Ok(None);
+    };
+    procfs::socket_holder(inode, candidates)
+        .map_err(|e| format!("cannot tell which process holds the connection: {e}"))
+}
+
+/// The headers of a response head (after the status line), names lowercased.
+fn headers(head: &[u8]) -> impl Iterator<Item = (String, String)> + '_ {
+    head.split(|b| *b == b'\n').skip(1).filter_map(|line| {
+        let line = String::from_utf8_lossy(line);
+        let (k, v) = line.split_once(':')?;
+        Some((k.trim().to_ascii_lowercase(), v.trim().to_string()))
+    })
+}
+
+/// The body length a response head announces: `Content-Length`, or 0 for statuses
+/// without a body; `None` when unknown (chunked, read-until-close, contradictory).
+fn body_length(head: &[u8], status: u16) -> Option<usize> {
+    if (100..200).contains(&status) || status == 204 || status == 304 {
+        return Some(0);
+    }
+    let mut length = None;
+    for (k, v) in headers(head) {
+        match k.as_str() {
+            "transfer-encoding" => return None,
+            "content-length" => {
+                let n = v.parse::<usize>().ok()?;
+                if length.is_some_and(|l| l != n) {
+                    return None;
+                }
+                length = Some(n);
+            }
+            _ => {}
+        }
+    }
+    length
+}
+
+/// Whether the server keeps the connection open after this response (HTTP/1.1 unless
+/// `Connection: close`; HTTP/1.0 only with `Connection: keep-alive`).
+fn keeps_open(head: &[u8]) -> bool {
+    let mut open = head.starts_with(b"HTTP/1.1 ");
+    for (k, v) in headers(head) {
+        if k == "connection" {
+            let v = v.to_ascii_lowercase();
+            if v.split(',').any(|t| t.trim() == "close") {
+                return false;
+            }
+            if v.split(',').any(|t| t.trim() == "keep-alive") {
+                open = true;
+            }
+        }
+    }
+    open
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -240,11 +383,47 @@ impl HealthCheck for HttpCheck {
     }
 
     fn check_detail(&self, timeout: Duration) -> Result<String, String> {
-        let (status, detail) = self.get(timeout)?;
-        if (200..300).contains(&status) {
-            Ok(detail)
+        let deadline = Instant::now() + timeout;
+        let mut stream = self.connect(deadline)?;
+        let exchange = self.get(&mut stream, deadline, timeout, false);
+        // We do not read the body: close both ways now rather than linger.
+        let _ = stream.shutdown(Shutdown::Both);
+        verdict(exchange?)
+    }
+
+    fn attributes(&self) -> bool {
+        true
+    }
+
+    fn check_served_by(&self, timeout: Duration, candidates: &[Pid]) -> Attributed {
+        let deadline = Instant::now() + timeout;
+        let mut stream = match self.connect(deadline) {
+            Ok(s) => s,
+            Err(why) => {
+                return Attributed {
+                    result: Err(why),
+                    served_by: None,
+                    note: None,
+                }
+            }
+        };
+        let exchange = self.get(&mut stream, deadline, timeout, true);
+        // A failure with the connection still open (no answer in time, garbage) is
+        // the holder's too; a server that closed the connection holds nothing.
+        let attributable = exchange.as_ref().map_or(true, |e| e.attributable);
+        let (served_by, note) = if attributable {
+            match served_by(&stream, candidates) {
+                Ok(pid) => (pid, None),
+                Err(why) => (None, Some(why)),
+            }
         } else {
-            Err(format!("{detail} (expected 2xx)"))
+            (None, None)
+        };
+        let _ = stream.shutdown(Shutdown::Both);
+        Attributed {
+            result: exchange.and_then(verdict),
+            served_by,
+            note,
         }
     }
 }
@@ -298,5 +477,87 @@ mod tests {
         assert_eq!((s, d.as_str()), (503, "HTTP 503 Service Unavailable"));
         assert!(parse_head(b"SSH-2.0-OpenSSH").is_err());
         assert!(parse_head(b"HTTP/1.1 abc OK").is_err());
+    }
+
+    #[test]
+    fn body_framing() {
+        let h = b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\nConnection: keep-alive";
+        assert_eq!(body_length(h, 200), Some(12));
+        assert!(keeps_open(h));
+        assert!(keeps_open(b"HTTP/1.1 200 OK\r\ncontent-length: 1"));
+        assert!(!keeps_open(b"HTTP/1.1 200 OK\r\nConnection: close"));
+        assert!(!keeps_open(b"HTTP/1.0 200 OK\r\nContent-Length: 1"));
+        assert!(keeps_open(b"HTTP/1.0 200 OK\r\nConnection: Keep-Alive"));
+        assert_eq!(
+            body_length(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked", 200),
+            None
+        );
+        assert_eq!(body_length(b"HTTP/1.1 200 OK", 200), None);
+        assert_eq!(body_length(b"HTTP/1.1 204 No Content", 204), Some(0));
+    }
+
+    /// A one-connection keep-alive server in this process: the check is attributed to
+    /// this process, and only when it is a candidate.
+    fn serve_once(response: &'static str) -> (String, std::thread::JoinHandle<()>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/health", listener.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut req = Vec::new();
+            let mut buf = [0u8; 1024];
+            while find(&req, b"\r\n\r\n").is_none() {
+                let n = conn.read(&mut buf).unwrap();
+                assert!(n > 0);
+                req.extend_from_slice(&buf[..n]);
+            }
+            assert!(!String::from_utf8_lossy(&req).contains("Connection: close"));
+            conn.write_all(response.as_bytes()).unwrap();
+            // Keep the connection until the client closes it.
+            while conn.read(&mut buf).is_ok_and(|n| n > 0) {}
+        });
+        (url, server)
+    }
+
+    #[test]
+    fn attributes_the_answer_to_the_serving_process() {
+        let me = Pid::this_process().unwrap();
+        let (url, server) = serve_once("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        let a = HttpCheck::new(&url)
+            .unwrap()
+            .check_served_by(Duration::from_secs(5), &[me]);
+        server.join().unwrap();
+        assert_eq!(a.result.as_deref(), Ok("HTTP 200 OK"));
+        assert_eq!((a.served_by, a.note), (Some(me), None));
+
+        let (url, server) =
+            serve_once("HTTP/1.1 500 Oops\r\nContent-Length: 3\r\nServer: x\r\n\r\nbad");
+        let a = HttpCheck::new(&url)
+            .unwrap()
+            .check_served_by(Duration::from_secs(5), &[me]);
+        server.join().unwrap();
+        assert_eq!(
+            a.result,
+            Err("HTTP 500 Oops, Server: x (expected 2xx)".to_string())
+        );
+        assert_eq!(a.served_by, Some(me));
+
+        // Not a candidate: unattributed.
+        let (url, server) = serve_once("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        let a = HttpCheck::new(&url)
+            .unwrap()
+            .check_served_by(Duration::from_secs(5), &[]);
+        server.join().unwrap();
+        assert!(a.result.is_ok());
+        assert_eq!(a.served_by, None);
+
+        // Connection: close: unattributed by design.
+        let (url, server) =
+            serve_once("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+        let a = HttpCheck::new(&url)
+            .unwrap()
+            .check_served_by(Duration::from_secs(5), &[me]);
+        server.join().unwrap();
+        assert!(a.result.is_ok());
+        assert_eq!(a.served_by, None);
     }
 }
