@@ -203,7 +203,7 @@ pub struct TargetArgs {
     #[arg(long, value_name = "PATH")]
     pub pid_file: PathBuf,
 
-    /// Which server's signal map and pid-file naming to use
+    /// Which server's signal map and pid-file naming to use: nginx, unicorn or gunicorn
     #[arg(long, value_name = "NAME", default_value = "nginx", value_parser = parse_flavor)]
     pub flavor: Flavor,
 
@@ -223,9 +223,10 @@ pub struct UpgradeArgs {
     #[command(flatten)]
     pub target: TargetArgs,
 
-    /// The new executable to install and run
+    /// The new executable to install and run (not needed with `--swap none`: the new code
+    /// is already in place, e.g. a new app release under unicorn or gunicorn)
     #[arg(long, value_name = "PATH")]
-    pub new_binary: PathBuf,
+    pub new_binary: Option<PathBuf>,
 
     /// The installed executable to replace [default: what the running master executes]
     #[arg(long, value_name = "PATH")]

@@ -16,7 +16,7 @@ use hotreload_core::{
 };
 use serde_json::{json, Map, Value};
 
-use crate::args::{Cli, Command, StatusArgs, StepArgs, TargetArgs, Timeouts, UpgradeArgs};
+use crate::args::{Cli, Command, StatusArgs, StepArgs, SwapArg, TargetArgs, Timeouts, UpgradeArgs};
 use crate::exit::Exit;
 
 use crate::output::{
@@ -212,12 +212,21 @@ fn op_options(t: &Timeouts) -> OpOptions {
 }
 
 fn upgrade_cmd(args: UpgradeArgs) -> Exit {
+    if args.new_binary.is_none() && args.swap != SwapArg::None {
+        // A usage error (exit 2, printed by clap), before anything runs.
+        use clap::CommandFactory;
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "--new-binary <PATH> is required unless --swap none (the new code already in place)",
+            )
+            .exit();
+    }
     let out = Output::new(args.target.json);
     let pid_file = args.target.pid_file.clone();
     let target = target_of(&args.target, args.binary.as_ref());
 
     let mut options = UpgradeOptions::new()
-        .new_binary(args.new_binary.clone())
         .swap(args.swap.into())
         .config_test(!args.skip_config_test)
         .spawn_timeout(args.timeouts.spawn_timeout)
@@ -226,6 +235,9 @@ fn upgrade_cmd(args: UpgradeArgs) -> Exit {
         .on_drain_timeout(args.on_drain_timeout.into())
         .keep_old(args.keep_old)
         .dry_run(args.dry_run);
+    if let Some(new_binary) = &args.new_binary {
+        options = options.new_binary(new_binary.clone());
+    }
     if let Some(binary) = &args.binary {
         options = options.binary(binary.clone());
     }
@@ -247,7 +259,10 @@ fn upgrade_cmd(args: UpgradeArgs) -> Exit {
             "upgrading"
         },
         pid_file.display(),
-        args.new_binary.display()
+        match &args.new_binary {
+            Some(new_binary) => new_binary.display().to_string(),
+            None => "the code already in place (no swap)".to_owned(),
+        }
     ));
     let started = Instant::now();
     let p = shell_quote(&pid_file);

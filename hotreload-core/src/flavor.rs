@@ -44,6 +44,23 @@ impl SignalMap {
             reopen_logs: Signal::Usr1,
         }
     }
+
+    /// unicorn's signals: the same as nginx's (`USR2`, `WINCH`, `QUIT` graceful, `TERM`
+    /// fast, `HUP`, `USR1`).
+    pub fn unicorn() -> Self {
+        SignalMap::nginx()
+    }
+
+    /// gunicorn's signals: `USR2` re-execs, `WINCH` stops the workers (when daemonized),
+    /// `HUP` starts workers again (it reloads the app), and **`TERM` is graceful while
+    /// `QUIT` is fast** (the reverse of nginx).
+    pub fn gunicorn() -> Self {
+        SignalMap {
+            graceful_stop: Signal::Term,
+            fast_stop: Signal::Quit,
+            ..SignalMap::nginx()
+        }
+    }
 }
 
 /// How a pid file used during an upgrade is named, relative to the configured pid file.
@@ -92,6 +109,48 @@ impl TitleMarkers {
             shutting_down: "is shutting down".into(),
         }
     }
+
+    /// unicorn's titles: `unicorn master [(old)] <args>`, `unicorn worker[N] <args>`. A
+    /// unicorn worker's title does not change while it finishes its requests, so
+    /// `shutting_down` is empty (never matches).
+    pub fn unicorn() -> Self {
+        TitleMarkers {
+            master: "unicorn master".into(),
+            worker: "unicorn worker[".into(),
+            shutting_down: String::new(),
+        }
+    }
+
+    /// gunicorn's titles. Without the `setproctitle` module (Debian's package) master and
+    /// workers keep the same command line (`/usr/bin/python3 /usr/bin/gunicorn ...`); with
+    /// it they read `gunicorn: master [app]` and `gunicorn: worker [app]`. Both contain
+    /// `gunicorn`, which is therefore the marker for both roles: equal markers mean that the
+    /// title does not tell the role, and the role comes from the parent link (see
+    /// [`Flavor::roles_from_parent_link`]).
+    pub fn gunicorn() -> Self {
+        TitleMarkers {
+            master: "gunicorn".into(),
+            worker: "gunicorn".into(),
+            shutting_down: String::new(),
+        }
+    }
+}
+
+/// How a master's title relates to the command line it was started with (what it
+/// executes again on the spawn signal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TitleArgs {
+    /// The title is `<prefix><master marker> <original argv, argv[0] included>` (nginx).
+    AfterMasterMarker,
+    /// The title is `<basename of argv[0]> <master marker tail> <original arguments>`:
+    /// the arguments follow the master marker but the path of `argv[0]` is lost (unicorn:
+    /// `unicorn master -D -c u.conf.rb`, which re-executes `/usr/bin/unicorn`, a script
+    /// run by the interpreter that `/proc/<pid>/exe` names).
+    ArgsAfterMasterMarker,
+    /// The command line is left as it was started (gunicorn without `setproctitle`:
+    /// `/usr/bin/python3 /usr/bin/gunicorn ...`, which re-executes `/usr/bin/python3`).
+    Untouched,
 }
 
 /// How to test a configuration with a (new) executable before starting it.
@@ -109,6 +168,16 @@ pub enum ConfigTest {
         /// Options of the master's command line to repeat, each taking one value, given
         /// either as the next argument (`-c conf`) or attached (`-cconf`).
         carried: Vec<String>,
+    },
+    /// Run `<binary>` with all of the master's arguments after `argv[0]`, with `flags`
+    /// inserted before the argument at index `at` of those (gunicorn: the master runs
+    /// `/usr/bin/python3 /usr/bin/gunicorn -D ... app:app`, the test is
+    /// `/usr/bin/python3 /usr/bin/gunicorn --check-config -D ... app:app`, `at` 1).
+    AllArgs {
+        /// Flags that ask for a config test (gunicorn: `--check-config`).
+        flags: Vec<String>,
+        /// Where the flags go among the master's arguments (after `argv[0]`).
+        at: usize,
     },
 }
 
@@ -131,7 +200,9 @@ pub struct Flavor {
     old_pid_file: PidFileName,
     new_pid_file: PidFileName,
     config_test: ConfigTest,
+    config_test_absent_reason: String,
     titles: TitleMarkers,
+    title_args: TitleArgs,
 }
 
 impl Flavor {
@@ -146,19 +217,62 @@ impl Flavor {
                 flags: vec!["-t".into()],
                 carried: vec!["-p".into(), "-c".into(), "-g".into()],
             },
+            config_test_absent_reason: String::new(),
             titles: TitleMarkers::nginx(),
+            title_args: TitleArgs::AfterMasterMarker,
+        }
+    }
+
+    /// unicorn (tested with 6.0.0): nginx's signals and pid-file naming (`<pid>.oldbin`
+    /// for the old master, the pid file itself for the new one), titles
+    /// `unicorn master ...` / `unicorn worker[N] ...`, and no config test.
+    pub fn unicorn() -> Self {
+        Flavor {
+            name: "unicorn".into(),
+            signals: SignalMap::unicorn(),
+            old_pid_file: PidFileName::Suffix(".oldbin".into()),
+            new_pid_file: PidFileName::Same,
+            config_test: ConfigTest::None,
+            config_test_absent_reason: "unicorn has no config test: a bad config shows only \
+                when the new master starts (it then exits and the old master takes its pid \
+                file back)"
+                .into(),
+            titles: TitleMarkers::unicorn(),
+            title_args: TitleArgs::ArgsAfterMasterMarker,
+        }
+    }
+
+    /// gunicorn (tested with 20.1.0): `TERM` graceful, `QUIT` fast; the old master keeps
+    /// the pid file, the new master writes `<pid file>.2` and, once the old master is gone,
+    /// renames it to the pid file by itself ("promotion"); config test
+    /// `--check-config` with the master's own arguments; roles from the parent link.
+    pub fn gunicorn() -> Self {
+        Flavor {
+            name: "gunicorn".into(),
+            signals: SignalMap::gunicorn(),
+            old_pid_file: PidFileName::Same,
+            new_pid_file: PidFileName::Suffix(".2".into()),
+            config_test: ConfigTest::AllArgs {
+                flags: vec!["--check-config".into()],
+                at: 1,
+            },
+            config_test_absent_reason: String::new(),
+            titles: TitleMarkers::gunicorn(),
+            title_args: TitleArgs::Untouched,
         }
     }
 
     /// Names accepted by [`Flavor::by_name`].
     pub fn known_names() -> &'static [&'static str] {
-        &["nginx"]
+        &["nginx", "unicorn", "gunicorn"]
     }
 
     /// A built-in flavor by name (case-insensitive), or `None`.
     pub fn by_name(name: &str) -> Option<Flavor> {
         match name.to_ascii_lowercase().as_str() {
             "nginx" => Some(Flavor::nginx()),
+            "unicorn" => Some(Flavor::unicorn()),
+            "gunicorn" => Some(Flavor::gunicorn()),
             _ => None,
         }
     }
@@ -193,6 +307,44 @@ impl Flavor {
     pub fn with_titles(mut self, titles: TitleMarkers) -> Self {
         self.titles = titles;
         self
+    }
+
+    /// This flavor with another relation between title and command line.
+    pub fn with_title_args(mut self, title_args: TitleArgs) -> Self {
+        self.title_args = title_args;
+        self
+    }
+
+    /// How the master's title relates to its command line.
+    pub fn title_args(&self) -> TitleArgs {
+        self.title_args
+    }
+
+    /// Why the flavor has no config test (for the preflight's report), or `None` when it
+    /// has one.
+    pub fn config_test_absent_reason(&self) -> Option<String> {
+        match self.config_test {
+            ConfigTest::None if self.config_test_absent_reason.is_empty() => {
+                Some(format!("the {} flavor has no config test", self.name))
+            }
+            ConfigTest::None => Some(self.config_test_absent_reason.clone()),
+            _ => None,
+        }
+    }
+
+    /// Whether roles come from the parent link rather than from the title: when the master
+    /// and worker markers are the same string (gunicorn), a process titled so is a master
+    /// when a pid file names it or when it has children titled so, and a worker when it is
+    /// a child of a master and has no such children of its own.
+    pub fn roles_from_parent_link(&self) -> bool {
+        self.titles.master == self.titles.worker
+    }
+
+    /// Whether the new master renames its pid file to the configured one by itself once the
+    /// old master is gone (gunicorn's promotion of `<pid file>.2`): true when the new
+    /// master's pid file is not the configured one.
+    pub fn new_master_promotes_itself(&self) -> bool {
+        self.new_pid_file != PidFileName::Same
     }
 
     /// The flavor's name (`nginx`).
@@ -237,8 +389,19 @@ impl Flavor {
     /// assert_eq!(args, ["-t", "-p", "/srv", "-c", "conf/nginx.conf"]);
     /// ```
     pub fn config_test_args<S: AsRef<str>>(&self, master_argv: &[S]) -> Option<Vec<String>> {
-        let ConfigTest::Flags { flags, carried } = &self.config_test else {
-            return None;
+        let (flags, carried) = match &self.config_test {
+            ConfigTest::None => return None,
+            ConfigTest::AllArgs { flags, at } => {
+                let mut args: Vec<String> = master_argv
+                    .iter()
+                    .skip(1)
+                    .map(|a| a.as_ref().to_string())
+                    .collect();
+                let at = (*at).min(args.len());
+                args.splice(at..at, flags.iter().cloned());
+                return Some(args);
+            }
+            ConfigTest::Flags { flags, carried } => (flags, carried),
         };
         let mut args = flags.clone();
         let mut rest = master_argv.iter().skip(1).map(AsRef::as_ref);
@@ -269,9 +432,10 @@ impl Flavor {
         title.contains(&self.titles.worker)
     }
 
-    /// Whether a worker's title says it is finishing its requests before exiting.
+    /// Whether a worker's title says it is finishing its requests before exiting (never,
+    /// when the flavor's marker is empty).
     pub fn is_shutting_down_title(&self, title: &str) -> bool {
-        title.contains(&self.titles.shutting_down)
+        !self.titles.shutting_down.is_empty() && title.contains(&self.titles.shutting_down)
     }
 
     /// The master's original command line, recovered from its title.
@@ -279,8 +443,26 @@ impl Flavor {
     /// nginx overwrites its `argv` with `nginx: master process <original args>`, so the
     /// original arguments are the words after the master marker; a master that keeps its
     /// `argv` is returned as is. Arguments that contained spaces cannot be told apart.
+    /// With [`TitleArgs::Untouched`] the command line is the argv; with
+    /// [`TitleArgs::ArgsAfterMasterMarker`] the result lacks `argv[0]`, whose path the title
+    /// does not keep (the words after the marker are the arguments; a first word in
+    /// parentheses, unicorn's `(old)`, is part of the marker).
     pub fn master_argv(&self, cmdline: &[String]) -> Vec<String> {
+        if self.title_args == TitleArgs::Untouched {
+            return cmdline.to_vec();
+        }
         let title = cmdline.join(" ");
+        if self.title_args == TitleArgs::ArgsAfterMasterMarker {
+            let Some(at) = title.find(&self.titles.master) else {
+                return cmdline.to_vec();
+            };
+            let after = &title[at + self.titles.master.len()..];
+            return after
+                .split_whitespace()
+                .skip_while(|w| w.starts_with('(') && w.ends_with(')'))
+                .map(str::to_string)
+                .collect();
+        }
         match title.find(&self.titles.master) {
             Some(at) => {
                 let after = &title[at + self.titles.master.len()..];
@@ -365,5 +547,76 @@ mod tests {
         assert_eq!(Flavor::by_name("NGINX"), Some(Flavor::nginx()));
         assert_eq!(Flavor::by_name("apache"), None);
         assert_eq!(f.signals().spawn, Signal::Usr2);
+    }
+
+    #[test]
+    fn every_known_name_is_a_flavor() {
+        for name in Flavor::known_names() {
+            assert_eq!(Flavor::by_name(name).unwrap().name(), *name);
+        }
+    }
+
+    #[test]
+    fn unicorn_is_nginx_signals_oldbin_and_no_config_test() {
+        let f = Flavor::by_name("Unicorn").unwrap();
+        assert_eq!(*f.signals(), SignalMap::nginx());
+        let pid = Path::new("/srv/u.pid");
+        assert_eq!(f.old_pid_file(pid), Path::new("/srv/u.pid.oldbin"));
+        assert_eq!(f.new_pid_file(pid), pid);
+        assert!(!f.new_master_promotes_itself());
+        assert!(!f.roles_from_parent_link());
+        assert_eq!(f.config_test_args(&["unicorn", "-c", "u.rb"]), None);
+        assert!(f
+            .config_test_absent_reason()
+            .unwrap()
+            .contains("no config test"));
+        let master = "unicorn master -D -c /srv/u.conf.rb /srv/config.ru";
+        let old = "unicorn master (old) -D -c /srv/u.conf.rb /srv/config.ru";
+        let worker = "unicorn worker[1] -D -c /srv/u.conf.rb /srv/config.ru";
+        assert!(f.is_master_title(master) && f.is_master_title(old));
+        assert!(!f.is_worker_title(master) && !f.is_master_title(worker));
+        assert!(f.is_worker_title(worker) && !f.is_shutting_down_title(worker));
+        let args = ["-D", "-c", "/srv/u.conf.rb", "/srv/config.ru"];
+        assert_eq!(f.master_argv(&[master.to_string()]), args);
+        assert_eq!(f.master_argv(&[old.to_string()]), args);
+    }
+
+    #[test]
+    fn gunicorn_reverses_term_and_quit_and_writes_dot_2() {
+        let f = Flavor::gunicorn();
+        assert_eq!(f.signals().graceful_stop, Signal::Term);
+        assert_eq!(f.signals().fast_stop, Signal::Quit);
+        assert_eq!(f.signals().spawn, Signal::Usr2);
+        assert_eq!(f.signals().stop_workers, Signal::Winch);
+        let pid = Path::new("/srv/g.pid");
+        assert_eq!(f.old_pid_file(pid), pid);
+        assert_eq!(f.new_pid_file(pid), Path::new("/srv/g.pid.2"));
+        assert!(f.new_master_promotes_itself());
+        assert!(f.roles_from_parent_link());
+        let cmdline: Vec<String> = [
+            "/usr/bin/python3",
+            "/usr/bin/gunicorn",
+            "-D",
+            "-b",
+            "127.0.0.1:8000",
+            "app:app",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(f.master_argv(&cmdline), cmdline);
+        assert_eq!(
+            f.config_test_args(&cmdline).unwrap(),
+            [
+                "/usr/bin/gunicorn",
+                "--check-config",
+                "-D",
+                "-b",
+                "127.0.0.1:8000",
+                "app:app"
+            ]
+        );
+        assert_eq!(f.config_test_absent_reason(), None);
+        assert!(!f.is_shutting_down_title(&cmdline.join(" ")));
     }
 }

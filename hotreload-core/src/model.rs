@@ -262,7 +262,12 @@ impl Target {
 
     fn read_pid_files(&self) -> PidFiles {
         let current = PidFileContent::read(&self.pid_file);
-        let old = PidFileContent::read(&self.old_pid_file());
+        let old_path = self.old_pid_file();
+        let old = if old_path == self.pid_file {
+            current.clone()
+        } else {
+            PidFileContent::read(&old_path)
+        };
         let new_path = self.new_pid_file();
         let new = if new_path == self.pid_file {
             current.clone()
@@ -285,9 +290,17 @@ impl Target {
             new_master,
             evidence: seen.evidence,
         };
-        match &files.old {
+        // The file that exists only while an upgrade is in progress: the old master's
+        // (nginx's `.oldbin`) unless that is the configured pid file itself, then the new
+        // master's (gunicorn's `.2`).
+        let (marker_path, marker) = if old_path == self.pid_file {
+            (&new_path, &files.new)
+        } else {
+            (&old_path, &files.old)
+        };
+        match marker {
             PidFileContent::Absent => {
-                seen.fact(format!("no {}", old_path.display()));
+                seen.fact(format!("no {}", marker_path.display()));
                 let master = match seen.master(&self.pid_file, &files.current, "pid file") {
                     Some(m) => m,
                     None => return unknown(seen, None, None),
@@ -310,10 +323,22 @@ impl Target {
                     evidence: seen.evidence,
                 }
             }
-            old_content => {
-                let old = match seen.master(&old_path, old_content, "old pid file") {
+            _ => {
+                let old = match seen.master(&old_path, &files.old, "old pid file") {
                     Some(m) => m,
-                    None => return unknown(seen, None, None),
+                    None => {
+                        if self.flavor.new_master_promotes_itself()
+                            && files.old == PidFileContent::Absent
+                        {
+                            seen.fact(format!(
+                                "the old master is gone and the new master has not yet renamed \
+                                 {} to {} (it does so by itself)",
+                                new_path.display(),
+                                self.pid_file.display()
+                            ));
+                        }
+                        return unknown(seen, None, None);
+                    }
                 };
                 if files.new == PidFileContent::Absent {
                     seen.fact(format!(
@@ -351,6 +376,10 @@ impl Target {
                     "new master {} is a child of old master {}",
                     new.pid, old.pid
                 ));
+                // Where the title does not tell the roles apart, the new master could look
+                // like one of the old master's workers.
+                let mut old = old;
+                old.workers.retain(|w| w.pid != new.pid);
                 if !seen.has_workers(&new) {
                     return unknown(seen, Some(old), Some(new));
                 }
@@ -505,7 +534,7 @@ impl Seen<'_> {
         };
         let masters: Vec<&ProcInfo> = children
             .iter()
-            .filter(|c| !c.is_zombie() && self.flavor.is_master_title(&c.title))
+            .filter(|c| is_child_master(self.flavor, c))
             .collect();
         for child in &masters {
             self.fact(format!(
@@ -522,7 +551,7 @@ impl Seen<'_> {
             return;
         };
         for child in children {
-            if self.flavor.is_worker_title(&child.title) {
+            if is_worker_child(self.flavor, &child) {
                 continue;
             }
             let state = if child.is_zombie() { ", a zombie" } else { "" };
@@ -534,11 +563,38 @@ impl Seen<'_> {
     }
 }
 
+/// Whether `child` (of a master) has children of its own titled as workers: with roles
+/// from the parent link (gunicorn) that makes it a master, not a worker.
+fn has_worker_children(flavor: &Flavor, child: &ProcInfo) -> bool {
+    procfs::children(child.pid).is_ok_and(|grandchildren| {
+        grandchildren
+            .iter()
+            .any(|g| !g.is_zombie() && flavor.is_worker_title(&g.title))
+    })
+}
+
+/// Whether a child of a master is a worker: titled as one, and, where titles do not tell
+/// the roles apart ([`Flavor::roles_from_parent_link`]), without workers of its own.
+/// Zombies are included (they are not masters); callers that need live workers filter
+/// them out.
+pub(crate) fn is_worker_child(flavor: &Flavor, child: &ProcInfo) -> bool {
+    flavor.is_worker_title(&child.title)
+        && !(flavor.roles_from_parent_link() && has_worker_children(flavor, child))
+}
+
+/// Whether a child of a master is itself a (new) master: live, titled as a master, and,
+/// where titles do not tell the roles apart, with workers of its own.
+pub(crate) fn is_child_master(flavor: &Flavor, child: &ProcInfo) -> bool {
+    !child.is_zombie()
+        && flavor.is_master_title(&child.title)
+        && (!flavor.roles_from_parent_link() || has_worker_children(flavor, child))
+}
+
 /// The children of a master that are live workers, sorted by pid.
 pub(crate) fn workers_of(flavor: &Flavor, children: &[ProcInfo]) -> Vec<WorkerInfo> {
     let mut workers: Vec<WorkerInfo> = children
         .iter()
-        .filter(|c| !c.is_zombie() && flavor.is_worker_title(&c.title))
+        .filter(|c| !c.is_zombie() && is_worker_child(flavor, c))
         .map(|c| WorkerInfo {
             pid: c.pid,
             start_time: c.start_time,

@@ -23,8 +23,11 @@ use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::event::{Event, Observer, Role, Step};
+use crate::flavor::TitleArgs;
 use crate::journal;
-use crate::model::{error_chain, workers_of, MasterInfo, Observation, Phase, Target};
+use crate::model::{
+    error_chain, is_worker_child, workers_of, MasterInfo, Observation, Phase, Target,
+};
 use crate::pid::Pid;
 use crate::process::ProcessHandle;
 use crate::procfs::{self, ProcInfo};
@@ -301,7 +304,7 @@ impl Target {
         let flavor = self.flavor_ref();
         let hung = procfs::children(old.pid())?
             .into_iter()
-            .any(|c| !c.is_zombie() && !flavor.is_worker_title(&c.title));
+            .any(|c| !c.is_zombie() && !is_worker_child(flavor, &c));
         if !hung {
             return Err(refuse("the old master has no child but its workers", seen));
         }
@@ -583,6 +586,13 @@ pub(crate) fn installed_binary(target: &Target, master: &MasterInfo) -> PathBuf 
     if let Some(binary) = target.binary_path() {
         return binary.to_path_buf();
     }
+    if target.flavor_ref().title_args() == TitleArgs::ArgsAfterMasterMarker {
+        // The title does not keep argv[0]'s path (unicorn re-executes its script, which
+        // the interpreter named by /proc/<pid>/exe runs): the executable is what runs.
+        if let Some(exe) = &master.exe {
+            return exe.clone();
+        }
+    }
     let argv = target.flavor_ref().master_argv(&master.cmdline);
     let argv0 = PathBuf::from(argv.first().map(String::as_str).unwrap_or_default());
     if argv0.is_absolute() {
@@ -796,7 +806,15 @@ impl Steady {
                     Ok(None)
                 }
                 _ => {
-                    if matches!(pid_named_by(&old_path), Some(p) if p == pid) {
+                    // The spawn shows in the file that exists only during an upgrade: the
+                    // old pid file naming the old master (nginx's `.oldbin`), or, when the
+                    // old master keeps the pid file, the new master's (gunicorn's `.2`).
+                    let shown = if old_path == target.pid_file() {
+                        pid_named_by(&target.new_pid_file()).is_some_and(|p| p != pid)
+                    } else {
+                        pid_named_by(&old_path) == Some(pid)
+                    };
+                    if shown {
                         saw_old_pid_file = true;
                     }
                     Ok(None)
@@ -935,7 +953,7 @@ fn stop_children_masters(ctx: &Ctx<'_>, old: &ProcessHandle) -> Result<(), Error
     let fast = flavor.signals().fast_stop;
     let grace = ctx.opts.quit_timeout.min(Duration::from_secs(5));
     for child in procfs::children(old.pid())? {
-        if child.is_zombie() || flavor.is_worker_title(&child.title) {
+        if child.is_zombie() || is_worker_child(flavor, &child) {
             continue;
         }
         let handle = match ProcessHandle::open_pinned(child.pid, child.start_time) {

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::event::{Event, Observer, Role, Step};
+use crate::flavor::TitleArgs;
 use crate::health::HealthCheck;
 use crate::journal::Journal;
 use crate::model::{error_chain, MasterInfo, Observation, Target};
@@ -583,9 +584,17 @@ impl Run<'_> {
         );
         let argv = target.flavor_ref().master_argv(&master.cmdline);
         let argv0 = PathBuf::from(argv.first().cloned().unwrap_or_default());
+        let argv0_kept = target.flavor_ref().title_args() != TitleArgs::ArgsAfterMasterMarker;
         record(
             "argv0-absolute",
-            if argv0.is_absolute() {
+            if !argv0_kept {
+                Ok(format!(
+                    "the {} title does not keep argv[0]'s path: the master re-executes its own \
+                     start command, run by `{}`",
+                    target.flavor_ref().name(),
+                    master.exe.as_deref().unwrap_or(Path::new("?")).display()
+                ))
+            } else if argv0.is_absolute() {
                 Ok(format!("the master was started as `{}`", argv0.display()))
             } else {
                 Err(format!(
@@ -597,7 +606,9 @@ impl Run<'_> {
             },
         );
         let binary = installed_binary(target, &master);
-        record("binary-is-argv0", self.binary_is_argv0(&binary, &argv0));
+        if argv0_kept {
+            record("binary-is-argv0", self.binary_is_argv0(&binary, &argv0));
+        }
         // With no swap, the file already at the binary path is the new executable.
         let new_binary = match (&self.opts.new_binary, self.opts.swap) {
             (_, SwapKind::None) => Some(binary.clone()),
@@ -620,7 +631,20 @@ impl Run<'_> {
                     );
                 }
                 record("new-binary", self.new_binary_ok(&master, new));
-                record("new-binary-differs", self.differs(&master, new));
+                if self.opts.swap == SwapKind::None {
+                    record(
+                        "new-binary-differs",
+                        Ok(match self.differs(&master, new) {
+                            Ok(detail) => detail,
+                            Err(same) => format!(
+                                "no swap: the code already in place starts ({same}; expected \
+                                 when it runs an interpreter, as unicorn and gunicorn do)"
+                            ),
+                        }),
+                    );
+                } else {
+                    record("new-binary-differs", self.differs(&master, new));
+                }
             }
         }
         if let Some(error) = failures.into_iter().next() {
@@ -782,12 +806,12 @@ impl Run<'_> {
         plan: &Plan,
     ) -> Result<(), UpgradeError> {
         let Some(args) = self.target.flavor_ref().config_test_args(&plan.argv) else {
-            self.check(
-                ctx,
-                "config-test",
-                true,
-                "the flavor has no config test".into(),
-            );
+            let reason = self
+                .target
+                .flavor_ref()
+                .config_test_absent_reason()
+                .unwrap_or_default();
+            self.check(ctx, "config-test", true, reason);
             return Ok(());
         };
         let command = format!("{} {}", plan.new_binary.display(), args.join(" "));

@@ -1,0 +1,461 @@
+//! The `hotreload` CLI against real unicorn (a tiny Rack app) and gunicorn (a tiny WSGI
+//! app), as Debian installs them (`scripts/install-real-servers`): upgrade under client
+//! load with zero failed requests, and rollback from `spawned`, serving throughout.
+//! A missing server skips the tests with a message, unless
+//! `HOTRELOAD_REQUIRE_REAL_SERVERS=1`.
+//!
+//! Both servers daemonize with a double fork, so their master is **not** a session
+//! leader: the session is read from `/proc/<master>/stat`, and `Server`'s drop SIGKILLs
+//! every process of that session (old and new masters and all workers stay in it),
+//! panicking or not.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use fake_nginx::harness;
+use fake_nginx::load::{Load, LoadConfig, LoadStats};
+use hotreload_tests::hotreload_bin;
+
+const LONG: Duration = Duration::from_secs(30);
+const WORKERS: usize = 2;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Unicorn,
+    Gunicorn,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Unicorn => "unicorn",
+            Kind::Gunicorn => "gunicorn",
+        }
+    }
+
+    fn executable(self) -> &'static Path {
+        Path::new(match self {
+            Kind::Unicorn => "/usr/bin/unicorn",
+            Kind::Gunicorn => "/usr/bin/gunicorn",
+        })
+    }
+
+    /// Where the new master's pid is while the old one lives.
+    fn new_pid_file(self, pid_file: &Path) -> PathBuf {
+        match self {
+            Kind::Unicorn => pid_file.to_path_buf(),
+            Kind::Gunicorn => suffixed(pid_file, ".2"),
+        }
+    }
+
+    /// Where the old master's pid is while the new one lives.
+    fn old_pid_file(self, pid_file: &Path) -> PathBuf {
+        match self {
+            Kind::Unicorn => suffixed(pid_file, ".oldbin"),
+            Kind::Gunicorn => pid_file.to_path_buf(),
+        }
+    }
+
+    /// The file that exists only during an upgrade.
+    fn upgrade_file(self, pid_file: &Path) -> PathBuf {
+        match self {
+            Kind::Unicorn => suffixed(pid_file, ".oldbin"),
+            Kind::Gunicorn => suffixed(pid_file, ".2"),
+        }
+    }
+}
+
+fn suffixed(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Whether `kind` is installed; otherwise says why the test is skipped (or fails when
+/// real servers are required).
+fn installed(kind: Kind) -> bool {
+    if kind.executable().is_file() {
+        return true;
+    }
+    let msg = format!(
+        "{} not installed ({} missing); run scripts/install-real-servers",
+        kind.name(),
+        kind.executable().display()
+    );
+    assert!(
+        std::env::var("HOTRELOAD_REQUIRE_REAL_SERVERS").as_deref() != Ok("1"),
+        "HOTRELOAD_REQUIRE_REAL_SERVERS=1 but {msg}"
+    );
+    eprintln!("SKIPPED: {msg}");
+    false
+}
+
+/// Field `n` (0 = state, 1 = ppid, 2 = pgrp, 3 = session) after the command name.
+fn stat_field(pid: i32, n: usize) -> Option<i32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 2..]
+        .split_whitespace()
+        .nth(n)?
+        .parse()
+        .ok()
+}
+
+/// A daemonized unicorn or gunicorn serving a tiny app from a temp dir.
+struct Server {
+    kind: Kind,
+    dir: tempfile::TempDir,
+    addr: SocketAddr,
+    /// The session of the first master (not its pid: the master is not its leader).
+    sid: Option<i32>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(sid) = self.sid.take() {
+            kill_session(sid);
+        }
+    }
+}
+
+/// SIGKILLs every process of session `sid` (never our own session).
+fn kill_session(sid: i32) {
+    if sid <= 1 || Some(sid) == stat_field(std::process::id() as i32, 3) {
+        return;
+    }
+    for p in fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        if stat_field(pid, 3) == Some(sid) {
+            let _ = harness::kill(pid, fake_nginx::Signal::Kill);
+        }
+    }
+}
+
+impl Server {
+    fn start(kind: Kind) -> Server {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("core-real-{}-", kind.name()))
+            .tempdir()
+            .unwrap();
+        let path = dir.path().to_path_buf();
+        let mut server = Server {
+            kind,
+            dir,
+            addr: ([127, 0, 0, 1], 0).into(),
+            sid: None,
+        };
+        for attempt in 1..=3 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            server.addr = ([127, 0, 0, 1], port).into();
+            let mut command = match kind {
+                Kind::Unicorn => {
+                    fs::write(
+                        path.join("config.ru"),
+                        "run lambda { |env| [200, { \"content-type\" => \"text/plain\", \
+                         \"content-length\" => \"3\", \"server\" => \"unicorn\", \
+                         \"x-worker-pid\" => Process.pid.to_s }, [\"ok\\n\"]] }\n",
+                    )
+                    .unwrap();
+                    fs::write(
+                        path.join("u.conf.rb"),
+                        format!(
+                            "listen \"127.0.0.1:{port}\"\nworker_processes {WORKERS}\n\
+                             pid \"{p}/app.pid\"\nstderr_path \"{p}/app.log\"\n\
+                             stdout_path \"{p}/app.log\"\nworking_directory \"{p}\"\n",
+                            p = path.display()
+                        ),
+                    )
+                    .unwrap();
+                    let mut c = Command::new(kind.executable());
+                    c.arg("-D")
+                        .arg("-c")
+                        .arg(path.join("u.conf.rb"))
+                        .arg(path.join("config.ru"));
+                    c
+                }
+                Kind::Gunicorn => {
+                    fs::write(
+                        path.join("app.py"),
+                        "import os\n\n\ndef app(environ, start_response):\n    \
+                         start_response(\"200 OK\", [(\"Content-Type\", \"text/plain\"), \
+                         (\"Content-Length\", \"3\"), (\"X-Worker-Pid\", str(os.getpid()))])\n    return [b\"ok\\n\"]\n",
+                    )
+                    .unwrap();
+                    let mut c = Command::new(kind.executable());
+                    c.args(["-D", "-w", &WORKERS.to_string(), "-b"])
+                        .arg(server.addr.to_string())
+                        .arg("-p")
+                        .arg(path.join("app.pid"))
+                        .arg("--chdir")
+                        .arg(&path)
+                        .arg("--error-logfile")
+                        .arg(path.join("app.log"))
+                        .arg("app:app");
+                    c
+                }
+            };
+            let status = command
+                .current_dir(&path)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .unwrap();
+            assert!(status.success(), "{} did not start: {status}", kind.name());
+            let mut master = 0;
+            let started = harness::try_wait_until(LONG, "the master and its workers", || {
+                master = harness::read_pid_file(&server.pid_file()).unwrap_or(0);
+                if master > 1 && server.sid.is_none() {
+                    server.sid = stat_field(master, 3);
+                }
+                master > 1
+                    && harness::is_alive(master)
+                    && harness::children_of(master).len() == WORKERS
+                    && server.get_ok()
+            });
+            if started.is_ok() {
+                return server;
+            }
+            let log = server.log();
+            assert!(
+                attempt < 3 && log.contains("in use"),
+                "{} did not come up:\n{log}",
+                kind.name()
+            );
+            // Whatever started of this attempt goes with its session.
+            if let Some(sid) = server.sid.take() {
+                kill_session(sid);
+            }
+        }
+        unreachable!()
+    }
+
+    fn pid_file(&self) -> PathBuf {
+        self.dir.path().join("app.pid")
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("app.log")).unwrap_or_default()
+    }
+
+    fn master(&self) -> i32 {
+        harness::read_pid_file(&self.pid_file()).expect("the pid file names a master")
+    }
+
+    fn get_ok(&self) -> bool {
+        let Ok(mut s) = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        let mut resp = String::new();
+        let _ = s.read_to_string(&mut resp);
+        resp.starts_with("HTTP/1.1 200") || resp.starts_with("HTTP/1.0 200")
+    }
+
+    /// Runs `hotreload <command> --flavor <kind> --pid-file <pid file> <extra>`.
+    fn hotreload(&self, command: &str, extra: &[&str]) -> Output {
+        Command::new(hotreload_bin())
+            .arg(command)
+            .args(["--flavor", self.kind.name(), "--pid-file"])
+            .arg(self.pid_file())
+            .args(extra)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// Like [`Server::hotreload`], and fails with the whole account unless it succeeded.
+    fn hotreload_ok(&self, command: &str, extra: &[&str]) -> String {
+        let out = self.hotreload(command, extra);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success(),
+            "`hotreload {command}` ({}) failed: {}\n{text}\nserver log:\n{}",
+            self.kind.name(),
+            out.status,
+            self.log()
+        );
+        text
+    }
+
+    /// Waits for steady on `master`: the pid file names it, the upgrade file is gone, it
+    /// has its workers.
+    fn wait_steady_on(&self, master: i32) {
+        let upgrade_file = self.kind.upgrade_file(&self.pid_file());
+        let ok = harness::try_wait_until(LONG, "steady", || {
+            harness::read_pid_file(&self.pid_file()) == Some(master)
+                && !upgrade_file.exists()
+                && harness::children_of(master).len() == WORKERS
+        });
+        assert!(
+            ok.is_ok(),
+            "not steady on {master}: pid file {:?}, {} exists: {}, children {:?}\n{}",
+            harness::read_pid_file(&self.pid_file()),
+            upgrade_file.display(),
+            upgrade_file.exists(),
+            harness::children_of(master),
+            self.log()
+        );
+    }
+}
+
+fn start_load(server: &Server) -> Load {
+    // Neither server keeps connections alive (sync workers close after each response).
+    let load = Load::start(LoadConfig::new(server.addr).clients(4).keepalive(false));
+    let answered = harness::try_wait_until(LONG, "the first answers under load", || {
+        load.snapshot().ok >= 10
+    });
+    assert!(answered.is_ok(), "{:?}", load.snapshot());
+    load
+}
+
+fn assert_no_failures(kind: Kind, stats: &LoadStats, log: &str) {
+    assert!(stats.ok > 0, "{}: no request succeeded", kind.name());
+    assert_eq!(
+        stats.failed,
+        0,
+        "{}: {} of {} requests failed: {:?}\nserver log:\n{log}",
+        kind.name(),
+        stats.failed,
+        stats.total(),
+        stats.errors
+    );
+}
+
+/// `hotreload upgrade --swap none` (no `--new-binary`: the new code is in place) under
+/// load ends steady on a new master.
+fn upgrade_with_swap_none(kind: Kind) {
+    if !installed(kind) {
+        return;
+    }
+    let server = Server::start(kind);
+    let old = server.master();
+    let load = start_load(&server);
+    let text = server.hotreload_ok("upgrade", &["--swap", "none"]);
+    let new = server.master();
+    assert_ne!(new, old, "{text}");
+    harness::wait_until(LONG, "the old master to exit", || !harness::is_alive(old));
+    server.wait_steady_on(new);
+    let stats = load.stop();
+    assert_no_failures(kind, &stats, &server.log());
+    assert!(server.get_ok());
+}
+
+/// The same upgrade step by step (`spawn`, `drain`, `commit`) under load.
+fn upgrade_by_steps(kind: Kind) {
+    if !installed(kind) {
+        return;
+    }
+    let server = Server::start(kind);
+    let pid_file = server.pid_file();
+    let old = server.master();
+    let load = start_load(&server);
+    server.hotreload_ok("spawn", &[]);
+    let new = harness::read_pid_file(&kind.new_pid_file(&pid_file)).expect("new pid file");
+    assert_ne!(new, old);
+    assert_eq!(
+        harness::parent_of(new),
+        Some(old),
+        "the new master is a child of the old"
+    );
+    assert_eq!(
+        harness::read_pid_file(&kind.old_pid_file(&pid_file)),
+        Some(old)
+    );
+    server.hotreload_ok("drain", &[]);
+    assert!(
+        harness::children_of(old) == [new],
+        "after the drain the old master's only child is the new master: {:?}",
+        harness::children_of(old)
+    );
+    server.hotreload_ok("commit", &[]);
+    assert!(!harness::is_alive(old), "the old master still runs");
+    server.wait_steady_on(new);
+    let stats = load.stop();
+    assert_no_failures(kind, &stats, &server.log());
+    assert!(server.get_ok());
+}
+
+/// `hotreload spawn` then `hotreload rollback` under load: steady on the old master.
+fn rollback_from_spawned(kind: Kind) {
+    if !installed(kind) {
+        return;
+    }
+    let server = Server::start(kind);
+    let pid_file = server.pid_file();
+    let old = server.master();
+    let old_workers = harness::children_of(old);
+    let load = start_load(&server);
+    server.hotreload_ok("spawn", &[]);
+    let new = harness::read_pid_file(&kind.new_pid_file(&pid_file)).expect("new pid file");
+    assert_ne!(new, old);
+    assert!(kind.upgrade_file(&pid_file).exists());
+    server.hotreload_ok("rollback", &[]);
+    harness::wait_until(LONG, "the new master to exit", || !harness::is_alive(new));
+    server.wait_steady_on(old);
+    assert_eq!(
+        harness::children_of(old),
+        old_workers,
+        "the old workers served throughout"
+    );
+    let stats = load.stop();
+    assert_no_failures(kind, &stats, &server.log());
+    assert!(server.get_ok());
+}
+
+#[test]
+fn unicorn_upgrade_with_swap_none_under_load() {
+    upgrade_with_swap_none(Kind::Unicorn);
+}
+
+#[test]
+fn gunicorn_upgrade_with_swap_none_under_load() {
+    upgrade_with_swap_none(Kind::Gunicorn);
+}
+
+#[test]
+fn unicorn_upgrade_by_steps_under_load() {
+    upgrade_by_steps(Kind::Unicorn);
+}
+
+#[test]
+fn gunicorn_upgrade_by_steps_under_load() {
+    upgrade_by_steps(Kind::Gunicorn);
+}
+
+#[test]
+fn unicorn_rollback_from_spawned_under_load() {
+    rollback_from_spawned(Kind::Unicorn);
+}
+
+#[test]
+fn gunicorn_rollback_from_spawned_under_load() {
+    rollback_from_spawned(Kind::Gunicorn);
+}
+
+#[test]
+fn upgrade_needs_new_binary_unless_swap_none() {
+    let out = Command::new(hotreload_bin())
+        .args(["upgrade", "--pid-file", "/nonexistent/app.pid"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--new-binary"),
+        "{out:?}"
+    );
+}
