@@ -372,3 +372,105 @@ fn real_nginx_daemon_off_is_refused_before_any_change() {
     assert_eq!(harness::read_pid_file(&pid_file), Some(master));
     assert_eq!(harness::workers_of(master), workers);
 }
+
+/// Runs the `hotreload` CLI and returns its exit code, printing its output on failure.
+fn cli(args: &[&str]) -> (i32, String) {
+    let out = Command::new(hotreload_tests::hotreload_bin())
+        .args(args)
+        .output()
+        .expect("run hotreload");
+    let text = format!(
+        "hotreload {}\nexit {:?}\nstdout:\n{}\nstderr:\n{}",
+        args.join(" "),
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// Client load that must lose nothing but nginx's own idle keep-alive resets (see
+/// `real_nginx_upgrade_under_load_drops_nothing`).
+fn assert_served_throughout(load: fake_nginx::load::Load) {
+    let stats = load.stop();
+    assert!(stats.ok > 0, "no request was served: {stats:?}");
+    assert_eq!(stats.new_connection_clients.failed(), 0, "{stats:?}");
+    assert_eq!(
+        stats.keepalive_clients.failed(),
+        stats.keepalive_clients.reset_reused_before_response,
+        "{stats:?}"
+    );
+}
+
+/// Issue 5 through the CLI: `upgrade --keep-old` (drained), then `rollback`: deb12u9's
+/// master serves again, from the deb12u9 executable put back at its path.
+#[test]
+fn real_nginx_cli_rollback_from_drained_under_load() {
+    let Some((old_build, new_build)) = builds() else {
+        return;
+    };
+    let server = Server::start(&old_build);
+    let old = server.master;
+    let pid_file = server.pid_file().display().to_string();
+    let load = fake_nginx::load::Load::start(
+        fake_nginx::load::LoadConfig::new(server.addr)
+            .clients(4)
+            .path("/ok"),
+    );
+    let (code, text) = cli(&[
+        "upgrade",
+        "--pid-file",
+        &pid_file,
+        "--new-binary",
+        new_build.to_str().unwrap(),
+        "--keep-old",
+    ]);
+    assert_eq!(code, 0, "{text}\n{}", server.log());
+    let (code, text) = cli(&["status", "--pid-file", &pid_file, "--json"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("\"phase\":\"drained\""), "{text}");
+    let (code, text) = cli(&["rollback", "--pid-file", &pid_file]);
+    assert_eq!(code, 0, "{text}\n{}", server.log());
+    assert_eq!(harness::read_pid_file(&server.pid_file()), Some(old));
+    assert_eq!(harness::workers_of(old).len(), 2);
+    assert_eq!(
+        sha(&server.binary()),
+        sha(&old_build),
+        "deb12u9 is not back at its path"
+    );
+    assert!(runs(pid(old), &old_build));
+    assert_served_throughout(load);
+}
+
+/// Issue 5 through the CLI, from `spawned`: the new build installed by hand, `spawn`,
+/// then `rollback`: the old master takes its pid file back and the new one is gone.
+#[test]
+fn real_nginx_cli_rollback_from_spawned_under_load() {
+    let Some((old_build, new_build)) = builds() else {
+        return;
+    };
+    let server = Server::start(&old_build);
+    let old = server.master;
+    let pid_file = server.pid_file().display().to_string();
+    // Install deb12u11 the way a package manager would: a complete file renamed over.
+    let staged = server.dir.path().join("sbin/.nginx.new");
+    fs::copy(&new_build, &staged).unwrap();
+    fs::rename(&staged, server.binary()).unwrap();
+    let load = fake_nginx::load::Load::start(
+        fake_nginx::load::LoadConfig::new(server.addr)
+            .clients(4)
+            .path("/ok"),
+    );
+    let (code, text) = cli(&["spawn", "--pid-file", &pid_file]);
+    assert_eq!(code, 0, "{text}\n{}", server.log());
+    let new = harness::read_pid_file(&server.pid_file()).expect("new master's pid file");
+    assert_ne!(new, old);
+    assert!(runs(pid(new), &new_build), "the new master is not deb12u11");
+    let (code, text) = cli(&["rollback", "--pid-file", &pid_file]);
+    assert_eq!(code, 0, "{text}\n{}", server.log());
+    wait_gone(pid(new));
+    assert_eq!(harness::read_pid_file(&server.pid_file()), Some(old));
+    assert!(!server.pid_file().with_extension("pid.oldbin").exists());
+    assert!(runs(pid(old), &old_build));
+    assert_served_throughout(load);
+}
