@@ -91,6 +91,7 @@ impl ResultRecord {
 }
 
 fn target_of(args: &TargetArgs, binary: Option<&PathBuf>) -> Target {
+    crate::output::set_flavor_for_hints(args.flavor.name());
     let target = Target::new(args.pid_file.clone()).flavor(args.flavor.clone());
     match binary {
         Some(binary) => target.binary(binary.clone()),

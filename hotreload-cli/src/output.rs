@@ -71,7 +71,7 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use hotreload_core::{Event, MasterInfo, Observation, Observer, Phase, Role, StepTiming};
@@ -456,9 +456,22 @@ pub fn phase_meaning(phase: &Phase) -> &'static str {
     }
 }
 
+/// The ` --flavor NAME` that suggested commands must repeat (nothing for nginx, the
+/// default). One command runs per process, so it is set once, when the target is built.
+static FLAVOR_ARG: OnceLock<String> = OnceLock::new();
+
+/// Makes the suggested commands carry `--flavor name` (unless it is the default).
+pub fn set_flavor_for_hints(name: &str) {
+    if name != "nginx" {
+        let _ = FLAVOR_ARG.set(format!(" --flavor {name}"));
+    }
+}
+
 /// What an operator can run next from this phase.
 pub fn next_commands(phase: &Phase, pid_file: &Path) -> String {
-    let p = shell_quote(pid_file);
+    let file = shell_quote(pid_file);
+    // What follows `--pid-file` in a suggested command.
+    let p = format!("{file}{}", FLAVOR_ARG.get().map_or("", String::as_str));
     #[allow(unreachable_patterns)]
     match phase {
         Phase::Steady => format!(
@@ -471,7 +484,7 @@ pub fn next_commands(phase: &Phase, pid_file: &Path) -> String {
             "`hotreload commit --pid-file {p}` to keep the new version, or `hotreload rollback --pid-file {p}` to go back"
         ),
         _ => format!(
-            "if an upgrade was interrupted while the new master was starting (the old pid file names a live master, the pid file is missing), `hotreload rollback --pid-file {p}` stops the new master and restores the executable. Otherwise no hotreload command fits this state: check that {p} is the server's pid file (nginx: its `pid` directive) and that the server runs; the evidence names the processes involved: fix the pid file or stop the stray master by hand, then run `hotreload status --pid-file {p}` again"
+            "if an upgrade was interrupted while the new master was starting (the old pid file names a live master, the pid file is missing), `hotreload rollback --pid-file {p}` stops the new master and restores the executable. Otherwise no hotreload command fits this state: check that {file} is the server's pid file (nginx: its `pid` directive) and that the server runs; the evidence names the processes involved: fix the pid file or stop the stray master by hand, then run `hotreload status --pid-file {p}` again"
         ),
     }
 }

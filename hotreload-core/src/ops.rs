@@ -924,9 +924,9 @@ fn pid_named_by(path: &Path) -> Option<Pid> {
 /// Why a master that catches the spawn signal did not act on it.
 fn ignored_reason(info: &ProcInfo, old_path: &Path) -> String {
     let mut reason = format!(
-        "no {} appeared within {}s. nginx ignores the signal while a new master it started \
-         still runs, and when it is not daemonized (`daemon off`) and the parent that started \
-         it still lives",
+        "no {} appeared within {}s. nginx (like unicorn and gunicorn) ignores the signal while \
+         a new master it started still runs, and when it is not daemonized (`daemon off`) and \
+         the parent that started it still lives",
         old_path.display(),
         SPAWN_ACK.as_secs()
     );

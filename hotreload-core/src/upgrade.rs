@@ -1350,7 +1350,10 @@ fn run_command(
     if let Some(cwd) = cwd {
         command.current_dir(cwd);
     }
-    let mut child = command.spawn().map_err(run_err)?;
+    let mut child = {
+        let _no_staging = crate::swap::spawn_guard();
+        command.spawn().map_err(run_err)?
+    };
     let drain = |pipe: Option<Box<dyn Read + Send>>| {
         std::thread::spawn(move || {
             let mut text = Vec::new();

@@ -118,6 +118,7 @@ impl CommandCheck {
             return Err("no command given".to_string());
         };
         let deadline = Instant::now() + timeout;
+        let no_staging = crate::swap::spawn_guard();
         let mut child = Command::new(program)
             .args(args)
             .stdin(Stdio::null())
@@ -126,6 +127,7 @@ impl CommandCheck {
             .process_group(0)
             .spawn()
             .map_err(|e| format!("failed to run `{program}`: {e}"))?;
+        drop(no_staging);
         let pidfd: OwnedFd = match sys::pidfd_open(child.id() as i32) {
             Ok(fd) => fd,
             Err(e) => {

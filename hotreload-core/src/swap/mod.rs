@@ -31,6 +31,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{RwLock, RwLockReadGuard};
 
 use crate::error::Error;
 
@@ -421,12 +422,30 @@ impl Drop for TempGuard {
 
 /// Copies `src` to a new temporary file beside `target`, with `like`'s mode and
 /// owner, fsynced. Returns the temp path (removed again on error), SHA-256 and size.
+/// Held for writing while a file that a server may execute is open for writing, and for
+/// reading by this library around each child it spawns.
+///
+/// Why: a child forked while another thread has a staged executable open for writing
+/// inherits that descriptor until it execs, and a master exec'ing the file in that window
+/// fails with ETXTBSY ("Text file busy"): a new master that fails to start for no reason of
+/// its own. Seen with 50 upgrades running in parallel threads of one process (the config
+/// tests of some forked while others staged). Children that an embedding program forks
+/// itself are outside this lock: such a program should not fork while an upgrade swaps.
+static EXEC_WRITE_LOCK: RwLock<()> = RwLock::new(());
+
+/// Taken by the library around spawning a child (see [`EXEC_WRITE_LOCK`]).
+pub(crate) fn spawn_guard() -> RwLockReadGuard<'static, ()> {
+    EXEC_WRITE_LOCK.read().unwrap_or_else(|e| e.into_inner())
+}
+
 fn stage_copy(
     src: &Path,
     target: &Path,
     like: &fs::Metadata,
     what: &str,
 ) -> Result<(TempGuard, String, u64), Error> {
+    // Declared before `out`, so it is released after `out` is closed.
+    let _no_spawns = EXEC_WRITE_LOCK.write().unwrap_or_else(|e| e.into_inner());
     let staged = temp_sibling(target, what);
     let io_err = |action, path: &Path| {
         let path = path.to_path_buf();
