@@ -225,25 +225,9 @@ fn read_pid(path: &Path) -> Option<i32> {
     fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
-/// Live (non-zombie) children of `pid`. This kernel lacks `/proc/<pid>/task/*/children`,
-/// so scan every `/proc/<n>/stat` for its parent pid (cheap enough for a test).
+/// Live (non-zombie) children of `pid`, sorted.
 fn children(pid: i32) -> Vec<i32> {
-    let mut pids: Vec<i32> = fs::read_dir("/proc")
-        .expect("list /proc")
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&child| {
-            let Ok(stat) = fs::read_to_string(format!("/proc/{child}/stat")) else {
-                return false;
-            };
-            // Fields after the `(comm)`: state, ppid, ...
-            let mut rest = stat.rsplit(')').next().unwrap_or("").split_whitespace();
-            let state = rest.next();
-            let ppid = rest.next().and_then(|p| p.parse::<i32>().ok());
-            ppid == Some(pid) && !matches!(state, Some("Z") | Some("X"))
-        })
-        .collect();
-    pids.sort_unstable();
-    pids
+    fake_nginx::harness::children_of(pid)
 }
 
 /// A live process that is alive (not exited, not a zombie).

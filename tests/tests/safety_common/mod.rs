@@ -213,23 +213,9 @@ pub fn alive(pid: i32) -> bool {
     harness::is_alive(pid)
 }
 
-/// Live (non-zombie) children of `pid`, sorted (a full `/proc` scan: cheap for a test).
+/// Live (non-zombie) children of `pid`, sorted.
 pub fn children(pid: i32) -> Vec<i32> {
-    let mut pids: Vec<i32> = fs::read_dir("/proc")
-        .expect("list /proc")
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&c| {
-            let Ok(stat) = fs::read_to_string(format!("/proc/{c}/stat")) else {
-                return false;
-            };
-            let mut rest = stat.rsplit(')').next().unwrap_or("").split_whitespace();
-            let state = rest.next();
-            let ppid = rest.next().and_then(|p| p.parse::<i32>().ok());
-            ppid == Some(pid) && !matches!(state, Some("Z") | Some("X"))
-        })
-        .collect();
-    pids.sort_unstable();
-    pids
+    harness::children_of(pid)
 }
 
 /// Waits (bounded) for `cond`, panicking with `what` and `context()` at the deadline.
