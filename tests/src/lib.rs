@@ -62,3 +62,37 @@ pub fn hotreload_bin() -> PathBuf {
 }
 
 pub mod server;
+
+/// Session id of `pid` (field 6 of `/proc/<pid>/stat`), `None` once it is gone.
+pub fn session_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 2..]
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()
+}
+
+/// SIGKILLs every process of session `sid`: a daemonized server and everything it
+/// started (new masters, workers, orphaned workers of a killed master) share it. Never
+/// session 0 or 1, and never the test's own session.
+pub fn kill_session(sid: i32) {
+    if sid <= 1 || Some(sid) == session_of(std::process::id() as i32) {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if session_of(pid) == Some(sid) {
+            let _ = fake_nginx::harness::kill(pid, fake_nginx::Signal::Kill);
+        }
+    }
+}

@@ -55,28 +55,10 @@ struct Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let Some(sid) = stat_field(self.master, 3) else {
-            return;
-        };
-        for p in fs::read_dir("/proc").unwrap().flatten() {
-            let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
-                continue;
-            };
-            if stat_field(pid, 3) == Some(sid) {
-                let _ = harness::kill(pid, fake_nginx::Signal::Kill);
-            }
+        if let Some(sid) = hotreload_tests::session_of(self.master) {
+            hotreload_tests::kill_session(sid);
         }
     }
-}
-
-/// Field `n` (0 = state, 1 = ppid, 2 = pgrp, 3 = session) after the command name.
-fn stat_field(pid: i32, n: usize) -> Option<i32> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 2..]
-        .split_whitespace()
-        .nth(n)?
-        .parse()
-        .ok()
 }
 
 impl Server {

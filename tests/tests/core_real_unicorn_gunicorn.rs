@@ -94,16 +94,6 @@ fn installed(kind: Kind) -> bool {
     false
 }
 
-/// Field `n` (0 = state, 1 = ppid, 2 = pgrp, 3 = session) after the command name.
-fn stat_field(pid: i32, n: usize) -> Option<i32> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 2..]
-        .split_whitespace()
-        .nth(n)?
-        .parse()
-        .ok()
-}
-
 /// A daemonized unicorn or gunicorn serving a tiny app from a temp dir.
 struct Server {
     kind: Kind,
@@ -116,22 +106,7 @@ struct Server {
 impl Drop for Server {
     fn drop(&mut self) {
         if let Some(sid) = self.sid.take() {
-            kill_session(sid);
-        }
-    }
-}
-
-/// SIGKILLs every process of session `sid` (never our own session).
-fn kill_session(sid: i32) {
-    if sid <= 1 || Some(sid) == stat_field(std::process::id() as i32, 3) {
-        return;
-    }
-    for p in fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
-            continue;
-        };
-        if stat_field(pid, 3) == Some(sid) {
-            let _ = harness::kill(pid, fake_nginx::Signal::Kill);
+            hotreload_tests::kill_session(sid);
         }
     }
 }
@@ -215,7 +190,7 @@ impl Server {
             let started = harness::try_wait_until(LONG, "the master and its workers", || {
                 master = harness::read_pid_file(&server.pid_file()).unwrap_or(0);
                 if master > 1 && server.sid.is_none() {
-                    server.sid = stat_field(master, 3);
+                    server.sid = hotreload_tests::session_of(master);
                 }
                 master > 1
                     && harness::is_alive(master)
@@ -233,7 +208,7 @@ impl Server {
             );
             // Whatever started of this attempt goes with its session.
             if let Some(sid) = server.sid.take() {
-                kill_session(sid);
+                hotreload_tests::kill_session(sid);
             }
         }
         unreachable!()
