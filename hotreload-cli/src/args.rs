@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use hotreload_core::{DrainTimeoutAction, Flavor, SwapKind};
 
 use crate::exit::EXIT_CODES_HELP;
+use crate::printer::ColorWhen;
 
 const ABOUT: &str =
     "Upgrade a running nginx-style master/worker server to a new executable with zero downtime";
@@ -27,10 +28,20 @@ exit), and finally QUIT to retire the old master. If anything goes wrong it roll
 HUP to the old master (it starts workers again), QUIT to the new one, and the old
 executable is put back. No listening socket is ever closed.
 
-Start with `hotreload demo` to watch it happen on a throw-away fake-nginx under load.
-Then `hotreload status --pid-file /run/nginx.pid` shows what is running, and
+Start with `hotreload demo` (in builds with the demo) to watch it happen on a
+throw-away fake-nginx under load. Then
+`hotreload status --pid-file /run/nginx.pid` shows what is running, and
 `hotreload upgrade --pid-file /run/nginx.pid --new-binary ./nginx` does the whole thing.
-Add --json to any command for JSON Lines on stdout.";
+Add --json to any command for JSON Lines on stdout (schema_version 1, described by
+hotreload-jsonl-v1.schema.json), -q to print only errors and the final result.
+--pid-file defaults to $HOTRELOAD_PID_FILE.
+
+Examples:
+  hotreload status --pid-file /run/nginx.pid
+  hotreload upgrade --pid-file /run/nginx.pid --new-binary ./nginx --dry-run
+  HOTRELOAD_PID_FILE=/run/nginx.pid hotreload upgrade --new-binary ./nginx -q
+  hotreload completions bash > /etc/bash_completion.d/hotreload
+  hotreload man > /usr/local/share/man/man1/hotreload.1";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -44,6 +55,15 @@ Add --json to any command for JSON Lines on stdout.";
     arg_required_else_help = true
 )]
 pub struct Cli {
+    /// Print only errors (stderr) and the final result: the summary line, or with --json
+    /// the `result` record
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// When to colour the output: auto (a terminal, and NO_COLOR unset), always, never
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorWhen::Auto, global = true)]
+    pub color: ColorWhen,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -69,7 +89,7 @@ pid file is unusable or the phase is unknown (a script can act on 0 only).",
         after_long_help = "\
 Examples:
   hotreload status --pid-file /run/nginx.pid
-  hotreload status --pid-file /run/nginx.pid --json | jq .phase"
+  hotreload status --pid-file /run/nginx.pid --json | jq -r .data.status.phase"
     )]
     Status(StatusArgs),
 
@@ -177,6 +197,7 @@ Example:
     Rollback(StepArgs),
 
     /// Watch a zero-downtime upgrade and an automatic rollback on a throw-away fake-nginx
+    #[cfg(feature = "demo")]
     #[command(
         long_about = "\
 Run a self-contained demonstration; needs no setup and leaves nothing behind.
@@ -193,14 +214,44 @@ Examples:
   hotreload demo
   hotreload demo --json | jq -c 'select(.type == \"result\")'"
     )]
+    #[cfg(feature = "demo")]
     Demo(DemoArgs),
+
+    /// Print a shell completion script for bash, zsh, fish, elvish or powershell
+    #[command(
+        long_about = "\
+Print the completion script for a shell on stdout. Install it where your shell looks
+for completions, once per machine (or per release of hotreload).",
+        after_long_help = "\
+Examples:
+  hotreload completions bash > /etc/bash_completion.d/hotreload
+  hotreload completions zsh > /usr/local/share/zsh/site-functions/_hotreload
+  hotreload completions fish > ~/.config/fish/completions/hotreload.fish"
+    )]
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+
+    /// Print the man page (roff) on stdout
+    #[command(
+        long_about = "\
+Print the hotreload(1) man page, in roff, on stdout: the commands, options and exit
+codes, generated from the same definition as --help.",
+        after_long_help = "\
+Examples:
+  hotreload man | man -l -
+  hotreload man > /usr/local/share/man/man1/hotreload.1"
+    )]
+    Man,
 }
 
 /// Options every command that works on a running server takes.
 #[derive(Debug, Args)]
 pub struct TargetArgs {
     /// The server's pid file (nginx: the `pid` directive), e.g. /run/nginx.pid
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", env = "HOTRELOAD_PID_FILE")]
     pub pid_file: PathBuf,
 
     /// Which server's signal map and pid-file naming to use: nginx, unicorn or gunicorn
@@ -301,6 +352,7 @@ pub struct DrainArgs {
     pub terminate: bool,
 }
 
+#[cfg(feature = "demo")]
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Print JSON Lines on stdout instead of the human account

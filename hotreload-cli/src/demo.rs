@@ -9,7 +9,6 @@
 //! demo, or the Ctrl-C/SIGTERM thread (see [`crate::interrupt`]). Dropping the harness
 //! instance SIGKILLs every process of the server; dropping the `TempDir` removes it.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,16 +16,15 @@ use std::time::{Duration, Instant};
 use fake_nginx::harness::Instance;
 use fake_nginx::load::{Load, LoadConfig, LoadStats};
 use fake_nginx::variant::{make_variant, Fault};
-use hotreload_core::{
-    upgrade, HttpCheck, StepTiming, Target, UpgradeError, UpgradeOptions, UpgradeReport,
-};
-use serde_json::{json, Map, Value};
+use hotreload_core::{upgrade, HttpCheck, Target, UpgradeError, UpgradeOptions, UpgradeReport};
 
 use crate::args::DemoArgs;
-use crate::commands::{error_chain, pid_or_dash, ResultRecord};
+use crate::commands::{error_chain, exit_of_failure, outcome_of};
 use crate::exit::Exit;
-
-use crate::output::{fmt_duration, steps_human, steps_json, Output};
+use crate::printer::{fmt_duration, DemoNote, Printer};
+use crate::report::{
+    step_times, Body, CommandName, DemoAttempt, DemoFailures, DemoSummary, OutcomeKind, Report,
+};
 
 const V1: &str = "1.0";
 const V2: &str = "2.0";
@@ -54,8 +52,12 @@ fn with_work<T>(work: &SharedWork, f: impl FnOnce(&mut Work) -> T) -> Option<T> 
     guard.as_mut().map(f)
 }
 
-pub fn run(args: DemoArgs) -> Exit {
-    let out = Arc::new(Output::new(args.json));
+fn demo_report(outcome: OutcomeKind, exit: Exit) -> Report {
+    Report::new(CommandName::Demo, outcome, exit, std::path::PathBuf::new())
+}
+
+pub fn run(args: &DemoArgs, printer: Printer) -> Exit {
+    let out = Arc::new(printer);
     let work: SharedWork = Arc::new(Mutex::new(None));
 
     // Cleanup on Ctrl-C/SIGTERM: a thread waits on the self-pipe, drops the work (killing
@@ -76,9 +78,7 @@ pub fn run(args: DemoArgs) -> Exit {
                     remove_dir_racing_writers(&dir);
                 }
                 let exit = Exit::Interrupted(signal);
-                out.result(
-                    ResultRecord { command: "demo", exit: Some(exit), ..Default::default() }.into_map(),
-                );
+                out.finish(&demo_report(OutcomeKind::Interrupted, exit));
                 std::process::exit(i32::from(exit.code()));
             });
         }
@@ -88,23 +88,16 @@ pub fn run(args: DemoArgs) -> Exit {
         ),
     }
 
-    let result = demo(&args, &out, &work);
+    let result = demo(args, &out, &work);
     // Normal end (success or failure): same cleanup as on Ctrl-C.
     let taken = work.lock().unwrap_or_else(|p| p.into_inner()).take();
     drop(taken);
     match result {
         Ok(exit) => exit,
         Err(message) => {
-            out.error(&format!("demo: {message}"), Some("this is a bug or an unusual environment; please report it with the output above"));
-            out.result(
-                ResultRecord {
-                    command: "demo",
-                    outcome: "failed".into(),
-                    exit: Some(Exit::RolledBack),
-                    error: Some(message),
-                    ..Default::default()
-                }
-                .into_map(),
+            out.finish(
+                &demo_report(OutcomeKind::Failed, Exit::RolledBack)
+                    .with_failure(message, Some(crate::advice::Advice::ReportBug)),
             );
             Exit::RolledBack
         }
@@ -125,24 +118,9 @@ fn remove_dir_racing_writers(dir: &Path) {
     }
 }
 
-/// A line of the demo's account, and the same as a `demo` JSON record (blank lines,
-/// which only space out the human account, have no record).
-fn say(out: &Output, message: String, data: Value) {
-    out.say(&message);
-    if message.is_empty() {
-        return;
-    }
-    let mut record = match data {
-        Value::Object(map) => map,
-        _ => Map::new(),
-    };
-    record.insert("message".into(), json!(message.trim()));
-    out.emit("demo", Value::Object(record));
-}
-
 /// Polls `cond` (a counter in the load generator: there is no event to wait on) until
 /// it holds or the deadline passes, showing progress meanwhile.
-fn wait_for(out: &Output, what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+fn wait_for(out: &Printer, what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
     let mut next_report = start;
     loop {
@@ -179,16 +157,7 @@ fn snapshot(work: &SharedWork) -> Option<LoadStats> {
     with_work(work, |w| w.load.as_ref().map(Load::snapshot)).flatten()
 }
 
-struct Attempt {
-    to: &'static str,
-    expected: &'static str,
-    outcome: String,
-    steps: Vec<StepTiming>,
-    error: Option<String>,
-    as_expected: bool,
-}
-
-fn demo(args: &DemoArgs, out: &Output, work: &SharedWork) -> Result<Exit, String> {
+fn demo(args: &DemoArgs, out: &Printer, work: &SharedWork) -> Result<Exit, String> {
     let started = Instant::now();
     let dir = tempfile::Builder::new()
         .prefix("hotreload-demo-")
@@ -201,12 +170,13 @@ fn demo(args: &DemoArgs, out: &Output, work: &SharedWork) -> Result<Exit, String
         instance: None,
         dir,
     });
-    say(
-        out,
-        format!("hotreload demo: fake-nginx {V1} under load, upgraded to {V2}, then a broken {V3} rolled back"),
-        json!({ "dir": root.display().to_string() }),
-    );
-    say(out, format!("  work dir     {}", root.display()), json!({}));
+    out.demo(&DemoNote::Intro {
+        from: V1,
+        to: V2,
+        broken: V3,
+        dir: &root,
+    });
+    out.demo(&DemoNote::WorkDir { dir: &root });
 
     // The builds: copies of this executable that run as fake-nginx of a given version.
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
@@ -226,14 +196,14 @@ fn demo(args: &DemoArgs, out: &Output, work: &SharedWork) -> Result<Exit, String
     build(&exe, &installed, V1, &[])?;
     build(&exe, &v2, V2, &[])?;
     build(&exe, &v3, V3, &[crash])?;
-    say(
-        out,
-        format!(
-            "  builds       {V1} (installed at {}), {V2}, {V3} (crash-on-start)",
-            installed.display()
-        ),
-        json!({ "installed": installed.display().to_string(), "v2": v2.display().to_string(), "v3": v3.display().to_string() }),
-    );
+    out.demo(&DemoNote::Builds {
+        from: V1,
+        to: V2,
+        broken: V3,
+        installed: &installed,
+        v2: &v2,
+        v3: &v3,
+    });
 
     // The server: the harness runs the installed path, so an upgrade really swaps it.
     // Started while holding the cleanup lock: a Ctrl-C meanwhile waits for the instance
@@ -258,28 +228,20 @@ fn demo(args: &DemoArgs, out: &Output, work: &SharedWork) -> Result<Exit, String
         }
         facts
     };
-    say(
-        out,
-        format!(
-            "  server       fake-nginx {V1}: master {}, {} workers, http://{addr}/, pid file {}",
-            master,
-            args.workers,
-            pid_file.display()
-        ),
-        json!({ "master_pid": master.to_string(), "addr": addr.to_string(), "pid_file": pid_file.display().to_string() }),
-    );
+    out.demo(&DemoNote::Server {
+        version: V1,
+        master,
+        workers: args.workers,
+        addr,
+        pid_file: &pid_file,
+    });
 
     // The clients: half keep-alive, half a new connection per request.
     let load = Load::start(LoadConfig::new(addr).clients(usize::from(args.clients)));
     with_work(work, |w| w.load = Some(load));
-    say(
-        out,
-        format!(
-            "  load         {} clients (half keep-alive, half a new connection per request)",
-            args.clients
-        ),
-        json!({ "clients": args.clients }),
-    );
+    out.demo(&DemoNote::Load {
+        clients: args.clients,
+    });
     if !wait_for(
         out,
         &format!("{LOAD_PER_PHASE} responses from {V1}"),
@@ -297,12 +259,11 @@ fn demo(args: &DemoArgs, out: &Output, work: &SharedWork) -> Result<Exit, String
     let mut attempts = Vec::new();
 
     // 1. A good upgrade: committed, and the clients see the new version.
-    say(out, String::new(), json!({}));
-    say(
-        out,
-        format!("upgrade {V1} -> {V2}"),
-        json!({ "upgrade": { "from": V1, "to": V2 } }),
-    );
+    out.demo(&DemoNote::Upgrade {
+        from: V1,
+        to: V2,
+        broken: false,
+    });
     let options = UpgradeOptions::new()
         .new_binary(v2.clone())
         .health_check(Box::new(health()?));
@@ -326,12 +287,11 @@ fn demo(args: &DemoArgs, out: &Output, work: &SharedWork) -> Result<Exit, String
     // 2. A broken build: the new master crashes on start; hotreload rolls back and
     //    the previous version keeps serving.
     if first_ok {
-        say(out, String::new(), json!({}));
-        say(
-            out,
-            format!("upgrade {V2} -> {V3} (a broken build: crashes on start)"),
-            json!({ "upgrade": { "from": V2, "to": V3 } }),
-        );
+        out.demo(&DemoNote::Upgrade {
+            from: V2,
+            to: V3,
+            broken: true,
+        });
         let options = UpgradeOptions::new()
             .new_binary(v3.clone())
             .health_check(Box::new(health()?));
@@ -358,7 +318,7 @@ fn demo(args: &DemoArgs, out: &Output, work: &SharedWork) -> Result<Exit, String
         .ok_or("the load generator disappeared")?;
     let all_expected = attempts.len() == 2 && attempts.iter().all(|a| a.as_expected);
     let ok = all_expected && stats.failed == 0;
-    summary(out, &stats, &attempts, started.elapsed(), ok);
+    summary(out, &stats, attempts, started.elapsed(), ok);
     Ok(if ok { Exit::Success } else { Exit::RolledBack })
 }
 
@@ -375,164 +335,95 @@ fn attempt_of(
     to: &'static str,
     expected: &'static str,
     result: &Result<UpgradeReport, UpgradeError>,
-) -> Attempt {
-    match result {
-        Ok(report) => {
-            let outcome = report.outcome.as_str();
-            Attempt {
-                to,
-                expected,
-                outcome: outcome.into(),
-                steps: report.steps.clone(),
-                error: None,
-                as_expected: outcome == expected,
-            }
-        }
-        Err(failure) => {
-            let outcome = Exit::from_failure(&failure.kind).outcome();
-            Attempt {
-                to,
-                expected,
-                outcome: outcome.into(),
-                steps: failure.report.steps.clone(),
-                error: Some(error_chain(&failure.error)),
-                as_expected: outcome == expected,
-            }
-        }
+) -> DemoAttempt {
+    let (outcome, steps, error) = match result {
+        Ok(report) => (outcome_of(report.outcome).0, &report.steps, None),
+        Err(failure) => (
+            OutcomeKind::of_failure(exit_of_failure(&failure.kind)),
+            &failure.report.steps,
+            Some(error_chain(&failure.error)),
+        ),
+    };
+    DemoAttempt {
+        to,
+        expected,
+        outcome: outcome.as_str().to_owned(),
+        steps: step_times(steps),
+        error,
+        as_expected: outcome.as_str() == expected,
     }
 }
 
-fn report_attempt(out: &Output, attempt: &Attempt, result: &Result<UpgradeReport, UpgradeError>) {
-    let total: Duration = attempt.steps.iter().map(|s| s.duration).sum();
-    let line = match (result, attempt.as_expected) {
-        (Ok(report), true) => format!(
-            "  => upgraded to {} in {}: new master {} serving, old master {} retired",
-            attempt.to,
-            fmt_duration(total),
-            pid_or_dash(report.new_pid),
-            pid_or_dash(report.old_pid)
-        ),
-        (Err(failure), true) => format!(
-            "  => rolled back as expected: master {} still serving {V2}\n     cause: {}",
-            pid_or_dash(failure.report.old_pid),
-            attempt.error.as_deref().unwrap_or("failed"),
-        ),
-        (_, false) => format!(
-            "  => NOT as expected: wanted {}, got {}{}",
-            attempt.expected,
-            attempt.outcome,
-            attempt
-                .error
-                .as_deref()
-                .map(|e| format!(": {e}"))
-                .unwrap_or_default()
-        ),
+fn report_attempt(
+    out: &Printer,
+    attempt: &DemoAttempt,
+    result: &Result<UpgradeReport, UpgradeError>,
+) {
+    let (old, new) = match result {
+        Ok(report) => (report.old_pid, report.new_pid),
+        Err(failure) => (failure.report.old_pid, failure.report.new_pid),
     };
-    out.say(line);
+    out.demo(&DemoNote::Attempt {
+        attempt,
+        old,
+        new,
+        serving: V2,
+    });
 }
 
-fn summary(out: &Output, stats: &LoadStats, attempts: &[Attempt], total: Duration, ok: bool) {
-    let versions: BTreeMap<&str, u64> = stats
-        .versions
-        .iter()
-        .map(|(k, v)| (k.as_str(), *v))
-        .collect();
+fn summary(
+    out: &Printer,
+    stats: &LoadStats,
+    attempts: Vec<DemoAttempt>,
+    total: Duration,
+    ok: bool,
+) {
     // In the order the clients first saw them: the story of the upgrade.
-    let versions_text = stats
+    let versions = stats
         .versions_in_order()
         .iter()
         .map(|server| {
-            format!(
-                "{server}: {}",
-                stats.versions.get(server).copied().unwrap_or(0)
+            (
+                server.to_string(),
+                stats.versions.get(server.as_str()).copied().unwrap_or(0),
             )
         })
-        .collect::<Vec<_>>()
-        .join(", ");
-    out.say("");
-    out.say("summary");
-    out.say(format!("  requests served   {}", stats.ok));
-    out.say(format!(
-        "  requests failed   {}{}",
-        stats.failed,
-        if stats.failed == 0 {
-            String::new()
-        } else {
-            format!(
-                " (refused {}, reset {}, truncated {}, non-2xx {}, other {}): {}",
-                stats.refused,
-                stats.reset,
-                stats.truncated,
-                stats.non_2xx,
-                stats.other,
-                stats.errors.join("; ")
-            )
-        }
-    ));
-    out.say(format!(
-        "  idle keep-alive connections closed by the old workers and retried (not failures): {}",
-        stats.retried_idle_keepalive
-    ));
-    out.say(format!("  versions seen     {versions_text}"));
-    for attempt in attempts {
-        out.say(format!(
-            "  upgrade to {:<5}  {} ({}): {}",
-            attempt.to,
-            attempt.outcome,
-            if attempt.as_expected {
-                "as expected"
-            } else {
-                "NOT as expected"
+        .collect();
+    let failures = (stats.failed != 0).then(|| {
+        (
+            DemoFailures {
+                refused: stats.refused,
+                reset: stats.reset,
+                truncated: stats.truncated,
+                non_2xx: stats.non_2xx,
+                other: stats.other,
             },
-            steps_human(&attempt.steps)
-        ));
-    }
-    out.say(format!("  total time        {}", fmt_duration(total)));
-    out.say(if ok {
-        "  result            OK: zero failed requests across an upgrade and a rollback"
-    } else {
-        "  result            FAILED: see above"
+            stats.errors.clone(),
+        )
     });
-
     let exit = if ok { Exit::Success } else { Exit::RolledBack };
-    let mut extra = Map::new();
-    extra.insert("requests_ok".into(), json!(stats.ok));
-    extra.insert("requests_failed".into(), json!(stats.failed));
-    extra.insert(
-        "retried_idle_keepalive".into(),
-        json!(stats.retried_idle_keepalive),
+    let mut report = demo_report(
+        if ok {
+            OutcomeKind::Ok
+        } else {
+            OutcomeKind::Failed
+        },
+        exit,
     );
-    extra.insert("versions".into(), json!(versions));
-    extra.insert("total_ms".into(), json!(crate::output::millis(total)));
-    extra.insert(
-        "upgrades".into(),
-        Value::Array(
-            attempts
-                .iter()
-                .map(|a| {
-                    json!({
-                        "to": a.to,
-                        "expected": a.expected,
-                        "outcome": a.outcome,
-                        "as_expected": a.as_expected,
-                        "steps": steps_json(&a.steps),
-                        "error": a.error,
-                    })
-                })
-                .collect(),
-        ),
-    );
-    out.result(
-        ResultRecord {
-            command: "demo",
-            outcome: if ok { "ok".into() } else { "failed".into() },
-            exit: Some(exit),
-            error: (!ok).then(|| {
-                "the demo did not go as it should (see the upgrades and requests_failed)".to_owned()
-            }),
-            extra,
-            ..Default::default()
-        }
-        .into_map(),
-    );
+    if !ok {
+        report = report.with_failure(
+            "the demo did not go as it should (see the upgrades and requests_failed)".to_owned(),
+            None,
+        );
+    }
+    report.body = Body::Demo(Box::new(DemoSummary {
+        requests_ok: stats.ok,
+        requests_failed: stats.failed,
+        failures,
+        retried_idle_keepalive: stats.retried_idle_keepalive,
+        versions,
+        upgrades: attempts,
+        total,
+    }));
+    out.finish(&report);
 }

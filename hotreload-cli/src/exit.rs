@@ -7,8 +7,6 @@
 
 use std::process::ExitCode;
 
-use hotreload_core::FailureKind;
-
 /// How a `hotreload` invocation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
@@ -28,6 +26,7 @@ pub enum Exit {
     /// 5: failed and could not restore a healthy state: manual action is needed.
     Unrecovered,
     /// 128 + signal: the demo was interrupted (Ctrl-C / SIGTERM) and cleaned up.
+    #[cfg_attr(not(feature = "demo"), allow(dead_code))]
     Interrupted(i32),
 }
 
@@ -43,33 +42,6 @@ impl Exit {
             Exit::Interrupted(signal) => u8::try_from(128 + signal).unwrap_or(130),
         }
     }
-
-    /// The word used for this exit in `result.outcome` when there is no more precise one.
-    pub fn outcome(self) -> &'static str {
-        match self {
-            Exit::Success => "ok",
-            Exit::RolledBack => "rolled-back",
-            Exit::Usage => "usage",
-            Exit::Refused => "refused",
-            Exit::Locked => "locked",
-            Exit::Unrecovered => "unrecovered",
-            Exit::Interrupted(_) => "interrupted",
-        }
-    }
-
-    /// The library classifies every failure of `upgrade()`; this is the one place the
-    /// classification becomes a number.
-    pub fn from_failure(kind: &FailureKind) -> Exit {
-        match kind {
-            FailureKind::Refused => Exit::Refused,
-            FailureKind::Locked => Exit::Locked,
-            FailureKind::RolledBack => Exit::RolledBack,
-            FailureKind::Unrecovered => Exit::Unrecovered,
-            // A kind this build does not know: claim nothing about the server's health.
-            #[allow(unreachable_patterns)]
-            _ => Exit::Unrecovered,
-        }
-    }
 }
 
 impl From<Exit> for ExitCode {
@@ -81,7 +53,7 @@ impl From<Exit> for ExitCode {
 /// The exit-code table shown at the end of `hotreload --help`.
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
-  0  success
+  0  success (also a dry run, and `unchanged`: the requested build already runs)
   1  the upgrade failed and was rolled back: the old version is serving
      (demo: something did not go as it should, e.g. a request failed)
   2  usage error (bad command line)
@@ -116,19 +88,5 @@ mod tests {
         }
         assert_eq!(Exit::Interrupted(2).code(), 130);
         assert_eq!(Exit::Interrupted(15).code(), 143);
-    }
-
-    #[test]
-    fn failure_kinds_map_to_their_codes() {
-        assert_eq!(Exit::from_failure(&FailureKind::Refused), Exit::Refused);
-        assert_eq!(Exit::from_failure(&FailureKind::Locked), Exit::Locked);
-        assert_eq!(
-            Exit::from_failure(&FailureKind::RolledBack),
-            Exit::RolledBack
-        );
-        assert_eq!(
-            Exit::from_failure(&FailureKind::Unrecovered),
-            Exit::Unrecovered
-        );
     }
 }

@@ -1,0 +1,152 @@
+//! What to do next: the one place where a typed cause becomes the "what to do" line
+//! (`hotreload: what to do: ...`, `result.hint`) and the suggested commands.
+//!
+//! Suggested commands must be copy-pasteable, so they repeat the pid file and (when it
+//! is not the default) the flavor; both come in a [`HintContext`], passed explicitly.
+
+use std::path::Path;
+
+use hotreload_core::{Phase, Pid};
+
+/// What a suggested command must repeat of the invocation that failed.
+#[derive(Debug, Clone, Copy)]
+pub struct HintContext<'a> {
+    pub pid_file: &'a Path,
+    /// The flavor's name (`nginx`, the default, is not repeated).
+    pub flavor: &'a str,
+}
+
+impl HintContext<'_> {
+    /// What follows `--pid-file` in a suggested command.
+    fn target_args(&self) -> String {
+        let file = shell_quote(self.pid_file);
+        if self.flavor == "nginx" {
+            file
+        } else {
+            format!("{file} --flavor {}", self.flavor)
+        }
+    }
+}
+
+/// A typed cause for advice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Advice {
+    /// Another hotreload holds the lock.
+    Locked,
+    /// The pid file is missing, unreadable or names no server.
+    CheckPidFile,
+    /// Refused before anything changed, for a reason the message states.
+    FixAndRetry,
+    /// `upgrade` failed and rolled back: the old master serves again.
+    UpgradeRolledBack { old: Option<Pid> },
+    /// `spawn` failed and the old master serves alone again.
+    SpawnRolledBack,
+    /// `drain` timed out: both versions serve.
+    DrainStillRunning,
+    /// Something failed and could not be put right: the commands that fit the phase
+    /// observed afterwards (`None`: it could not be observed).
+    ManualAction(Option<Phase>),
+    /// The commands that fit this phase (a step in the wrong phase, an unknown status).
+    Next(Phase),
+    /// Something failed that should not (the demo's own machinery).
+    #[cfg_attr(not(feature = "demo"), allow(dead_code))]
+    ReportBug,
+}
+
+impl Advice {
+    pub fn render(&self, ctx: &HintContext<'_>) -> String {
+        let p = ctx.target_args();
+        match self {
+            Advice::Locked => format!(
+                "another hotreload is working on this server; wait for it to finish, then run `hotreload status --pid-file {p}`"
+            ),
+            Advice::CheckPidFile => format!(
+                "nothing was changed; check that --pid-file {} is the server's pid file (nginx: the `pid` directive) and that the server is running",
+                shell_quote(ctx.pid_file)
+            ),
+            Advice::FixAndRetry => {
+                "nothing was changed; fix the problem above and run the command again".to_owned()
+            }
+            Advice::UpgradeRolledBack { old } => format!(
+                "the old version is serving again (master {}); fix the new binary, then run the upgrade again",
+                old.map_or_else(|| "-".to_owned(), |p| p.to_string())
+            ),
+            Advice::SpawnRolledBack => "the new master did not come up and the old master is serving again; check the new executable and its error log".to_owned(),
+            Advice::DrainStillRunning => format!(
+                "manual action needed; old workers are still finishing requests (both versions serve): \
+                 `hotreload drain --pid-file {p}` to wait longer, `hotreload drain --pid-file {p} --terminate` \
+                 to stop them now, or `hotreload rollback --pid-file {p}`"
+            ),
+            Advice::ManualAction(Some(phase)) => {
+                format!("manual action needed; {}", next_commands(*phase, ctx))
+            }
+            Advice::ManualAction(None) => format!(
+                "manual action needed; inspect the server by hand (`hotreload status --pid-file {p}`)"
+            ),
+            Advice::Next(phase) => next_commands(*phase, ctx),
+            Advice::ReportBug => "this is a bug or an unusual environment; please report it with the output above".to_owned(),
+        }
+    }
+}
+
+/// What an operator can run next from this phase.
+pub fn next_commands(phase: Phase, ctx: &HintContext<'_>) -> String {
+    let p = ctx.target_args();
+    let file = shell_quote(ctx.pid_file);
+    match phase {
+        Phase::Steady => format!(
+            "`hotreload upgrade --pid-file {p} --new-binary PATH` (or `hotreload spawn --pid-file {p}` to go step by step)"
+        ),
+        Phase::Spawned => format!(
+            "`hotreload drain --pid-file {p}` to continue, or `hotreload rollback --pid-file {p}` to go back"
+        ),
+        Phase::Drained => format!(
+            "`hotreload commit --pid-file {p}` to keep the new version, or `hotreload rollback --pid-file {p}` to go back"
+        ),
+        _ => format!(
+            "if an upgrade was interrupted while the new master was starting (the old pid file names a live master, the pid file is missing), `hotreload rollback --pid-file {p}` stops the new master and restores the executable. Otherwise no hotreload command fits this state: check that {file} is the server's pid file (nginx: its `pid` directive) and that the server runs; the evidence names the processes involved: fix the pid file or stop the stray master by hand, then run `hotreload status --pid-file {p}` again"
+        ),
+    }
+}
+
+/// Quotes a path for a copy-pasteable command only when it needs it.
+pub fn shell_quote(path: &Path) -> String {
+    let s = path.display().to_string();
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:@%,=".contains(c))
+    {
+        s
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_quoted_only_when_needed() {
+        assert_eq!(shell_quote(Path::new("/run/nginx.pid")), "/run/nginx.pid");
+        assert_eq!(shell_quote(Path::new("/tmp/a b")), "'/tmp/a b'");
+        assert_eq!(shell_quote(Path::new("/tmp/it's")), r"'/tmp/it'\''s'");
+    }
+
+    #[test]
+    fn suggested_commands_repeat_a_non_default_flavor() {
+        let nginx = HintContext {
+            pid_file: Path::new("/run/x.pid"),
+            flavor: "nginx",
+        };
+        let unicorn = HintContext {
+            flavor: "unicorn",
+            ..nginx
+        };
+        let spawned = Advice::Next(Phase::Spawned);
+        assert!(!spawned.render(&nginx).contains("--flavor"));
+        assert!(spawned
+            .render(&unicorn)
+            .contains("`hotreload drain --pid-file /run/x.pid --flavor unicorn`"));
+    }
+}

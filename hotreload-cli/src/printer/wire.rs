@@ -1,0 +1,511 @@
+//! The JSON Lines wire types, version 1: what `--json` writes, one envelope per line.
+//!
+//! These types are the contract (described by `schema/hotreload-jsonl-v1.schema.json`,
+//! which a test checks every line against); they are built from the core's events and
+//! the CLI's [`Report`]s, and nothing else writes JSON. Adding a field is compatible;
+//! removing or renaming one, or changing a meaning, needs a new `schema_version`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use hotreload_core::{Check, Event, MasterInfo, Observation};
+use serde::Serialize;
+
+use crate::advice::HintContext;
+use crate::printer::DemoNote;
+use crate::report::{Body, CommandName, DemoAttempt, Report, StepTime};
+
+/// The version of this contract, in every line's `schema_version`.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// `{"schema_version":1,"type":..,"time":..,"data":..}`.
+#[derive(Debug, Serialize)]
+pub struct Envelope<T> {
+    pub schema_version: u32,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// RFC 3339, UTC, milliseconds: `2026-12-01T10:00:00.123Z`.
+    pub time: String,
+    pub data: T,
+}
+
+impl<T: Serialize> Envelope<T> {
+    pub fn now(kind: &'static str, data: T) -> Self {
+        Envelope {
+            schema_version: SCHEMA_VERSION,
+            kind,
+            time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            data,
+        }
+    }
+}
+
+pub fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The `data` of an event line. Untagged: the envelope's `type` says which.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum EventData<'a> {
+    Step {
+        step: &'static str,
+    },
+    StepFinished {
+        step: &'static str,
+        duration_ms: u64,
+    },
+    Check {
+        name: &'a str,
+        ok: bool,
+        detail: &'a str,
+    },
+    Signalled {
+        pid: i32,
+        signal: String,
+        role: &'static str,
+    },
+    Waiting {
+        what: &'a str,
+        elapsed_ms: u64,
+        timeout_ms: u64,
+    },
+    Observed {
+        what: &'a str,
+    },
+    Message {
+        message: &'a str,
+    },
+}
+
+/// The `type` and `data` of a core event; `None` for kinds this build does not know.
+pub fn event(event: &Event) -> Option<(&'static str, EventData<'_>)> {
+    #[allow(unreachable_patterns)] // Event is non-exhaustive: new kinds are skipped, not fatal
+    let record = match event {
+        Event::StepStarted { step } => (
+            "step_started",
+            EventData::Step {
+                step: step.as_str(),
+            },
+        ),
+        Event::StepFinished { step, duration } => (
+            "step_finished",
+            EventData::StepFinished {
+                step: step.as_str(),
+                duration_ms: millis(*duration),
+            },
+        ),
+        Event::Check { name, ok, detail } => (
+            "check",
+            EventData::Check {
+                name,
+                ok: *ok,
+                detail,
+            },
+        ),
+        Event::Signalled { pid, signal, role } => (
+            "signalled",
+            EventData::Signalled {
+                pid: pid.get(),
+                signal: signal.to_string(),
+                role: role.as_str(),
+            },
+        ),
+        Event::Waiting {
+            what,
+            elapsed,
+            timeout,
+        } => ("waiting", waiting(what, *elapsed, *timeout)),
+        Event::Observed { what } => ("observed", EventData::Observed { what }),
+        Event::Decision { message } => ("decision", EventData::Message { message }),
+        Event::Warning { message } => ("warning", EventData::Message { message }),
+        _ => return None,
+    };
+    Some(record)
+}
+
+pub fn waiting(what: &str, elapsed: Duration, timeout: Duration) -> EventData<'_> {
+    EventData::Waiting {
+        what,
+        elapsed_ms: millis(elapsed),
+        timeout_ms: millis(timeout),
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct StepWire {
+    pub step: &'static str,
+    pub duration_ms: u64,
+}
+
+fn steps(steps: &[StepTime]) -> Vec<StepWire> {
+    steps
+        .iter()
+        .map(|s| StepWire {
+            step: s.step.as_str(),
+            duration_ms: millis(s.duration),
+        })
+        .collect()
+}
+
+#[derive(Debug, Serialize)]
+pub struct CheckWire<'a> {
+    pub name: &'a str,
+    pub ok: bool,
+    pub detail: &'a str,
+}
+
+fn checks(checks: &[Check]) -> Vec<CheckWire<'_>> {
+    checks
+        .iter()
+        .map(|c| CheckWire {
+            name: &c.name,
+            ok: c.ok,
+            detail: &c.detail,
+        })
+        .collect()
+}
+
+#[derive(Debug, Serialize)]
+pub struct WorkerWire<'a> {
+    pub pid: i32,
+    pub start_time: u64,
+    pub title: &'a str,
+    pub shutting_down: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MasterWire<'a> {
+    pub pid: i32,
+    pub exe: Option<String>,
+    pub title: &'a str,
+    /// Clock ticks after boot (`/proc/<pid>/stat` field 22): with the pid, its identity.
+    pub start_time: u64,
+    pub started_at: String,
+    pub workers: Vec<i32>,
+    pub worker_details: Vec<WorkerWire<'a>>,
+}
+
+impl<'a> MasterWire<'a> {
+    fn of(master: &'a MasterInfo) -> Self {
+        MasterWire {
+            pid: master.pid.get(),
+            exe: master.exe.as_ref().map(|p| p.display().to_string()),
+            title: &master.title,
+            start_time: master.start_time,
+            started_at: humantime::format_rfc3339_seconds(master.started_at).to_string(),
+            workers: master.workers.iter().map(|w| w.pid.get()).collect(),
+            worker_details: master
+                .workers
+                .iter()
+                .map(|w| WorkerWire {
+                    pid: w.pid.get(),
+                    start_time: w.start_time,
+                    title: &w.title,
+                    shutting_down: w.shutting_down,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The status object: `status`'s answer, and `result.state` of the other commands.
+#[derive(Debug, Serialize)]
+pub struct StatusWire<'a> {
+    pub phase: &'static str,
+    pub pid_file: String,
+    pub old_master: Option<MasterWire<'a>>,
+    pub new_master: Option<MasterWire<'a>>,
+    pub evidence: &'a [String],
+}
+
+impl<'a> StatusWire<'a> {
+    pub fn of(obs: &'a Observation, pid_file: &Path) -> Self {
+        StatusWire {
+            phase: obs.phase.as_str(),
+            pid_file: pid_file.display().to_string(),
+            old_master: obs.old_master.as_ref().map(MasterWire::of),
+            new_master: obs.new_master.as_ref().map(MasterWire::of),
+            evidence: &obs.evidence,
+        }
+    }
+}
+
+/// `result.data` of `hotreload status`.
+#[derive(Debug, Serialize)]
+pub struct StatusResult<'a> {
+    pub command: &'static str,
+    pub outcome: &'static str,
+    pub exit_code: u8,
+    pub changed: bool,
+    pub status: Option<StatusWire<'a>>,
+    pub error: Option<&'a str>,
+    pub hint: Option<String>,
+}
+
+/// `result.data` of every other command.
+#[derive(Debug, Serialize)]
+pub struct CommandResult<'a> {
+    pub command: &'static str,
+    pub outcome: &'static str,
+    pub exit_code: u8,
+    pub changed: bool,
+    pub old_pid: Option<i32>,
+    pub new_pid: Option<i32>,
+    pub steps: Vec<StepWire>,
+    pub error: Option<&'a str>,
+    pub hint: Option<String>,
+    pub state: Option<StatusWire<'a>>,
+    #[serde(flatten)]
+    pub extra: Extra<'a>,
+}
+
+/// The command-specific fields of a `result`.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Extra<'a> {
+    None {},
+    Upgrade {
+        preflight: Vec<CheckWire<'a>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        plan: Option<&'a [String]>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        total_ms: Option<u64>,
+    },
+    Demo {
+        requests_ok: u64,
+        requests_failed: u64,
+        retried_idle_keepalive: u64,
+        versions: BTreeMap<&'a str, u64>,
+        total_ms: u64,
+        upgrades: Vec<DemoUpgradeWire<'a>>,
+    },
+}
+
+#[derive(Debug, Serialize)]
+pub struct DemoUpgradeWire<'a> {
+    pub to: &'a str,
+    pub expected: &'a str,
+    pub outcome: &'a str,
+    pub as_expected: bool,
+    pub steps: Vec<StepWire>,
+    pub error: Option<&'a str>,
+}
+
+impl<'a> DemoUpgradeWire<'a> {
+    fn of(a: &'a DemoAttempt) -> Self {
+        DemoUpgradeWire {
+            to: a.to,
+            expected: a.expected,
+            outcome: &a.outcome,
+            as_expected: a.as_expected,
+            steps: steps(&a.steps),
+            error: a.error.as_deref(),
+        }
+    }
+}
+
+/// `data` of a `demo` line: the account's line as `message`, and its facts.
+#[derive(Debug, Serialize)]
+pub struct DemoWire<'a> {
+    pub message: String,
+    #[serde(flatten)]
+    pub facts: DemoFacts<'a>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum DemoFacts<'a> {
+    None {},
+    Dir {
+        dir: String,
+    },
+    Builds {
+        installed: String,
+        v2: String,
+        v3: String,
+    },
+    Server {
+        master_pid: String,
+        addr: String,
+        pid_file: String,
+    },
+    Load {
+        clients: u16,
+    },
+    Upgrade {
+        upgrade: UpgradePair<'a>,
+    },
+}
+
+#[derive(Debug, Serialize)]
+pub struct UpgradePair<'a> {
+    pub from: &'a str,
+    pub to: &'a str,
+}
+
+/// The `demo` record of a note; `None` for notes that are for people only.
+pub fn demo<'a>(note: &DemoNote<'a>) -> Option<DemoWire<'a>> {
+    let facts = match note {
+        DemoNote::Intro { dir, .. } => DemoFacts::Dir {
+            dir: dir.display().to_string(),
+        },
+        DemoNote::WorkDir { .. } => DemoFacts::None {},
+        DemoNote::Builds {
+            installed, v2, v3, ..
+        } => DemoFacts::Builds {
+            installed: installed.display().to_string(),
+            v2: v2.display().to_string(),
+            v3: v3.display().to_string(),
+        },
+        DemoNote::Server {
+            master,
+            addr,
+            pid_file,
+            ..
+        } => DemoFacts::Server {
+            master_pid: master.to_string(),
+            addr: addr.to_string(),
+            pid_file: pid_file.display().to_string(),
+        },
+        DemoNote::Load { clients } => DemoFacts::Load { clients: *clients },
+        DemoNote::Upgrade { from, to, .. } => DemoFacts::Upgrade {
+            upgrade: UpgradePair { from, to },
+        },
+        DemoNote::Attempt { .. } => return None,
+    };
+    Some(DemoWire {
+        message: note.message().trim().to_owned(),
+        facts,
+    })
+}
+
+/// The final `result` line of a report, as a JSON string (one line, no newline).
+pub fn result_line(report: &Report, ctx: &HintContext<'_>) -> String {
+    let error = report.failure.as_ref().map(|f| f.message.as_str());
+    let hint = report
+        .failure
+        .as_ref()
+        .and_then(|f| f.advice.as_ref())
+        .map(|a| a.render(ctx));
+    let state = report
+        .state
+        .as_ref()
+        .map(|obs| StatusWire::of(obs, &report.pid_file));
+    let line = if report.command == CommandName::Status {
+        serde_json::to_string(&Envelope::now(
+            "result",
+            StatusResult {
+                command: report.command.as_str(),
+                outcome: report.outcome.as_str(),
+                exit_code: report.exit.code(),
+                changed: report.changed,
+                status: state,
+                error,
+                hint,
+            },
+        ))
+    } else {
+        let extra = match &report.body {
+            Body::Upgrade {
+                preflight,
+                plan,
+                total,
+            } => Extra::Upgrade {
+                preflight: checks(preflight),
+                plan: total.is_some().then_some(plan.as_slice()),
+                total_ms: total.map(millis),
+            },
+            Body::Demo(summary) => Extra::Demo {
+                requests_ok: summary.requests_ok,
+                requests_failed: summary.requests_failed,
+                retried_idle_keepalive: summary.retried_idle_keepalive,
+                versions: summary
+                    .versions
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), *v))
+                    .collect(),
+                total_ms: millis(summary.total),
+                upgrades: summary.upgrades.iter().map(DemoUpgradeWire::of).collect(),
+            },
+            Body::None | Body::Status | Body::Step { .. } | Body::WrongPhase => Extra::None {},
+        };
+        serde_json::to_string(&Envelope::now(
+            "result",
+            CommandResult {
+                command: report.command.as_str(),
+                outcome: report.outcome.as_str(),
+                exit_code: report.exit.code(),
+                changed: report.changed,
+                old_pid: report.old_pid.map(|p| p.get()),
+                new_pid: report.new_pid.map(|p| p.get()),
+                steps: steps(&report.steps),
+                error,
+                hint,
+                state,
+                extra,
+            },
+        ))
+    };
+    // Serialising plain structs of strings and numbers cannot fail.
+    line.unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exit::Exit;
+    use crate::report::OutcomeKind;
+
+    #[test]
+    fn the_envelope_carries_version_type_and_a_millisecond_utc_time() {
+        let line = serde_json::to_value(Envelope::now(
+            "warning",
+            EventData::Message { message: "m" },
+        ))
+        .unwrap();
+        assert_eq!(line["schema_version"], 1);
+        assert_eq!(line["type"], "warning");
+        assert_eq!(line["data"]["message"], "m");
+        let time = line["time"].as_str().unwrap();
+        // 2026-12-01T10:00:00.123Z
+        assert_eq!(time.len(), 24, "{time}");
+        assert!(time.ends_with('Z') && time.as_bytes()[19] == b'.', "{time}");
+    }
+
+    #[test]
+    fn a_status_result_has_exactly_the_status_fields() {
+        let report = Report::new(
+            CommandName::Status,
+            OutcomeKind::Refused,
+            Exit::Refused,
+            "/run/x.pid".into(),
+        );
+        let ctx = HintContext {
+            pid_file: Path::new("/run/x.pid"),
+            flavor: "nginx",
+        };
+        let line: serde_json::Value = serde_json::from_str(&result_line(&report, &ctx)).unwrap();
+        let mut keys: Vec<&str> = line["data"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "changed",
+                "command",
+                "error",
+                "exit_code",
+                "hint",
+                "outcome",
+                "status"
+            ]
+        );
+        assert_eq!(line["data"]["exit_code"], 3);
+    }
+}
