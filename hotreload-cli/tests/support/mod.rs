@@ -1,0 +1,3 @@
+//! Helpers for hotreload-cli's integration tests.
+
+pub mod schema;
