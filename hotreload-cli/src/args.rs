@@ -17,7 +17,11 @@ use crate::printer::ColorWhen;
 const ABOUT: &str =
     "Upgrade a running nginx-style master/worker server to a new executable with zero downtime";
 
-const LONG_ABOUT: &str = "\
+/// The long about, with the demo's first line only in builds that have the demo.
+macro_rules! long_about {
+    ($start:literal) => {
+        concat!(
+            "\
 Upgrade a running nginx-style master/worker server to a new executable with zero downtime.
 
 hotreload drives the server's own binary-upgrade protocol from outside: it puts the new
@@ -28,9 +32,9 @@ exit), and finally QUIT to retire the old master. If anything goes wrong it roll
 HUP to the old master (it starts workers again), QUIT to the new one, and the old
 executable is put back. No listening socket is ever closed.
 
-Start with `hotreload demo` (in builds with the demo) to watch it happen on a
-throw-away fake-nginx under load. Then
-`hotreload status --pid-file /run/nginx.pid` shows what is running, and
+",
+            $start,
+            "`hotreload status --pid-file /run/nginx.pid` shows what is running, and
 `hotreload upgrade --pid-file /run/nginx.pid --new-binary ./nginx` does the whole thing.
 Add --json to any command for JSON Lines on stdout (schema_version 1, described by
 hotreload-jsonl-v1.schema.json), -q to print only errors and the final result.
@@ -41,7 +45,17 @@ Examples:
   hotreload upgrade --pid-file /run/nginx.pid --new-binary ./nginx --dry-run
   HOTRELOAD_PID_FILE=/run/nginx.pid hotreload upgrade --new-binary ./nginx -q
   hotreload completions bash > /etc/bash_completion.d/hotreload
-  hotreload man > /usr/local/share/man/man1/hotreload.1";
+  hotreload man > /usr/local/share/man/man1/hotreload.1"
+        )
+    };
+}
+
+#[cfg(feature = "demo")]
+const LONG_ABOUT: &str = long_about!(
+    "Start with `hotreload demo` to watch it happen on a throw-away fake-nginx under load.\nThen\n"
+);
+#[cfg(not(feature = "demo"))]
+const LONG_ABOUT: &str = long_about!("Start with\n");
 
 #[derive(Debug, Parser)]
 #[command(
