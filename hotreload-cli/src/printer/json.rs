@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::advice::HintContext;
 use crate::printer::standard::write_error;
-use crate::printer::{wire, DemoNote, PrintOptions};
+use crate::printer::{headline, wire, DemoNote, PrintOptions};
 use crate::report::Report;
 
 pub struct JsonPrinter {
@@ -72,7 +72,7 @@ impl JsonPrinter {
         };
         if let Some(failure) = &report.failure {
             let hint = failure.advice.as_ref().map(|a| a.render(&ctx));
-            self.error(&failure.message, hint.as_deref());
+            self.error(&headline(report, failure), hint.as_deref());
         }
         self.raw(&wire::result_line(report, &ctx));
     }

@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use hotreload_core::{Event, Observation, Observer, Pid};
 
-use crate::report::{DemoAttempt, Report, StepCmd, StepTime};
+use crate::exit::Exit;
+use crate::report::{Body, CommandName, DemoAttempt, Failure, Report, StepCmd, StepTime};
 
 /// `--color`: when to colour the human account and error lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -266,6 +267,23 @@ impl Observer for Printer {
             Printer::Standard(p) => p.on_event(event),
             Printer::Json(p) => p.on_event(event),
         }
+    }
+}
+
+/// The error line on stderr (both printers): the failure's message, said as what the
+/// command did with it (`upgrade refused: ...`, `drain failed: ...`).
+pub fn headline(report: &Report, failure: &Failure) -> String {
+    match (&report.body, report.exit) {
+        (Body::Upgrade { .. }, Exit::Refused | Exit::Locked) => {
+            format!("upgrade refused: {}", failure.message)
+        }
+        (Body::Upgrade { .. }, _) => format!("upgrade failed: {}", failure.message),
+        (Body::Step { cmd, .. }, Exit::Refused | Exit::Locked) => {
+            format!("refusing `hotreload {}`: {}", cmd.name(), failure.message)
+        }
+        (Body::Step { cmd, .. }, _) => format!("{} failed: {}", cmd.name(), failure.message),
+        _ if report.command == CommandName::Demo => format!("demo: {}", failure.message),
+        _ => failure.message.clone(),
     }
 }
 

@@ -19,8 +19,10 @@ use hotreload_core::{Event, MasterInfo, Observation, Observer, Phase, Role};
 
 use crate::advice::{next_commands, HintContext};
 use crate::exit::Exit;
-use crate::printer::{fmt_duration, pid_or_dash, steps_human, ColorWhen, Notice, PrintOptions};
-use crate::report::{Body, CommandName, DemoSummary, OutcomeKind, Report, StepCmd};
+use crate::printer::{
+    fmt_duration, headline, pid_or_dash, steps_human, ColorWhen, Notice, PrintOptions,
+};
+use crate::report::{Body, DemoSummary, OutcomeKind, Report, StepCmd};
 
 /// How often a plain (non-terminal) progress line is repeated while a wait lasts.
 pub const PLAIN_PROGRESS_EVERY: Duration = Duration::from_secs(5);
@@ -344,22 +346,7 @@ impl StandardPrinter {
             }
         }
         if let Some(failure) = &report.failure {
-            let message = match (&report.body, report.exit) {
-                (Body::Upgrade { .. }, Exit::Refused | Exit::Locked) => {
-                    format!("upgrade refused: {}", failure.message)
-                }
-                (Body::Upgrade { .. }, _) => format!("upgrade failed: {}", failure.message),
-                (Body::Step { cmd, .. }, Exit::Refused | Exit::Locked) => {
-                    format!("refusing `hotreload {}`: {}", cmd.name(), failure.message)
-                }
-                (Body::Step { cmd, .. }, _) => {
-                    format!("{} failed: {}", cmd.name(), failure.message)
-                }
-                (Body::Demo(_), _) if report.command == CommandName::Demo => {
-                    format!("demo: {}", failure.message)
-                }
-                _ => failure.message.clone(),
-            };
+            let message = headline(report, failure);
             // A status account ends with its own `next` line: no second "what to do".
             let shown_next = report.body_is_status_with_state();
             let hint = failure
