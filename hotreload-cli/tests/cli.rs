@@ -307,16 +307,24 @@ fn keep_old_then_rollback_and_commit_go_through_the_core() {
     assert_eq!(result["state"]["phase"], "steady", "{run}");
     assert_eq!(result["state"]["old_master"]["pid"], old, "{run}");
 
+    // Quiet and human: the summary line alone, nothing on stderr.
     let run = hotreload(&[
+        "-q",
         "upgrade",
         "--pid-file",
         &pid_file,
         "--new-binary",
         &v2,
         "--keep-old",
-        "--json",
     ]);
-    let new = run.result()["new_pid"].clone();
+    assert_eq!(run.code, Some(0), "{run}");
+    assert_eq!(run.stdout.lines().count(), 1, "{run}");
+    assert!(run.stdout.contains("kept without workers"), "{run}");
+    assert_eq!(run.stderr, "", "{run}");
+    let run = hotreload(&["status", "--pid-file", &pid_file, "--json"]);
+    let status = run.result()["status"].clone();
+    assert_eq!(status["phase"], "drained", "{run}");
+    let new = status["new_master"]["pid"].clone();
     let run = hotreload(&["commit", "--pid-file", &pid_file, "--json"]);
     let result = run.result();
     assert_eq!(run.code, Some(0), "{run}");
