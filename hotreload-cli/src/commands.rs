@@ -85,6 +85,8 @@ impl ResultRecord {
         map.insert("error".into(), json!(self.error));
         map.insert("hint".into(), json!(self.hint));
         map.insert("state".into(), self.state.unwrap_or(Value::Null));
+        // false: processes were pinned by pid + start time and signalled with kill(2).
+        map.insert("pidfd".into(), json!(hotreload_core::pidfd_available()));
         map.extend(self.extra);
         map
     }
@@ -114,6 +116,7 @@ fn hint_for_untouched(err: &Error, pid_file: &Path) -> String {
         Error::Locked { .. } => format!(
             "another hotreload is working on this server; wait for it to finish, then run `hotreload status --pid-file {p}`"
         ),
+        Error::PidfdRequired { .. } => "nothing was changed; run on Linux 5.3 or later, or leave out --require-pidfd to accept the fallback (README: Safety)".to_owned(),
         Error::PidFile { .. } => format!(
             "nothing was changed; check that --pid-file {p} is the server's pid file (nginx: the `pid` directive) and that the server is running"
         ),
@@ -172,12 +175,19 @@ fn status(args: StatusArgs) -> Exit {
     let pid_file = &args.target.pid_file;
     match target_of(&args.target, None).observe() {
         Ok(obs) => {
+            let pidfd = hotreload_core::pidfd_support();
             if out.is_json() {
-                out.emit_raw(&observation_json(&obs, pid_file));
+                let mut json = observation_json(&obs, pid_file);
+                json["pidfd"] = json!(pidfd.is_available());
+                out.emit_raw(&json);
             } else {
                 for line in observation_human(&obs, pid_file) {
                     out.say(line);
                 }
+                out.say(match pidfd.unavailable_reason() {
+                    None => "process pinning: pidfd".to_owned(),
+                    Some(why) => format!("process pinning: pid + start time, checked again before each kill(2); {why}"),
+                });
             }
             // A script asking "can I act on this server?" gets its answer from the
             // code: a phase hotreload cannot name is the same answer as a bad pid file.
@@ -235,7 +245,8 @@ fn upgrade_cmd(args: UpgradeArgs) -> Exit {
         .quit_timeout(args.timeouts.quit_timeout)
         .on_drain_timeout(args.on_drain_timeout.into())
         .keep_old(args.keep_old)
-        .dry_run(args.dry_run);
+        .dry_run(args.dry_run)
+        .require_pidfd(args.require_pidfd);
     if let Some(new_binary) = &args.new_binary {
         options = options.new_binary(new_binary.clone());
     }
@@ -448,7 +459,7 @@ fn step(cmd: StepCmd, args: StepArgs, terminate: bool) -> Exit {
     let out = Output::new(args.target.json);
     let pid_file = args.target.pid_file.clone();
     let target = target_of(&args.target, None);
-    let options = op_options(&args.timeouts);
+    let options = op_options(&args.timeouts).require_pidfd(args.require_pidfd);
     let started = Instant::now();
 
     // Look first, so that bad input (a missing or foreign pid file) is reported as what it

@@ -25,6 +25,7 @@
 //! | `observed` | `{"what": str}` |
 //! | `decision` | `{"message": str}` |
 //! | `warning` | `{"message": str}` |
+//! | `pidfd_fallback` | `{"detail": str}`: no pidfds on this kernel (before Linux 5.3, or filtered); processes are pinned by pid + start time and signalled with `kill(2)` |
 //! | `demo` | (demo only) `{"message": str, ...}`: what the demo is doing |
 //! | `result` | always the **last** line; see below |
 //!
@@ -41,7 +42,8 @@
 //!   "steps":     [{"step": str, "duration_ms": u64}],
 //!   "error":     str | null,      // what failed, naming the pid or path
 //!   "hint":      str | null,      // what to do about it
-//!   "state":     <status object> | null   // the state observed after a failure
+//!   "state":     <status object> | null,  // the state observed after a failure
+//!   "pidfd":     bool             // false: no pidfds here, the kill(2) fallback was used
 //! }
 //! ```
 //!
@@ -58,7 +60,8 @@
 //!   "pid_file": str,
 //!   "old_master": <master> | null,   // in steady, the only master
 //!   "new_master": <master> | null,
-//!   "evidence": [str]                // how the phase was established
+//!   "evidence": [str],               // how the phase was established
+//!   "pidfd": bool                    // whether this kernel gives hotreload pidfds
 //! }
 //! master = {
 //!   "pid": i32, "exe": str | null, "title": str,
@@ -360,6 +363,7 @@ pub fn event_json(event: &Event) -> Option<(&'static str, Value)> {
         Event::Observed { what } => ("observed", json!({ "what": what })),
         Event::Decision { message } => ("decision", json!({ "message": message })),
         Event::Warning { message } => ("warning", json!({ "message": message })),
+        Event::PidfdFallback { detail } => ("pidfd_fallback", json!({ "detail": detail })),
         _ => return None,
     };
     Some(record)
@@ -392,6 +396,9 @@ fn event_human(event: &Event) -> Option<String> {
         Event::Observed { what } => format!("      observed      {what}"),
         Event::Decision { message } => format!("      decision      {message}"),
         Event::Warning { message } => format!("      WARNING       {message}"),
+        Event::PidfdFallback { detail } => format!(
+            "      fallback      {detail}: pinning by pid + start time, checked again before each kill(2)"
+        ),
         Event::Waiting { .. } => return None,
         _ => return None,
     };
