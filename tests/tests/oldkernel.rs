@@ -759,12 +759,15 @@ fn rollback_from_drained_under_the_wrapper_restores_the_executable() {
     assert_no_failures(&load.stop(), &run);
 }
 
+/// Whether an event of the upgrade is where it is killed.
+type KillPoint = fn(&Value) -> bool;
+
 #[test]
 fn orchestrator_killed_mid_upgrade_then_rolled_back_under_the_wrapper() {
     let wrapper = oldkernel_or_skip!();
     // After the swap (before the spawn signal), after the spawn signal, after the drain
     // signal: each leaves another phase, and each is finished by `hotreload rollback`.
-    let points: [(&str, fn(&Value) -> bool); 3] = [
+    let points: [(&str, KillPoint); 3] = [
         ("after the swap", |e| {
             e["type"] == "step_finished" && e["data"]["step"] == "swap"
         }),
