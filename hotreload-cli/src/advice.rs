@@ -35,6 +35,8 @@ pub enum Advice {
     Locked,
     /// The pid file is missing, unreadable or names no server.
     CheckPidFile,
+    /// `--require-pidfd` on a kernel without pidfds.
+    PidfdRequired,
     /// Refused before anything changed, for a reason the message states.
     FixAndRetry,
     /// `upgrade` failed and rolled back: the old master serves again.
@@ -64,6 +66,7 @@ impl Advice {
                 "nothing was changed; check that --pid-file {} is the server's pid file (nginx: the `pid` directive) and that the server is running",
                 shell_quote(ctx.pid_file)
             ),
+            Advice::PidfdRequired => "nothing was changed; run on Linux 5.3 or later, or leave out --require-pidfd to accept the fallback (README: Safety)".to_owned(),
             Advice::FixAndRetry => {
                 "nothing was changed; fix the problem above and run the command again".to_owned()
             }

@@ -328,6 +328,11 @@ pub struct UpgradeArgs {
     /// Print the plan and the preflight results; change nothing
     #[arg(long)]
     pub dry_run: bool,
+
+    /// Refuse (exit 3, nothing changed) on a kernel without pidfds (Linux before 5.3, or a
+    /// seccomp filter) instead of falling back to start-time checks and kill(2)
+    #[arg(long)]
+    pub require_pidfd: bool,
 }
 
 /// Deadlines for the waits; each accepts human durations such as `10s`, `2m`, `1m 30s`.
@@ -353,6 +358,11 @@ pub struct StepArgs {
 
     #[command(flatten)]
     pub timeouts: Timeouts,
+
+    /// Refuse (exit 3, nothing changed) on a kernel without pidfds (Linux before 5.3, or a
+    /// seccomp filter) instead of falling back to start-time checks and kill(2)
+    #[arg(long)]
+    pub require_pidfd: bool,
 }
 
 #[derive(Debug, Args)]

@@ -77,6 +77,7 @@ fn untouched(err: &Error) -> (Exit, Advice) {
     match err {
         Error::Locked { .. } => (Exit::Locked, Advice::Locked),
         Error::PidFile { .. } => (Exit::Refused, Advice::CheckPidFile),
+        Error::PidfdRequired { .. } => (Exit::Refused, Advice::PidfdRequired),
         _ => (Exit::Refused, Advice::FixAndRetry),
     }
 }
@@ -170,7 +171,8 @@ pub fn upgrade_cmd(args: &UpgradeArgs, printer: &Printer) -> Report {
         .config_test(!args.skip_config_test)
         .on_drain_timeout(args.on_drain_timeout.into())
         .keep_old(args.keep_old)
-        .dry_run(args.dry_run);
+        .dry_run(args.dry_run)
+        .require_pidfd(args.require_pidfd);
     if let Some(new_binary) = &args.new_binary {
         options = options.new_binary(new_binary.clone());
     }
@@ -327,7 +329,8 @@ fn observation_of(state: &State) -> Option<&Observation> {
 pub fn step(cmd: StepCmd, args: &StepArgs, terminate: bool, printer: &Printer) -> Report {
     let pid_file = args.target.pid_file.clone();
     let target = target_of(&args.target, None);
-    let options = with_timeouts(UpgradeOptions::new(), &args.timeouts);
+    let options =
+        with_timeouts(UpgradeOptions::new(), &args.timeouts).require_pidfd(args.require_pidfd);
     let ops = options.op_options();
     let body = Body::Step {
         cmd,

@@ -434,6 +434,15 @@ pub enum Error {
         /// What is wrong.
         problem: String,
     },
+
+    /// Pidfds were required (`require_pidfd`) and this kernel or its seccomp filter has
+    /// none; nothing was changed.
+    #[error("{detail}: refusing because --require-pidfd (require_pidfd) was given")]
+    PidfdRequired {
+        /// Which call is missing and which kernel runs, e.g. "pidfd_open is not available
+        /// (...; Linux 5.3 or later needed; this kernel is 4.18.0 from uname)".
+        detail: String,
+    },
 }
 
 /// What is wrong with a pid file. Each message says what to do about it.

@@ -151,6 +151,13 @@ pub enum Event {
         /// What is wrong.
         message: String,
     },
+    /// This kernel (or a seccomp filter) offers no pidfds: processes are pinned by pid +
+    /// start time, re-checked immediately before each `kill(2)`, and exits are awaited by
+    /// watching `/proc`. Reported once per operation (once per [`crate::upgrade()`]).
+    PidfdFallback {
+        /// Why: the refused call and the kernel, as in [`crate::process::PidfdSupport`].
+        detail: String,
+    },
 }
 
 impl fmt::Display for Event {
@@ -180,6 +187,11 @@ impl fmt::Display for Event {
             Event::Observed { what } => write!(f, "observed: {what}"),
             Event::Decision { message } => write!(f, "decision: {message}"),
             Event::Warning { message } => write!(f, "warning: {message}"),
+            Event::PidfdFallback { detail } => write!(
+                f,
+                "fallback: {detail}: pinning by pid + start time, checked again right before \
+                 each kill(2)"
+            ),
         }
     }
 }

@@ -41,9 +41,12 @@
 //! [`ProcessHandle`] (pid, start time and a pidfd), and its role is checked again right
 //! before it is signalled (the new master must still be a child of the old one). Signals
 //! go through the pidfd, so a recycled pid can never receive one. A zombie counts as
-//! exited.
+//! exited. Kernels before 5.3 have no pidfds: there the start time is checked again
+//! immediately before each `kill(2)` ([`process`] says exactly what that leaves open),
+//! reported as [`Event::PidfdFallback`]; [`OpOptions::require_pidfd`] refuses instead.
 //!
-//! **Waits are events with deadlines.** Exits are awaited on pidfds; pid files and new
+//! **Waits are events with deadlines.** Exits are awaited on pidfds (without them, by
+//! watching `/proc` with the same backing-off poll); pid files and new
 //! workers are polled with a short, backing-off interval (1 ms doubling to 50 ms). Every
 //! wait reports itself as [`Event::Waiting`] about every 500 ms, and a deadline is an
 //! outcome, not a hang.
@@ -141,7 +144,7 @@ pub use model::{MasterInfo, Observation, Phase, Target, WorkerInfo};
 pub use ops::{Drained, OpError, OpOptions, Spawned, State, Steady};
 pub use pid::Pid;
 pub use pidfile::{read_pid_file, read_pid_file_optional};
-pub use process::ProcessHandle;
+pub use process::{pidfd_available, pidfd_support, PidfdSupport, ProcessHandle};
 pub use procfs::{children, proc_info, ProcInfo};
 pub use signal::{Signal, SignalSet};
 pub use swap::{swap_for, BinarySwap, SwapKind, SwapRecord};

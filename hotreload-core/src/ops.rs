@@ -11,7 +11,7 @@
 //! up an upgrade where another left it. Every signal goes to a [`ProcessHandle`] pinned
 //! when the state was attached, after its role was checked again (the new master is
 //! still a child of the old one, the master is still a master). Exits are awaited on
-//! pidfds; pid files and new workers are polled with a short backing-off interval.
+//! pidfds (or, on kernels without them, by watching `/proc`); pid files and new workers are polled with a short backing-off interval.
 //! This module never touches the executable except through the journal (commit after
 //! retire, restore after rollback).
 
@@ -45,6 +45,9 @@ pub struct OpOptions {
     /// How long a master may take to exit after the graceful stop signal, before the fast
     /// stop signal is sent (after which it gets this long again, at least 10 s).
     pub quit_timeout: Duration,
+    /// Refuse to operate without pidfds (kernels before 5.3, or a seccomp filter) rather
+    /// than fall back to pid + start time and `kill(2)` (see [`crate::process`]).
+    pub require_pidfd: bool,
 }
 
 impl Default for OpOptions {
@@ -53,6 +56,7 @@ impl Default for OpOptions {
             spawn_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(60),
             quit_timeout: Duration::from_secs(30),
+            require_pidfd: false,
         }
     }
 }
@@ -78,6 +82,12 @@ impl OpOptions {
     /// Sets the quit deadline.
     pub fn quit_timeout(mut self, timeout: Duration) -> Self {
         self.quit_timeout = timeout;
+        self
+    }
+
+    /// Refuses every operation on a kernel without pidfds ([`Error::PidfdRequired`]).
+    pub fn require_pidfd(mut self, on: bool) -> Self {
+        self.require_pidfd = on;
         self
     }
 }
@@ -270,6 +280,7 @@ impl Target {
     /// executable is restored from the journal. Anything else is refused with the evidence.
     pub fn abort_spawn(&self, opts: &OpOptions, observer: &dyn Observer) -> Result<Steady, Error> {
         let ctx = Ctx::new(self, opts, observer);
+        ctx.pidfd_gate()?;
         ctx.step(Step::Rollback, || self.abort_spawn_in(&ctx))
     }
 
@@ -389,6 +400,18 @@ impl<'a> Ctx<'a> {
 
     fn warning(&self, message: String) {
         self.emit(Event::Warning { message });
+    }
+
+    /// Before an operation signals anything: without pidfds, refuse when they are
+    /// required, else report the fallback.
+    pub(crate) fn pidfd_gate(&self) -> Result<(), Error> {
+        if let Some(detail) = crate::process::pidfd_support().unavailable_reason() {
+            if self.opts.require_pidfd {
+                return Err(Error::PidfdRequired { detail });
+            }
+            self.emit(Event::PidfdFallback { detail });
+        }
+        Ok(())
     }
 
     /// Runs `f` as `step`, reporting its start and end.
@@ -696,6 +719,9 @@ impl Steady {
     ) -> Result<Spawned, OpError<Steady>> {
         let target = self.at.target.clone();
         let ctx = Ctx::new(&target, opts, observer);
+        if let Err(e) = ctx.pidfd_gate() {
+            return Err(OpError::new(Some(self), e));
+        }
         ctx.step(Step::Spawn, || self.spawn(&ctx))
     }
 
@@ -1113,6 +1139,9 @@ impl Spawned {
     ) -> Result<Drained, OpError<Spawned>> {
         let target = self.at.target.clone();
         let ctx = Ctx::new(&target, opts, observer);
+        if let Err(e) = ctx.pidfd_gate() {
+            return Err(OpError::new(Some(self), e));
+        }
         ctx.step(Step::Drain, || self.drain(&ctx, false))
     }
 
@@ -1125,6 +1154,9 @@ impl Spawned {
     ) -> Result<Drained, OpError<Spawned>> {
         let target = self.at.target.clone();
         let ctx = Ctx::new(&target, opts, observer);
+        if let Err(e) = ctx.pidfd_gate() {
+            return Err(OpError::new(Some(self), e));
+        }
         ctx.step(Step::Drain, || self.drain(&ctx, true))
     }
 
@@ -1242,6 +1274,7 @@ impl Spawned {
     /// the old executable is put back from the journal.
     pub fn rollback(self, opts: &OpOptions, observer: &dyn Observer) -> Result<Steady, Error> {
         let ctx = Ctx::new(&self.at.target, opts, observer);
+        ctx.pidfd_gate()?;
         let observation = ctx.step(Step::Rollback, || rollback(&ctx, &self.old, &self.new))?;
         Ok(Steady {
             at: self.at.seeing(observation),
@@ -1297,6 +1330,7 @@ impl Drained {
     /// master, and commits the executable swap recorded in the journal (drops the backup).
     pub fn retire_old(self, opts: &OpOptions, observer: &dyn Observer) -> Result<Steady, Error> {
         let ctx = Ctx::new(&self.at.target, opts, observer);
+        ctx.pidfd_gate()?;
         let observation = ctx.step(Step::Retire, || self.retire(&ctx))?;
         // The upgrade has happened whatever the commit does: a failed commit leaves the
         // journal (and the backup) for `Steady::commit_binary` to retry.
@@ -1367,6 +1401,7 @@ impl Drained {
     /// back from the journal.
     pub fn rollback(self, opts: &OpOptions, observer: &dyn Observer) -> Result<Steady, Error> {
         let ctx = Ctx::new(&self.at.target, opts, observer);
+        ctx.pidfd_gate()?;
         let observation = ctx.step(Step::Rollback, || rollback(&ctx, &self.old, &self.new))?;
         Ok(Steady {
             at: self.at.seeing(observation),
@@ -1460,6 +1495,7 @@ impl Steady {
         observer: &dyn Observer,
     ) -> Result<Steady, Error> {
         let ctx = Ctx::new(&self.at.target, opts, observer);
+        ctx.pidfd_gate()?;
         stop_orphaned_workers(&ctx, &self.master);
         ctx.step(Step::RestoreBinary, || journal::restore(&ctx, &self.master))?;
         Ok(self)

@@ -303,10 +303,15 @@ pub fn proc_info(pid: Pid) -> Result<ProcInfo, Error> {
     })
 }
 
-/// Whether the kernel offers `/proc/<pid>/task/<tid>/children` (CONFIG_PROC_CHILDREN).
+/// Whether the kernel offers `/proc/<pid>/task/<tid>/children` (Linux 3.5+, with
+/// CONFIG_PROC_CHILDREN). Asked of our main thread (its tid is our pid) rather than of
+/// `/proc/thread-self`, which only Linux 3.17+ has.
 fn kernel_lists_children() -> bool {
     static SUPPORTED: OnceLock<bool> = OnceLock::new();
-    *SUPPORTED.get_or_init(|| Path::new("/proc/thread-self/children").exists())
+    *SUPPORTED.get_or_init(|| {
+        let me = std::process::id();
+        Path::new(&format!("/proc/{me}/task/{me}/children")).exists()
+    })
 }
 
 /// The pids of the children of `pid`, sorted.

@@ -44,6 +44,40 @@ pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Resul
     }
 }
 
+/// `kill(2)`: signals whatever process has `pid` now. Only for kernels without
+/// pidfds, right after the caller checked that `pid` still names the pinned process.
+pub(crate) fn kill(pid: i32, signal: i32) -> io::Result<()> {
+    // Refuse the special pids: 0 (our group), -1 (everyone), negatives (groups), 1 (init).
+    if pid <= 1 {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    // SAFETY: kill takes two integers and touches no memory of ours.
+    let ret = unsafe { libc::kill(pid, signal) };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// The kernel's release string (`uname -r`), e.g. "4.18.0-553.el8_10.x86_64".
+pub(crate) fn kernel_release() -> io::Result<String> {
+    // SAFETY: utsname is plain old data; all-zero is a valid value.
+    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: uname writes into the struct we exclusively borrow for the call.
+    if unsafe { libc::uname(&mut uts) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // The kernel NUL-terminates every field; stop at the first NUL (or the end).
+    let bytes: Vec<u8> = uts
+        .release
+        .iter()
+        .map(|&c| c as u8)
+        .take_while(|&b| b != 0)
+        .collect();
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
 /// Polls `fds` for readability (or hang-up/error, which also mean "look now").
 ///
 /// `timeout` of `None` waits forever; the result has one flag per descriptor.
@@ -164,9 +198,30 @@ mod tests {
 
     #[test]
     fn pidfd_of_self_is_not_readable() {
+        if !crate::process::pidfd_available() {
+            return; // under the oldkernel wrapper (process::tests cover the fallback)
+        }
         let fd = pidfd_open(std::process::id() as i32).unwrap();
         let ready = poll_readable(&[fd.as_fd()], Some(Duration::ZERO)).unwrap();
         assert_eq!(ready, vec![false]);
+    }
+
+    #[test]
+    fn kill_refuses_special_pids() {
+        for pid in [-1, 0, 1] {
+            let e = kill(pid, 0).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{pid}");
+        }
+        kill(std::process::id() as i32, 0).unwrap();
+    }
+
+    #[test]
+    fn kernel_release_looks_like_one() {
+        let r = kernel_release().unwrap();
+        assert!(
+            r.starts_with(|c: char| c.is_ascii_digit()) && r.contains('.'),
+            "{r}"
+        );
     }
 
     #[test]

@@ -177,6 +177,13 @@ impl UpgradeOptions {
         self
     }
 
+    /// Refuses the upgrade on a kernel without pidfds instead of falling back to pid +
+    /// start time and `kill(2)` ([`Error::PidfdRequired`], [`FailureKind::Refused`]).
+    pub fn require_pidfd(mut self, on: bool) -> Self {
+        self.ops.require_pidfd = on;
+        self
+    }
+
     /// The deadlines, as options of the typed operations.
     pub fn op_options(&self) -> &OpOptions {
         &self.ops
@@ -334,6 +341,8 @@ struct Recorder<'a> {
     inner: &'a dyn Observer,
     steps: RefCell<Vec<StepTiming>>,
     signalled_old_master: Cell<bool>,
+    /// The fallback is chosen once per process: report it once per upgrade, not per step.
+    fallback_reported: Cell<bool>,
 }
 
 impl Observer for Recorder<'_> {
@@ -347,6 +356,7 @@ impl Observer for Recorder<'_> {
                 role: Role::OldMaster,
                 ..
             } => self.signalled_old_master.set(true),
+            Event::PidfdFallback { .. } if self.fallback_reported.replace(true) => return,
             _ => {}
         }
         self.inner.on_event(event);
@@ -392,6 +402,7 @@ pub fn upgrade(
             inner: observer,
             steps: RefCell::new(Vec::new()),
             signalled_old_master: Cell::new(false),
+            fallback_reported: Cell::new(false),
         },
         report: RefCell::new(UpgradeReport {
             outcome: if opts.dry_run {
@@ -531,6 +542,9 @@ impl Run<'_> {
     fn preflight(&self, ctx: &Ctx<'_>) -> Result<(Steady, Plan), UpgradeError> {
         let target = self.target;
         let refuse = |e| self.fail(FailureKind::Refused, e, None);
+        // Before anything else: without pidfds, refuse if they are required, else report
+        // the fallback (once: the recorder drops the operations' repeats).
+        ctx.pidfd_gate().map_err(refuse)?;
         let state = target.attach().map_err(refuse)?;
         let steady = match state {
             State::Steady(s) => s,

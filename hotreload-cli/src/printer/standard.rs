@@ -457,6 +457,9 @@ impl Observer for StandardPrinter {
             Event::Observed { what } => format!("      observed      {what}"),
             Event::Decision { message } => format!("      decision      {message}"),
             Event::Warning { message } => format!("      {WARN}WARNING{WARN:#}       {message}"),
+            Event::PidfdFallback { detail } => format!(
+                "      fallback      {detail}: pinning by pid + start time, checked again before each kill(2)"
+            ),
             _ => return,
         };
         self.styled(&line, None);
@@ -550,6 +553,12 @@ pub fn observation_lines(obs: &Observation, ctx: &HintContext<'_>) -> Vec<String
         lines.push("evidence".to_owned());
         lines.extend(obs.evidence.iter().map(|e| format!("  - {e}")));
     }
+    lines.push(match hotreload_core::pidfd_support().unavailable_reason() {
+        None => "pinning     pidfd".to_owned(),
+        Some(why) => {
+            format!("pinning     pid + start time, checked again before each kill(2); {why}")
+        }
+    });
     lines.push(format!("next        {}", next_commands(obs.phase, ctx)));
     lines
 }

@@ -77,6 +77,9 @@ pub enum EventData<'a> {
     Message {
         message: &'a str,
     },
+    Fallback {
+        detail: &'a str,
+    },
 }
 
 /// The `type` and `data` of a core event; `None` for kinds this build does not know.
@@ -120,6 +123,7 @@ pub fn event(event: &Event) -> Option<(&'static str, EventData<'_>)> {
         Event::Observed { what } => ("observed", EventData::Observed { what }),
         Event::Decision { message } => ("decision", EventData::Message { message }),
         Event::Warning { message } => ("warning", EventData::Message { message }),
+        Event::PidfdFallback { detail } => ("pidfd_fallback", EventData::Fallback { detail }),
         _ => return None,
     };
     Some(record)
@@ -218,6 +222,8 @@ pub struct StatusWire<'a> {
     pub old_master: Option<MasterWire<'a>>,
     pub new_master: Option<MasterWire<'a>>,
     pub evidence: &'a [String],
+    /// Whether this kernel gives hotreload pidfds (false: the kill(2) fallback).
+    pub pidfd: bool,
 }
 
 impl<'a> StatusWire<'a> {
@@ -228,6 +234,7 @@ impl<'a> StatusWire<'a> {
             old_master: obs.old_master.as_ref().map(MasterWire::of),
             new_master: obs.new_master.as_ref().map(MasterWire::of),
             evidence: &obs.evidence,
+            pidfd: hotreload_core::pidfd_available(),
         }
     }
 }
@@ -257,6 +264,8 @@ pub struct CommandResult<'a> {
     pub error: Option<&'a str>,
     pub hint: Option<String>,
     pub state: Option<StatusWire<'a>>,
+    /// false: no pidfds here; processes were pinned by pid + start time, signalled with kill(2).
+    pub pidfd: bool,
     #[serde(flatten)]
     pub extra: Extra<'a>,
 }
@@ -444,6 +453,7 @@ pub fn result_line(report: &Report, ctx: &HintContext<'_>) -> String {
                 error,
                 hint,
                 state,
+                pidfd: hotreload_core::pidfd_available(),
                 extra,
             },
         ))

@@ -3,7 +3,9 @@
 //! The command runs in its own process group so that, at the timeout, it and
 //! anything it started are killed together. Its exit and its output are awaited
 //! with one `poll` over its pidfd and its pipes: no sleeping, no reader threads
-//! that a leftover grandchild holding a pipe could block forever.
+//! that a leftover grandchild holding a pipe could block forever. Without pidfds
+//! (kernels before 5.3) the poll covers the pipes only, for at most a short,
+//! backing-off pause, and `/proc` says whether the child has exited.
 
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -101,6 +103,18 @@ fn describe_status(status: ExitStatus) -> String {
     }
 }
 
+/// Whether our (unreaped) child has exited: a zombie, or gone.
+fn child_exited(pid: u32) -> bool {
+    let Ok(pid) = crate::pid::Pid::try_from(pid) else {
+        return true;
+    };
+    match crate::procfs::proc_stat(pid) {
+        Ok(stat) => stat.is_zombie(),
+        Err(crate::error::Error::ProcessGone { .. }) => true,
+        Err(_) => false,
+    }
+}
+
 /// Kills the command's process group and reaps it.
 fn kill_and_reap(child: &mut Child) {
     // The group id is the child's pid (process_group(0)); the child is not reaped
@@ -128,13 +142,18 @@ impl CommandCheck {
             .spawn()
             .map_err(|e| format!("failed to run `{program}`: {e}"))?;
         drop(no_staging);
-        let pidfd: OwnedFd = match sys::pidfd_open(child.id() as i32) {
-            Ok(fd) => fd,
-            Err(e) => {
-                kill_and_reap(&mut child);
-                return Err(format!("failed to watch `{program}`: {e}"));
+        let pidfd: Option<OwnedFd> = if crate::process::pidfd_available() {
+            match sys::pidfd_open(child.id() as i32) {
+                Ok(fd) => Some(fd),
+                Err(e) => {
+                    kill_and_reap(&mut child);
+                    return Err(format!("failed to watch `{program}`: {e}"));
+                }
             }
+        } else {
+            None
         };
+        let mut pause = Duration::from_millis(1);
         let mut out: Pipe<ChildStdout> = child.stdout.take().map_or(Pipe::Closed, Pipe::Open);
         let mut err: Pipe<ChildStderr> = child.stderr.take().map_or(Pipe::Closed, Pipe::Open);
         for fd in [out.fd(), err.fd()].into_iter().flatten() {
@@ -152,11 +171,20 @@ impl CommandCheck {
                     None => format!("`{program}` did not finish within {timeout:?} and was killed"),
                 });
             }
-            let mut fds = vec![pidfd.as_fd()];
+            let mut fds: Vec<BorrowedFd<'_>> = pidfd.iter().map(|fd| fd.as_fd()).collect();
             fds.extend(out.fd());
             fds.extend(err.fd());
-            let exited = match sys::poll_readable(&fds, Some(remaining)) {
-                Ok(ready) => ready[0],
+            // Without a pidfd nothing wakes the poll at the exit: wake up to look.
+            let wait = if pidfd.is_some() {
+                remaining
+            } else {
+                remaining.min(pause)
+            };
+            pause = (pause * 2).min(Duration::from_millis(50));
+            let exited = match sys::poll_readable(&fds, Some(wait)) {
+                Ok(ready) if pidfd.is_some() => ready[0],
+                // Our own unreaped child: its pid cannot have been reused.
+                Ok(_) => child_exited(child.id()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => false,
                 Err(e) => {
                     kill_and_reap(&mut child);
