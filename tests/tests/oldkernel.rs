@@ -403,8 +403,8 @@ impl Server {
     /// `hotreload status --json` (with pidfds): the status object of its result.
     fn status(&self) -> Value {
         let run = new(&["status", "--pid-file", &self.pid_file(), "--json"]);
-        let line: Value =
-            serde_json::from_str(run.stdout.lines().next().unwrap_or("null")).unwrap_or(Value::Null);
+        let line: Value = serde_json::from_str(run.stdout.lines().next().unwrap_or("null"))
+            .unwrap_or(Value::Null);
         line["data"]["status"].clone()
     }
 
