@@ -1485,6 +1485,43 @@ fn new_binary_retries_bind_then_exits(s: &Server) {
     drop(taken);
 }
 
+/// HUP with a config that adds a `listen` on an address in use: the master retries bind()
+/// as at start-up, then keeps the old config and workers.
+fn hup_with_busy_address_keeps_old_workers(s: &Server) {
+    s.wait_view(&steady_a());
+    let before = s.worker_pids("A");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("hold a port");
+    let busy = taken.local_addr().expect("held port");
+    let listen = format!("listen 127.0.0.1:{};", s.addr().port());
+    edit_config(s, |c| {
+        c.replacen(&listen, &format!("{listen} listen {busy};"), 1)
+    });
+    let m = s.mark();
+    s.signal("A", Signal::SIGHUP);
+    let bind = format!("[emerg] A: bind() to {busy} failed (98: Address already in use)");
+    let mut lines = vec![
+        "[notice] A: signal 1 (SIGHUP) received from TEST, reconfiguring",
+        "[notice] A: reconfiguring",
+    ];
+    for _ in 0..5 {
+        lines.push(&bind);
+        lines.push("[notice] A: try again to bind() after 500ms");
+    }
+    lines.push("[emerg] A: still could not bind()");
+    s.wait_log(&m, &lines);
+    s.barrier("A");
+    s.assert_view(&steady_a());
+    assert_eq!(
+        s.worker_pids("A"),
+        before,
+        "{}: workers changed",
+        s.kind.name()
+    );
+    s.assert_not_logged(&m, &["[notice] A: start worker processes"]);
+    s.assert_serves();
+    drop(taken);
+}
+
 /// A duplicate `listen` in one server fails `-t` at the second one.
 fn duplicate_listen_fails_test(s: &Server) {
     s.wait_view(&steady_a());
@@ -1805,6 +1842,7 @@ scenarios! {
     hup_with_unknown_directive_keeps_old_workers,
     unknown_directive_in_new_binary,
     new_binary_retries_bind_then_exits,
+    hup_with_busy_address_keeps_old_workers,
     duplicate_listen_fails_test,
     config_dump_lists_every_file,
     config_test_wording,
