@@ -1321,6 +1321,452 @@ fn usr2_execs_relative_argv0_from_the_masters_cwd(s: &Server) {
 }
 
 // ---------------------------------------------------------------------------------------
+// Issue 16: configuration checks and outputs that an upgrade test can trip over.
+
+/// Rewrites the config with `edit`; returns the original text.
+fn edit_config(s: &Server, edit: impl FnOnce(&str) -> String) -> String {
+    let conf = std::fs::read_to_string(s.conf_path()).expect("read config");
+    std::fs::write(s.conf_path(), edit(&conf)).expect("write config");
+    conf
+}
+
+/// The 1-based line of the config that contains `needle`.
+fn config_line(s: &Server, needle: &str) -> usize {
+    let conf = std::fs::read_to_string(s.conf_path()).expect("read config");
+    conf.lines()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("{needle:?} not in the config"))
+        + 1
+}
+
+/// An unknown directive (a typo) fails `-t` and a start with nginx's message, wherever it
+/// stands (main level, `events`, `http`, `-g`); the running master is not disturbed.
+fn unknown_directive_fails_test_and_start(s: &Server) {
+    s.wait_view(&steady_a());
+    let good = std::fs::read_to_string(s.conf_path()).expect("read config");
+    let failed = "nginx: configuration file PREFIX/conf/nginx.conf test failed".to_string();
+    for (edit, name) in [
+        (("worker_processes", "wrker_processes"), "wrker_processes"),
+        (
+            ("worker_connections 64", "worker_conections 64"),
+            "worker_conections",
+        ),
+        (("access_log off", "acess_log off"), "acess_log"),
+    ] {
+        std::fs::write(s.conf_path(), good.replacen(edit.0, edit.1, 1)).expect("write");
+        let line = config_line(s, edit.1);
+        let emerg =
+            format!("[emerg] W: unknown directive \"{name}\" in PREFIX/conf/nginx.conf:{line}");
+        let (code, out) = s.run_command(&["-t"]);
+        assert_eq!(
+            (code, out),
+            (Some(1), vec![emerg.clone(), failed.clone()]),
+            "{} -t with {name}",
+            s.kind.name()
+        );
+        let (code, out) = s.run_command(&[]);
+        assert_eq!(
+            (code, out),
+            (Some(1), vec![emerg]),
+            "{} start with {name}",
+            s.kind.name()
+        );
+    }
+    std::fs::write(s.conf_path(), &good).expect("restore the config");
+    let (code, out) = s.run_command(&["-t", "-g", "wrker_processes 2;"]);
+    assert_eq!(
+        (code, out),
+        (
+            Some(1),
+            vec![
+                "[emerg] W: unknown directive \"wrker_processes\" in command line".to_string(),
+                failed
+            ]
+        ),
+        "{} -t -g",
+        s.kind.name()
+    );
+    s.barrier("A");
+    s.assert_view(&steady_a());
+    s.assert_serves();
+}
+
+/// HUP with an unknown directive in the config: logged, the old config and workers kept.
+fn hup_with_unknown_directive_keeps_old_workers(s: &Server) {
+    s.wait_view(&steady_a());
+    let before = s.worker_pids("A");
+    edit_config(s, |c| format!("{c}wrker_processes 4;\n"));
+    let line = config_line(s, "wrker_processes");
+    let m = s.mark();
+    s.signal("A", Signal::SIGHUP);
+    let emerg = format!(
+        "[emerg] A: unknown directive \"wrker_processes\" in PREFIX/conf/nginx.conf:{line}"
+    );
+    s.wait_log(
+        &m,
+        &[
+            "[notice] A: signal 1 (SIGHUP) received from TEST, reconfiguring",
+            "[notice] A: reconfiguring",
+            &emerg,
+        ],
+    );
+    s.barrier("A");
+    s.assert_view(&steady_a());
+    assert_eq!(
+        s.worker_pids("A"),
+        before,
+        "{}: workers changed",
+        s.kind.name()
+    );
+    s.assert_not_logged(&m, &["[notice] A: start worker processes"]);
+    s.assert_serves();
+}
+
+/// The USR2 half of an upgrade whose new binary fails at start-up with B's `failure` lines:
+/// it exits 1, `.oldbin` goes back, the old master carries on as before.
+fn usr2_new_binary_fails(s: &Server, m: &Mark, failure: &[&str]) {
+    s.signal("A", Signal::SIGUSR2);
+    let mut lines = vec![
+        "[notice] A: signal 12 (SIGUSR2) received from TEST, changing binary",
+        "[notice] A: changing binary",
+        "[notice] A: start new binary process B",
+        "[notice] B: using inherited sockets from \"N;\"",
+    ];
+    lines.extend_from_slice(failure);
+    lines.push("[notice] A: new binary process B exited with code 1");
+    s.wait_log(m, &lines);
+    s.wait_view(&steady_a());
+    s.barrier("A");
+    s.assert_view(&steady_a());
+    s.assert_not_logged(
+        m,
+        &[
+            "[notice] A: start worker processes",
+            "[notice] B: start worker processes",
+        ],
+    );
+    s.assert_timeline(m, &["pid=A oldbin=-", "pid=- oldbin=A ?", "pid=A oldbin=-"]);
+    s.assert_serves();
+}
+
+/// A new binary that meets an unknown directive exits 1 (the typo shipped with the upgrade).
+fn unknown_directive_in_new_binary(s: &Server) {
+    s.wait_view(&steady_a());
+    s.swap_binary();
+    edit_config(s, |c| c.replacen("access_log off", "acess_log off", 1));
+    let line = config_line(s, "acess_log");
+    let m = s.mark();
+    let emerg =
+        format!("[emerg] B: unknown directive \"acess_log\" in PREFIX/conf/nginx.conf:{line}");
+    usr2_new_binary_fails(s, &m, &[&emerg]);
+}
+
+/// A new binary whose config adds a `listen` on an address in use: it tries bind() five
+/// times, 500 ms apart, then gives up and exits 1 (nginx's lines, in its order).
+fn new_binary_retries_bind_then_exits(s: &Server) {
+    s.wait_view(&steady_a());
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("hold a port");
+    let busy = taken.local_addr().expect("held port");
+    s.swap_binary();
+    let listen = format!("listen 127.0.0.1:{};", s.addr().port());
+    edit_config(s, |c| {
+        c.replacen(&listen, &format!("{listen} listen {busy};"), 1)
+    });
+    let m = s.mark();
+    let bind = format!("[emerg] B: bind() to {busy} failed (98: Address already in use)");
+    let again = "[notice] B: try again to bind() after 500ms";
+    let mut failure = Vec::new();
+    for _ in 0..5 {
+        failure.push(bind.as_str());
+        failure.push(again);
+    }
+    failure.push("[emerg] B: still could not bind()");
+    usr2_new_binary_fails(s, &m, &failure);
+    drop(taken);
+}
+
+/// HUP with a config that adds a `listen` on an address in use: the master retries bind()
+/// as at start-up, then keeps the old config and workers.
+fn hup_with_busy_address_keeps_old_workers(s: &Server) {
+    s.wait_view(&steady_a());
+    let before = s.worker_pids("A");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("hold a port");
+    let busy = taken.local_addr().expect("held port");
+    let listen = format!("listen 127.0.0.1:{};", s.addr().port());
+    edit_config(s, |c| {
+        c.replacen(&listen, &format!("{listen} listen {busy};"), 1)
+    });
+    let m = s.mark();
+    s.signal("A", Signal::SIGHUP);
+    let bind = format!("[emerg] A: bind() to {busy} failed (98: Address already in use)");
+    let mut lines = vec![
+        "[notice] A: signal 1 (SIGHUP) received from TEST, reconfiguring",
+        "[notice] A: reconfiguring",
+    ];
+    for _ in 0..5 {
+        lines.push(&bind);
+        lines.push("[notice] A: try again to bind() after 500ms");
+    }
+    lines.push("[emerg] A: still could not bind()");
+    s.wait_log(&m, &lines);
+    s.barrier("A");
+    s.assert_view(&steady_a());
+    assert_eq!(
+        s.worker_pids("A"),
+        before,
+        "{}: workers changed",
+        s.kind.name()
+    );
+    s.assert_not_logged(&m, &["[notice] A: start worker processes"]);
+    s.assert_serves();
+    drop(taken);
+}
+
+/// A duplicate `listen` in one server fails `-t` at the second one.
+fn duplicate_listen_fails_test(s: &Server) {
+    s.wait_view(&steady_a());
+    let listen = format!("listen 127.0.0.1:{};", s.addr().port());
+    edit_config(s, |c| {
+        c.replacen(&listen, &format!("{listen}\n  {listen}"), 1)
+    });
+    let line = config_line(s, "location");
+    let (code, out) = s.run_command(&["-t"]);
+    assert_eq!(
+        (code, out),
+        (
+            Some(1),
+            vec![
+                format!(
+                    "[emerg] W: a duplicate listen 127.0.0.1:{} in PREFIX/conf/nginx.conf:{line}",
+                    s.addr().port()
+                ),
+                "nginx: configuration file PREFIX/conf/nginx.conf test failed".to_string(),
+            ]
+        ),
+        "{} -t",
+        s.kind.name()
+    );
+}
+
+/// What `-T` prints on stdout (after the `-t` lines on stderr) for `files`, in order, as
+/// [`Server::run_command`] shows it: stdout first, empty lines dropped, prefix as PREFIX.
+fn dump_lines(s: &Server, files: &[std::path::PathBuf]) -> Vec<String> {
+    let prefix = s.prefix().display().to_string();
+    let mut out = Vec::new();
+    for f in files {
+        out.push(format!("# configuration file {}:", f.display()).replace(&prefix, "PREFIX"));
+        let text = std::fs::read_to_string(f).expect("read config file");
+        out.extend(
+            text.lines()
+                .filter(|l| !l.is_empty())
+                .map(|l| l.replace(&prefix, "PREFIX")),
+        );
+    }
+    out
+}
+
+/// `-T` (how a tool learns the effective config): the test lines, then every file read,
+/// each once, in the order nginx reads them (includes in place, patterns sorted).
+fn config_dump_lists_every_file(s: &Server) {
+    s.wait_view(&steady_a());
+    let conf_dir = s.prefix().join("conf");
+    std::fs::create_dir(conf_dir.join("extra")).expect("mkdir");
+    std::fs::write(
+        conf_dir.join("extra/b.conf"),
+        "add_header X-Included yes;\n",
+    )
+    .expect("write");
+    std::fs::write(conf_dir.join("extra/a.conf"), "# nothing here\n").expect("write");
+    std::fs::write(conf_dir.join("main.conf"), "worker_rlimit_nofile 1024;").expect("write");
+    edit_config(s, |c| {
+        c.replacen("http {", "include main.conf;\nhttp {\n  include extra/*.conf; include extra/b.conf; include none/*.conf;", 1)
+    });
+    let (code, out) = s.run_command(&["-T"]);
+    let mut want = dump_lines(
+        s,
+        &[
+            s.conf_path(),
+            conf_dir.join("main.conf"),
+            conf_dir.join("extra/a.conf"),
+            conf_dir.join("extra/b.conf"),
+        ],
+    );
+    want.push("nginx: the configuration file PREFIX/conf/nginx.conf syntax is ok".into());
+    want.push("nginx: configuration file PREFIX/conf/nginx.conf test is successful".into());
+    assert_eq!((code, out), (Some(0), want.clone()), "{} -T", s.kind.name());
+    let (code, out) = s.run_command(&["-T", "-q"]);
+    want.truncate(want.len() - 2);
+    assert_eq!(
+        (code, out),
+        (Some(0), want),
+        "{} -T -q: the dump without the test lines",
+        s.kind.name()
+    );
+}
+
+/// `-t`'s wording where fake-nginx used to differ: a missing `events` block is found after
+/// `syntax is ok`; a bad `worker_connections`; a pid file in a missing directory (the log
+/// format, not `nginx: [emerg]`).
+fn config_test_wording(s: &Server) {
+    s.wait_view(&steady_a());
+    let failed = || "nginx: configuration file PREFIX/conf/nginx.conf test failed".to_string();
+    let syntax_ok =
+        || "nginx: the configuration file PREFIX/conf/nginx.conf syntax is ok".to_string();
+    let good = edit_config(s, |c| {
+        c.replacen("events { worker_connections 64; }", "", 1)
+    });
+    let (code, out) = s.run_command(&["-t"]);
+    assert_eq!(
+        (code, out),
+        (
+            Some(1),
+            vec![
+                syntax_ok(),
+                "[emerg] W: no \"events\" section in configuration".to_string(),
+                failed()
+            ]
+        ),
+        "{} -t without events",
+        s.kind.name()
+    );
+    std::fs::write(
+        s.conf_path(),
+        good.replacen("worker_connections 64", "worker_connections x", 1),
+    )
+    .expect("write");
+    let line = config_line(s, "worker_connections");
+    let (code, out) = s.run_command(&["-t"]);
+    assert_eq!(
+        (code, out),
+        (
+            Some(1),
+            vec![
+                format!("[emerg] W: invalid number \"x\" in PREFIX/conf/nginx.conf:{line}"),
+                failed()
+            ]
+        ),
+        "{} -t with worker_connections x",
+        s.kind.name()
+    );
+    std::fs::write(s.conf_path(), good.replacen("pid logs/", "pid nowhere/", 1)).expect("write");
+    let (code, out) = s.run_command(&["-t"]);
+    assert_eq!(
+        (code, out),
+        (
+            Some(1),
+            vec![
+                syntax_ok(),
+                "[emerg] W: open() \"PREFIX/nowhere/nginx.pid\" failed (2: No such file or directory)"
+                    .to_string(),
+                failed()
+            ]
+        ),
+        "{} -t with the pid file in a missing directory",
+        s.kind.name()
+    );
+}
+
+/// Kills a daemonized master's session (its workers too) when dropped, even on panic.
+struct SessionGuard(i32);
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        hotreload_tests::kill_session(self.0);
+    }
+}
+
+/// The master's title is `master process ` and argv joined by single spaces, quotes gone:
+/// `-g 'daemon on; master_process on;'` reads the same on both.
+fn title_joins_argv_with_spaces(s: &Server) {
+    s.wait_view(&steady_a());
+    s.signal("A", Signal::SIGQUIT);
+    s.wait_view("pid=- oldbin=-");
+    edit_config(s, |c| c.replacen("daemon on;\n", "", 1));
+    let (code, out) = s.run_command(&["-g", "daemon on; master_process on;"]);
+    assert_eq!(
+        (code, out),
+        (Some(0), Vec::<String>::new()),
+        "{} start",
+        s.kind.name()
+    );
+    let title = |pid: i32| -> Option<String> {
+        let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+        Some(
+            String::from_utf8_lossy(&raw[..end])
+                .replace(&s.prefix().display().to_string(), "PREFIX"),
+        )
+    };
+    let want = "nginx: master process PREFIX/sbin/nginx -p PREFIX/ -c conf/nginx.conf \
+                -g daemon on; master_process on;";
+    let pid = wait_for(
+        &format!("{} master to set its title", s.kind.name()),
+        || {
+            let pid = std::fs::read_to_string(s.pid_file())
+                .ok()
+                .and_then(|p| p.trim().parse::<i32>().ok())
+                .ok_or("no pid file yet")?;
+            match title(pid) {
+                Some(t) if t.starts_with("nginx: master process") => Ok(pid),
+                t => Err(format!("title {t:?}")),
+            }
+        },
+    );
+    let _guard = SessionGuard(pid);
+    assert_eq!(
+        title(pid).as_deref(),
+        Some(want),
+        "{}: master title",
+        s.kind.name()
+    );
+}
+
+/// Debian's default `nginx.conf` and `sites-enabled/default` (with `mime.types`; copies in
+/// fixtures/tests/data/debian) pass `-t` and dump the same with `-T`. Only the absolute
+/// paths move into the prefix; real nginx's temp paths go where Debian takes local
+/// additions, `conf.d/`.
+fn debian_default_config_loads(s: &Server) {
+    let data =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/tests/data/debian");
+    let prefix = s.prefix().display().to_string();
+    let etc = s.prefix().join("etc/nginx");
+    for sub in ["sites-enabled", "conf.d", "modules-enabled"] {
+        std::fs::create_dir_all(etc.join(sub)).expect("mkdir");
+    }
+    let conf = std::fs::read_to_string(data.join("nginx.conf"))
+        .expect("Debian's nginx.conf")
+        .replace("/etc/nginx/", &format!("{prefix}/etc/nginx/"))
+        .replace("/var/log/nginx/", &format!("{prefix}/logs/"))
+        .replace("/run/nginx.pid", &format!("{prefix}/logs/debian.pid"));
+    std::fs::write(etc.join("nginx.conf"), conf).expect("write");
+    std::fs::copy(data.join("mime.types"), etc.join("mime.types")).expect("copy");
+    std::fs::copy(
+        data.join("sites-default"),
+        etc.join("sites-enabled/default"),
+    )
+    .expect("copy");
+    std::fs::write(
+        etc.join("conf.d/temp-paths.conf"),
+        "client_body_temp_path tmp/body; proxy_temp_path tmp/proxy; fastcgi_temp_path tmp/fastcgi;\n\
+         uwsgi_temp_path tmp/uwsgi; scgi_temp_path tmp/scgi;\n",
+    )
+    .expect("write");
+    let (code, out) = s.run_command(&["-c", "etc/nginx/nginx.conf", "-T"]);
+    let mut want = dump_lines(
+        s,
+        &[
+            etc.join("nginx.conf"),
+            etc.join("mime.types"),
+            etc.join("conf.d/temp-paths.conf"),
+            etc.join("sites-enabled/default"),
+        ],
+    );
+    want.push("nginx: the configuration file PREFIX/etc/nginx/nginx.conf syntax is ok".into());
+    want.push("nginx: configuration file PREFIX/etc/nginx/nginx.conf test is successful".into());
+    assert_eq!((code, out), (Some(0), want), "{} -T", s.kind.name());
+}
+
+// ---------------------------------------------------------------------------------------
 
 fn run(kind: Kind, opts: Options, scenario: fn(&Server)) {
     let Some(builds): Option<Builds> = kind.builds() else {
@@ -1391,6 +1837,17 @@ scenarios! {
     term_kills_stuck_workers,
     winch_lets_old_workers_finish_requests,
     winch_closes_idle_keepalive_connections,
+    // Configuration checks and outputs (issue 16).
+    unknown_directive_fails_test_and_start,
+    hup_with_unknown_directive_keeps_old_workers,
+    unknown_directive_in_new_binary,
+    new_binary_retries_bind_then_exits,
+    hup_with_busy_address_keeps_old_workers,
+    duplicate_listen_fails_test,
+    config_dump_lists_every_file,
+    config_test_wording,
+    title_joins_argv_with_spaces,
+    debian_default_config_loads,
 }
 
 /// fake-nginx's fault variants that stand for a bad build, held to what real nginx does when
