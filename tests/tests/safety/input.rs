@@ -7,15 +7,14 @@
 //! the running server's master, or the canary (in a process group of its own, so that a
 //! `-N` taken as "process group N" would kill it).
 
-mod safety_common;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use safety_common::*;
+use crate::common::*;
+use hotreload_tests::procs;
 use serde_json::Value;
 
 /// What must not change when hotreload refuses.
@@ -183,14 +182,14 @@ fn pid_of_a_dead_process_or_a_zombie_is_refused() {
     // A zombie: our child, exited, never reaped (until the guard drops).
     let zombie = KillOnDrop(Command::new("true").spawn().unwrap());
     let z = zombie.pid();
-    wait_for(
+    wait_until(
         "the child to become a zombie",
-        || fake_nginx::harness::proc_state(z) == Some('Z'),
+        || procs::stat(z).map(|s| s.state) == Some('Z'),
         String::new,
     );
     let path = write_pid_file(dir.path(), "zombie.pid", &format!("{z}\n"));
     assert_refused(&server, &mut canary, &path, &[&z.to_string()], &new);
-    assert_eq!(fake_nginx::harness::proc_state(z), Some('Z'));
+    assert_eq!(procs::stat(z).map(|s| s.state), Some('Z'));
 }
 
 /// A process that looks like an nginx master (its title says so) but has no USR2

@@ -7,9 +7,8 @@
 //! waits for it: when the old master exits at retire it stays a zombie. hotreload must
 //! count it as exited at once, not wait out a 60 s quit deadline.
 
-mod safety_common;
-
-use safety_common::*;
+use crate::common::*;
+use hotreload_tests::procs;
 
 #[test]
 fn unreaped_old_master_counts_as_exited() {
@@ -18,7 +17,7 @@ fn unreaped_old_master_counts_as_exited() {
     assert_eq!(rc, 0, "PR_SET_CHILD_SUBREAPER");
     let server = Server::start(&[]);
     let old_master = server.master().unwrap();
-    let ppid = fake_nginx::harness::parent_of(old_master);
+    let ppid = procs::parent_of(old_master);
     assert_eq!(
         ppid,
         Some(std::process::id() as i32),
@@ -38,7 +37,7 @@ fn unreaped_old_master_counts_as_exited() {
     ]);
     run.expect_code(0);
     // The old master is a zombie now (this test never reaped it)...
-    let state = fake_nginx::harness::proc_state(old_master);
+    let state = procs::stat(old_master).map(|s| s.state);
     assert_eq!(state, Some('Z'), "old master is not a zombie{run}");
     // ...and the retire step did not wait for a reap that never comes.
     let retire_ms = run.result()["steps"]

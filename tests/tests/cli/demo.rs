@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hotreload_tests::hotreload_bin;
+use hotreload_tests::{hotreload_bin, procs};
 use serde_json::Value;
 
 const DEMO_TIMEOUT: Duration = Duration::from_secs(300);
@@ -21,16 +21,7 @@ impl Drop for Demo {
 }
 
 fn alive(pid: i64) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            let state = stat
-                .rsplit(')')
-                .next()
-                .and_then(|rest| rest.split_whitespace().next());
-            !matches!(state, Some("Z") | Some("X"))
-        }
-        Err(_) => false,
-    }
+    procs::alive(pid as i32)
 }
 
 #[test]
@@ -112,13 +103,12 @@ fn demo_human_summary() {
 /// Live processes whose command line mentions `needle` (the demo's directory: every
 /// fake-nginx it starts runs an executable inside it).
 fn processes_mentioning(needle: &str) -> Vec<i64> {
-    std::fs::read_dir("/proc")
-        .expect("list /proc")
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i64>().ok())
+    procs::all_pids()
+        .into_iter()
         .filter(|&pid| {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            alive(pid) && String::from_utf8_lossy(&cmdline).contains(needle)
+            procs::alive(pid) && procs::title_of(pid).is_some_and(|t| t.contains(needle))
         })
+        .map(i64::from)
         .collect()
 }
 
@@ -168,24 +158,19 @@ fn interrupt_demo(signal: nix::sys::signal::Signal, ready: impl Fn(&Value) -> bo
     let dir = dir.expect("the demo names its directory first");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(demo.0.id() as i32), signal)
         .expect("signal the demo");
-    let exited_by = Instant::now() + DEMO_TIMEOUT;
-    let status = loop {
-        if let Some(status) = demo.0.try_wait().expect("wait demo") {
-            break status;
-        }
-        assert!(Instant::now() < exited_by, "the demo ignored {signal}");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status =
+        hotreload_tests::poll::try_poll(DEMO_TIMEOUT, || demo.0.try_wait().expect("wait demo"));
+    assert!(status.is_some(), "the demo ignored {signal}");
+    let status = status.unwrap();
     assert_eq!(
         status.code(),
         Some(128 + signal as i32),
         "demo exit after {signal}"
     );
     // SIGKILL is delivered asynchronously: give the kernel a (generous) moment.
-    let gone_by = Instant::now() + Duration::from_secs(30);
-    while !processes_mentioning(&dir).is_empty() && Instant::now() < gone_by {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    hotreload_tests::poll::try_poll(hotreload_tests::LONG, || {
+        processes_mentioning(&dir).is_empty().then_some(())
+    });
     assert_eq!(
         processes_mentioning(&dir),
         Vec::<i64>::new(),

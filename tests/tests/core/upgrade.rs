@@ -1,16 +1,15 @@
 //! `hotreload_core::upgrade` end to end against fake-nginx: the whole pipeline, what it
 //! refuses before changing anything, and every fault it must roll back from.
 
-mod core_common;
-
 use std::time::{Duration, Instant};
 
-use core_common::*;
+use crate::common::*;
 use fake_nginx::load::{Load, LoadConfig};
 use hotreload_core::{
     upgrade, DrainTimeoutAction, Error, Event, FailureKind, HealthCheck, Outcome, Role, Signal,
     Step, UpgradeError,
 };
+use hotreload_tests::{poll, procs};
 
 fn expect_failure(
     r: Result<hotreload_core::UpgradeReport, UpgradeError>,
@@ -59,12 +58,12 @@ fn assert_rolled_back(s: &Setup, v1: &std::path::Path, e: &UpgradeError, events:
 }
 
 fn harness_workers(master: i32) -> Vec<i32> {
-    fake_nginx::harness::workers_of(master)
+    procs::workers_of(master)
 }
 
 fn copy_of_v1(s: &Setup) -> std::path::PathBuf {
     let v1 = s.dir.path().join("v1-copy");
-    std::fs::copy(&s.binary, &v1).unwrap();
+    std::fs::copy(&s.installed, &v1).unwrap();
     v1
 }
 
@@ -126,7 +125,7 @@ fn full_upgrade_under_load_drops_nothing() {
 
 /// Waits until the load generator has had some answers, so the upgrade happens under load.
 fn harness_wait_requests(load: &Load) {
-    fake_nginx::harness::wait_until(LONG, "the load to get answers", || load.snapshot().ok >= 10);
+    poll::until(LONG, "the load to get answers", || load.snapshot().ok >= 10);
 }
 
 #[test]
@@ -384,7 +383,7 @@ fn slow_drain_past_the_deadline_rolls_back() {
     // which serve once the new master is gone. The slow ones linger: only check the
     // version that answers and the pid files.
     assert_eq!(e.kind, FailureKind::RolledBack, "{e}");
-    assert_eq!(s.pid_file(), Some(s.original_master().get()));
+    assert_eq!(s.pid_from_file(), Some(s.original_master().get()));
     assert!(!s.oldbin_exists());
     assert_eq!(s.version(), "fake-nginx/1.0");
     assert!(s.installed_is(&v1));
@@ -473,7 +472,7 @@ fn keep_old_stops_after_the_drain() {
         .unwrap_or_else(|e| panic!("{e}\n{}", events.text()));
     assert_eq!(report.outcome, Outcome::KeptOld);
     let new = report.new_pid.unwrap();
-    assert_eq!(s.pid_file(), Some(new.get()));
+    assert_eq!(s.pid_from_file(), Some(new.get()));
     assert_eq!(s.inst.pid_from_oldbin(), Some(old.get()));
     assert!(alive(old));
     assert!(harness_workers(old.get()).is_empty());

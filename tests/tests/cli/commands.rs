@@ -7,276 +7,24 @@
 //! sleeps in place of a handshake: `hotreload` itself waits on events, and the tests only
 //! look at the state it leaves.
 
-use std::fmt;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::time::Duration;
+use std::process::Stdio;
 
 use fake_nginx::harness::Instance;
-use fake_nginx::variant::{make_variant, Fault};
-use hotreload_tests::{fake_nginx_bin, hotreload_bin};
+use hotreload_tests::fake::{variant_at, Canary, FakeServer as Server};
+use hotreload_tests::hotreload_bin;
+use hotreload_tests::procs::{alive, children_of as children, read_pid};
+use hotreload_tests::run::{hotreload, COMMAND_TIMEOUT};
 use serde_json::Value;
-
-/// Generous: the whole suite shares two slow cores.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(240);
-
-// ---------------------------------------------------------------------------------------
-// Harness
-// ---------------------------------------------------------------------------------------
-
-/// The outcome of one `hotreload` invocation, printed in full when an assertion fails.
-struct Run {
-    args: Vec<String>,
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl fmt::Display for Run {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "\n$ hotreload {}\nexit: {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}\n",
-            self.args.join(" "),
-            self.code,
-            self.stdout,
-            self.stderr
-        )
-    }
-}
-
-impl Run {
-    #[track_caller]
-    fn expect_code(&self, code: i32) -> &Run {
-        assert_eq!(self.code, Some(code), "wrong exit code{self}");
-        self
-    }
-
-    #[track_caller]
-    fn expect_stderr(&self, needle: &str) -> &Run {
-        assert!(
-            self.stderr.contains(needle),
-            "stderr lacks {needle:?}{self}"
-        );
-        self
-    }
-
-    #[track_caller]
-    fn expect_stdout(&self, needle: &str) -> &Run {
-        assert!(
-            self.stdout.contains(needle),
-            "stdout lacks {needle:?}{self}"
-        );
-        self
-    }
-
-    /// Every stdout line as JSON, each checked to be a `{"type", "data"}` envelope.
-    #[track_caller]
-    fn json_lines(&self) -> Vec<Value> {
-        let lines: Vec<Value> = self
-            .stdout
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| {
-                serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}{self}"))
-            })
-            .collect();
-        assert!(!lines.is_empty(), "no JSON output{self}");
-        for line in &lines {
-            assert!(
-                line["type"].is_string() && line["data"].is_object(),
-                "not an envelope: {line}{self}"
-            );
-        }
-        lines
-    }
-
-    /// The `data` of the final `result` record (which must be the last line).
-    #[track_caller]
-    fn result(&self) -> Value {
-        let lines = self.json_lines();
-        let last = lines.last().unwrap();
-        assert_eq!(last["type"], "result", "last line is not the result{self}");
-        let data = last["data"].clone();
-        assert_eq!(
-            data["exit_code"].as_i64().map(|c| c as i32),
-            self.code,
-            "exit_code mismatch{self}"
-        );
-        data
-    }
-}
-
-fn hotreload<S: AsRef<str>>(args: &[S]) -> Run {
-    let args: Vec<String> = args.iter().map(|a| a.as_ref().to_owned()).collect();
-    let output = assert_cmd::Command::new(hotreload_bin())
-        .args(&args)
-        .timeout(COMMAND_TIMEOUT)
-        .output()
-        .expect("run hotreload");
-    Run {
-        args,
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
 
 /// Builds a fake-nginx variant (a copy of the fake-nginx binary with a version and
 /// faults baked in) at `dir/name`.
 fn build(dir: &Path, name: &str, version: &str, faults: &[&str]) -> PathBuf {
-    fs::create_dir_all(dir).unwrap();
-    let faults: Vec<Fault> = faults.iter().map(|f| f.parse().expect("fault")).collect();
     let out = dir.join(name);
-    make_variant(&fake_nginx_bin(), &out, version, &faults).expect("make variant");
+    variant_at(&out, version, faults);
     out
-}
-
-/// A running fake-nginx 1.0 whose executable lives in this test's own directory, so an
-/// upgrade can swap it without touching any other test. Fields drop in order: the
-/// server's processes are killed before its directory is removed.
-struct Server {
-    instance: Instance,
-    installed: PathBuf,
-    builds: PathBuf,
-    dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn start() -> Server {
-        let dir = tempfile::Builder::new()
-            .prefix("hotreload-cli-test-")
-            .tempdir()
-            .unwrap();
-        let installed = build(&dir.path().join("sbin"), "fake-nginx", "1.0", &[]);
-        let builds = dir.path().join("builds");
-        let instance = Instance::builder(&installed)
-            .workers(2)
-            .daemon(true)
-            .start()
-            .expect("start fake-nginx");
-        Server {
-            instance,
-            installed,
-            builds,
-            dir,
-        }
-    }
-
-    fn build(&self, version: &str, faults: &[&str]) -> PathBuf {
-        let name = format!(
-            "fake-nginx-{version}{}",
-            faults.iter().map(|f| format!("-{f}")).collect::<String>()
-        );
-        build(
-            &self.builds,
-            &name.replace(['=', '/'], "_"),
-            version,
-            faults,
-        )
-    }
-
-    fn pid_file(&self) -> String {
-        self.instance.pid_file().display().to_string()
-    }
-
-    fn master(&self) -> i32 {
-        read_pid(self.instance.pid_file()).expect("pid file names the master")
-    }
-
-    /// The version the server answers with (from the `Server` header).
-    fn serving(&self) -> String {
-        self.instance.get("/").expect("GET /").server
-    }
-
-    fn fingerprint(&self) -> Fingerprint {
-        let master = self.master();
-        Fingerprint {
-            pid_file: fs::read_to_string(self.instance.pid_file()).ok(),
-            oldbin: self.instance.oldbin_file().exists(),
-            master,
-            children: children(master),
-            binary: fs::read(&self.installed).map(|b| b.len()).unwrap_or(0),
-        }
-    }
-
-    /// Puts `new` at the installed path atomically (what a package manager does before
-    /// a hand-driven `hotreload spawn`).
-    fn install(&self, new: &Path) {
-        let staged = self.dir.path().join("sbin/.fake-nginx.staged");
-        fs::copy(new, &staged).unwrap();
-        fs::rename(&staged, &self.installed).unwrap();
-    }
-}
-
-/// What must not change when hotreload refuses: pids, pid files, the executable.
-#[derive(Debug, PartialEq, Eq)]
-struct Fingerprint {
-    pid_file: Option<String>,
-    oldbin: bool,
-    master: i32,
-    children: Vec<i32>,
-    binary: usize,
-}
-
-fn read_pid(path: &Path) -> Option<i32> {
-    fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
-/// Live (non-zombie) children of `pid`, sorted.
-fn children(pid: i32) -> Vec<i32> {
-    fake_nginx::harness::children_of(pid)
-}
-
-/// A live process that is alive (not exited, not a zombie).
-fn alive(pid: i32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            let state = stat
-                .rsplit(')')
-                .next()
-                .and_then(|rest| rest.split_whitespace().next());
-            !matches!(state, Some("Z") | Some("X"))
-        }
-        Err(_) => false,
-    }
-}
-
-/// An unrelated process (`sleep`), which a USR2, HUP, QUIT or TERM would kill: if it is
-/// alive after a refused command, no such signal was sent to it.
-struct Canary(Child);
-
-impl Canary {
-    fn start() -> Canary {
-        let child = std::process::Command::new("sleep")
-            .arg("1000")
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start sleep canary");
-        Canary(child)
-    }
-
-    fn pid(&self) -> i32 {
-        self.0.id() as i32
-    }
-
-    #[track_caller]
-    fn assert_alive(&mut self, context: &dyn fmt::Display) {
-        let exited = self.0.try_wait().expect("try_wait canary");
-        assert!(
-            exited.is_none(),
-            "the canary was killed ({exited:?}): a signal was sent to it{context}"
-        );
-    }
-}
-
-impl Drop for Canary {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 const ALL_COMMANDS: &[&str] = &["status", "upgrade", "spawn", "drain", "commit", "rollback"];
@@ -297,7 +45,7 @@ fn command_args(command: &str, pid_file: &str, new_binary: &Path, json: bool) ->
 /// Runs every command against a bad pid file: each must exit 3, name `needle` (the file
 /// or the pid) on stderr, send no signal (canary alive, bystander server unchanged).
 fn assert_every_command_refuses(bad_pid_file: &Path, needle: &str, canary: &mut Canary) {
-    let server = Server::start();
+    let server = Server::start_as("fake-nginx");
     let v2 = server.build("2.0", &[]);
     let before = server.fingerprint();
     for command in ALL_COMMANDS {
@@ -344,12 +92,6 @@ fn assert_every_command_refuses(bad_pid_file: &Path, needle: &str, canary: &mut 
             before,
             "bystander server changed{run}"
         );
-    }
-}
-
-impl Run {
-    fn json_lines_raw(&self) -> Value {
-        serde_json::from_str(self.stdout.lines().next().unwrap_or("null")).unwrap_or(Value::Null)
     }
 }
 
@@ -450,8 +192,8 @@ fn usage_errors_exit_2() {
 
 #[test]
 fn status_reports_a_steady_server() {
-    let server = Server::start();
-    let master = server.master();
+    let server = Server::start_as("fake-nginx");
+    let master = server.master_now();
     let workers = children(master);
 
     let run = hotreload(&["status", "--pid-file", &server.pid_file()]);
@@ -535,8 +277,8 @@ fn pid_of_an_unrelated_process_is_refused_and_it_survives() {
 #[test]
 fn pid_of_a_worker_is_refused() {
     let mut canary = Canary::start();
-    let server = Server::start();
-    let worker = children(server.master())[0];
+    let server = Server::start_as("fake-nginx");
+    let worker = children(server.master_now())[0];
     let (_dir, path) = bad_pid_file(Some(&format!("{worker}\n")));
     let before = server.fingerprint();
     assert_every_command_refuses(&path, &worker.to_string(), &mut canary);
@@ -549,7 +291,7 @@ fn pid_of_a_worker_is_refused() {
 
 #[test]
 fn missing_or_non_executable_new_binary_is_refused() {
-    let server = Server::start();
+    let server = Server::start_as("fake-nginx");
     let before = server.fingerprint();
     let missing = server.dir.path().join("no-such-binary");
     let not_exec = server.dir.path().join("not-executable");
@@ -585,7 +327,7 @@ fn missing_or_non_executable_new_binary_is_refused() {
 
 #[test]
 fn failed_config_test_is_refused() {
-    let server = Server::start();
+    let server = Server::start_as("fake-nginx");
     let before = server.fingerprint();
     let bad = server.build("2.0", &["bad-config"]);
     let run = hotreload(&[
@@ -603,10 +345,10 @@ fn failed_config_test_is_refused() {
 
 #[test]
 fn a_held_lock_exits_4() {
-    let server = Server::start();
+    let server = Server::start_as("fake-nginx");
     let v2 = server.build("2.0", &[]);
     let before = server.fingerprint();
-    let _lock = hotreload_core::Target::new(server.instance.pid_file())
+    let _lock = hotreload_core::Target::new(server.inst.pid_file())
         .lock()
         .expect("take the lock");
     let run = hotreload(&[
@@ -629,10 +371,10 @@ fn a_held_lock_exits_4() {
 
 #[test]
 fn upgrade_commits_the_new_version() {
-    let server = Server::start();
-    let old = server.master();
+    let server = Server::start_as("fake-nginx");
+    let old = server.master_now();
     let v2 = server.build("2.0", &[]);
-    let url = format!("http://{}/", server.instance.addr());
+    let url = format!("http://{}/", server.inst.addr());
     let run = hotreload(&[
         "upgrade",
         "--pid-file",
@@ -648,10 +390,10 @@ fn upgrade_commits_the_new_version() {
         .expect_stdout("upgraded")
         .expect_stdout("SIGUSR2")
         .expect_stdout("time per step");
-    let new = server.master();
+    let new = server.master_now();
     assert_ne!(new, old, "{run}");
     assert!(!alive(old), "old master still alive{run}");
-    assert!(!server.instance.oldbin_file().exists(), "{run}");
+    assert!(!server.inst.oldbin_file().exists(), "{run}");
     assert!(server.serving().contains("2.0"), "{run}");
     assert_eq!(
         fs::read(&server.installed).unwrap(),
@@ -667,8 +409,8 @@ fn upgrade_commits_the_new_version() {
 
 #[test]
 fn upgrade_json_lines_events_and_result() {
-    let server = Server::start();
-    let old = server.master();
+    let server = Server::start_as("fake-nginx");
+    let old = server.master_now();
     let v2 = server.build("2.0", &[]);
     let run = hotreload(&[
         "upgrade",
@@ -677,7 +419,7 @@ fn upgrade_json_lines_events_and_result() {
         "--new-binary",
         &v2.display().to_string(),
         "--health-tcp",
-        &server.instance.addr().to_string(),
+        &server.inst.addr().to_string(),
         "--json",
     ]);
     run.expect_code(0);
@@ -714,7 +456,7 @@ fn upgrade_json_lines_events_and_result() {
     assert_eq!(result["outcome"], "committed");
     assert_eq!(result["exit_code"], 0);
     assert_eq!(result["old_pid"], old);
-    assert_eq!(result["new_pid"], server.master());
+    assert_eq!(result["new_pid"], server.master_now());
     assert!(result["error"].is_null());
     let steps: Vec<&str> = result["steps"]
         .as_array()
@@ -733,7 +475,7 @@ fn upgrade_json_lines_events_and_result() {
 
 #[test]
 fn upgrade_to_a_crashing_binary_rolls_back_exit_1() {
-    let server = Server::start();
+    let server = Server::start_as("fake-nginx");
     let before = server.fingerprint();
     let v1_bytes = fs::read(&server.installed).unwrap();
     let broken = server.build("3.0", &["crash-on-start"]);
@@ -750,19 +492,19 @@ fn upgrade_to_a_crashing_binary_rolls_back_exit_1() {
     let result = run.result();
     assert_eq!(result["outcome"], "rolled-back", "{run}");
     assert!(result["error"].is_string(), "{run}");
-    assert_eq!(server.master(), before.master, "{run}");
+    assert_eq!(server.master_now(), before.master, "{run}");
     assert!(server.serving().contains("1.0"), "{run}");
     assert_eq!(
         fs::read(&server.installed).unwrap(),
         v1_bytes,
         "old executable not restored{run}"
     );
-    assert!(!server.instance.oldbin_file().exists(), "{run}");
+    assert!(!server.inst.oldbin_file().exists(), "{run}");
 }
 
 #[test]
 fn upgrade_dry_run_changes_nothing() {
-    let server = Server::start();
+    let server = Server::start_as("fake-nginx");
     let before = server.fingerprint();
     let v2 = server.build("2.0", &[]);
     let run = hotreload(&[
@@ -794,8 +536,8 @@ fn upgrade_dry_run_changes_nothing() {
 
 #[test]
 fn upgrade_keep_old_then_commit() {
-    let server = Server::start();
-    let old = server.master();
+    let server = Server::start_as("fake-nginx");
+    let old = server.master_now();
     let v2 = server.build("2.0", &[]);
     let run = hotreload(&[
         "upgrade",
@@ -820,8 +562,8 @@ fn upgrade_keep_old_then_commit() {
 
 #[test]
 fn upgrade_keep_old_then_rollback_restores_the_executable() {
-    let server = Server::start();
-    let old = server.master();
+    let server = Server::start_as("fake-nginx");
+    let old = server.master_now();
     let v1_bytes = fs::read(&server.installed).unwrap();
     let v2 = server.build("2.0", &[]);
     hotreload(&[
@@ -836,7 +578,7 @@ fn upgrade_keep_old_then_rollback_restores_the_executable() {
     let run = hotreload(&["rollback", "--pid-file", &server.pid_file(), "--json"]);
     run.expect_code(0);
     assert_eq!(run.result()["outcome"], "ok", "{run}");
-    assert_eq!(server.master(), old, "{run}");
+    assert_eq!(server.master_now(), old, "{run}");
     assert_eq!(phase(&server), "steady");
     assert!(server.serving().contains("1.0"), "{run}");
     assert_eq!(
@@ -859,15 +601,15 @@ fn phase(server: &Server) -> String {
 
 #[test]
 fn steps_spawn_drain_commit() {
-    let server = Server::start();
-    let old = server.master();
-    server.install(&server.build("2.0", &[]));
+    let server = Server::start_as("fake-nginx");
+    let old = server.master_now();
+    server.install_by_hand(&server.build("2.0", &[]));
 
     let run = hotreload(&["spawn", "--pid-file", &server.pid_file()]);
     run.expect_code(0)
         .expect_stdout("SIGUSR2")
         .expect_stdout("spawned");
-    let new = server.master();
+    let new = server.master_now();
     assert_ne!(new, old);
     let status = hotreload(&["status", "--pid-file", &server.pid_file(), "--json"]);
     let status: Value = serde_json::from_str(status.stdout.trim()).unwrap();
@@ -893,32 +635,32 @@ fn steps_spawn_drain_commit() {
     run.expect_code(0).expect_stdout("SIGQUIT");
     assert_eq!(phase(&server), "steady");
     assert!(!alive(old));
-    assert_eq!(server.master(), new);
+    assert_eq!(server.master_now(), new);
     assert!(server.serving().contains("2.0"));
 }
 
 #[test]
 fn steps_spawn_rollback() {
-    let server = Server::start();
-    let old = server.master();
-    server.install(&server.build("2.0", &[]));
+    let server = Server::start_as("fake-nginx");
+    let old = server.master_now();
+    server.install_by_hand(&server.build("2.0", &[]));
     hotreload(&["spawn", "--pid-file", &server.pid_file()]).expect_code(0);
-    let new = server.master();
+    let new = server.master_now();
     let run = hotreload(&["rollback", "--pid-file", &server.pid_file()]);
     run.expect_code(0).expect_stdout("rolled back");
     assert_eq!(phase(&server), "steady");
-    assert_eq!(server.master(), old, "{run}");
+    assert_eq!(server.master_now(), old, "{run}");
     assert!(!alive(new), "new master still alive{run}");
     assert!(server.serving().contains("1.0"), "{run}");
 }
 
 #[test]
 fn steps_drain_rollback() {
-    let server = Server::start();
-    let old = server.master();
-    server.install(&server.build("2.0", &[]));
+    let server = Server::start_as("fake-nginx");
+    let old = server.master_now();
+    server.install_by_hand(&server.build("2.0", &[]));
     hotreload(&["spawn", "--pid-file", &server.pid_file()]).expect_code(0);
-    let new = server.master();
+    let new = server.master_now();
     hotreload(&["drain", "--pid-file", &server.pid_file()]).expect_code(0);
     let run = hotreload(&["rollback", "--pid-file", &server.pid_file(), "--json"]);
     run.expect_code(0);
@@ -929,7 +671,7 @@ fn steps_drain_rollback() {
         result["new_pid"], new,
         "the retired new master is named{run}"
     );
-    assert_eq!(server.master(), old, "{run}");
+    assert_eq!(server.master_now(), old, "{run}");
     assert!(!alive(new), "{run}");
     assert_eq!(
         children(old).len(),
@@ -941,7 +683,7 @@ fn steps_drain_rollback() {
 
 #[test]
 fn step_commands_in_the_wrong_phase_are_refused() {
-    let server = Server::start();
+    let server = Server::start_as("fake-nginx");
     let before = server.fingerprint();
     for command in ["drain", "commit", "rollback"] {
         let run = hotreload(&[command, "--pid-file", &server.pid_file()]);
@@ -950,7 +692,7 @@ fn step_commands_in_the_wrong_phase_are_refused() {
             .expect_stderr("hotreload spawn");
         assert_eq!(server.fingerprint(), before, "{run}");
     }
-    server.install(&server.build("2.0", &[]));
+    server.install_by_hand(&server.build("2.0", &[]));
     hotreload(&["spawn", "--pid-file", &server.pid_file()]).expect_code(0);
     let spawned = server.fingerprint();
     let run = hotreload(&["spawn", "--pid-file", &server.pid_file(), "--json"]);
@@ -1024,22 +766,22 @@ fn old_master_that_will_not_quit_exits_5_with_the_state() {
 
 #[test]
 fn spawn_of_a_crashing_binary_exits_1_and_the_old_master_serves() {
-    let server = Server::start();
-    let old = server.master();
-    server.install(&server.build("3.0", &["crash-on-start"]));
+    let server = Server::start_as("fake-nginx");
+    let old = server.master_now();
+    server.install_by_hand(&server.build("3.0", &["crash-on-start"]));
     let run = hotreload(&["spawn", "--pid-file", &server.pid_file(), "--json"]);
     run.expect_code(1).expect_stderr("hotreload: spawn failed");
     let result = run.result();
     assert_eq!(result["outcome"], "rolled-back", "{run}");
     assert_eq!(result["state"]["phase"], "steady", "{run}");
-    assert_eq!(server.master(), old, "{run}");
-    assert!(!server.instance.oldbin_file().exists(), "{run}");
+    assert_eq!(server.master_now(), old, "{run}");
+    assert!(!server.inst.oldbin_file().exists(), "{run}");
     assert!(server.serving().contains("1.0"), "{run}");
 }
 
 #[test]
 fn upgrade_with_copy_swap_and_explicit_binary() {
-    let server = Server::start();
+    let server = Server::start_as("fake-nginx");
     let v2 = server.build("2.0", &[]);
     let run = hotreload(&[
         "upgrade",
@@ -1194,8 +936,8 @@ fn daemon_off_under_a_live_parent_is_refused() {
 #[test]
 fn rollback_finishes_an_upgrade_whose_process_was_killed() {
     use std::io::{BufRead, BufReader};
-    let server = Server::start();
-    let old = server.master();
+    let server = Server::start_as("fake-nginx");
+    let old = server.master_now();
     let v1_bytes = fs::read(&server.installed).unwrap();
     let v2 = server.build("2.0", &[]);
     // Kill `hotreload upgrade` right after it swapped the executable: depending on timing
@@ -1221,18 +963,16 @@ fn rollback_finishes_an_upgrade_whose_process_was_killed() {
     child.wait().unwrap();
 
     // The new master (if any) may still be starting: wait for a phase a command fits.
-    let deadline = std::time::Instant::now() + COMMAND_TIMEOUT;
-    while !["steady", "spawned", "drained"].contains(&phase(&server).as_str()) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no known phase after the kill"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    hotreload_tests::poll::wait_until_for(
+        COMMAND_TIMEOUT,
+        "a known phase after the kill",
+        || ["steady", "spawned", "drained"].contains(&phase(&server).as_str()),
+        || format!(": {}", phase(&server)),
+    );
     let run = hotreload(&["rollback", "--pid-file", &server.pid_file()]);
     run.expect_code(0).expect_stdout("rolled back");
     assert_eq!(phase(&server), "steady", "{run}");
-    assert_eq!(server.master(), old, "{run}");
+    assert_eq!(server.master_now(), old, "{run}");
     assert_eq!(
         fs::read(&server.installed).unwrap(),
         v1_bytes,

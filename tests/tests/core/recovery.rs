@@ -1,16 +1,15 @@
 //! Upgrades left half-done — the orchestrator crashed, the new master was killed — and
 //! finished or rolled back by a fresh process, from the live system and the journal.
 
-mod core_common;
-
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
-use core_common::*;
+use crate::common::*;
 use fake_nginx::harness;
 use hotreload_core::{
     finish, rollback, upgrade, HealthCheck, NoopObserver, Phase, State, Target, UpgradeOptions,
 };
+use hotreload_tests::{poll, procs};
 
 /// A health check that crashes the orchestrator (a panic unwinds out of `upgrade`),
 /// leaving the upgrade where it was: the lock is released, the journal stays.
@@ -37,7 +36,7 @@ fn crashed_upgrade(s: &Setup, new_binary: &std::path::Path) {
 fn an_upgrade_whose_orchestrator_crashed_after_the_spawn_is_rolled_back_by_a_fresh_process() {
     let s = start(&[]);
     let v1 = s.dir.path().join("v1-copy");
-    std::fs::copy(&s.binary, &v1).unwrap();
+    std::fs::copy(&s.installed, &v1).unwrap();
     let v2 = s.variant("2.0", &[]);
     let old = s.original_master();
     crashed_upgrade(&s, &v2);
@@ -94,17 +93,17 @@ fn workers_of_a_killed_new_master_are_stopped_by_the_rollback() {
         .spawn_new_master(&op_options(), &NoopObserver)
         .expect("spawn");
     let new = spawned.new_pid();
-    let orphans = harness::workers_of(new.get());
+    let orphans = procs::workers_of(new.get());
     assert_eq!(orphans.len(), 2);
     drop(spawned);
 
     // The new master dies abruptly: its workers live on, reparented, serving v2.
     harness::kill(new.get(), fake_nginx::Signal::Kill).unwrap();
     wait_gone(new);
-    harness::wait_until(LONG, "the old master to take its pid file back", || {
-        s.pid_file() == Some(old.get()) && !s.oldbin_exists()
+    poll::until(LONG, "the old master to take its pid file back", || {
+        s.pid_from_file() == Some(old.get()) && !s.oldbin_exists()
     });
-    assert!(orphans.iter().all(|w| harness::is_alive(*w)), "{}", s.why());
+    assert!(orphans.iter().all(|w| procs::alive(*w)), "{}", s.why());
     // The pid files alone say steady (the orphans are nobody's workers).
     let State::Steady(steady) = s.target().attach().unwrap() else {
         panic!("not steady\n{}", s.why())
@@ -118,7 +117,7 @@ fn workers_of_a_killed_new_master_are_stopped_by_the_rollback() {
         wait_gone(pid(*w));
     }
     s.assert_steady(old, "1.0");
-    let mut expected = harness::workers_of(old.get());
+    let mut expected = procs::workers_of(old.get());
     expected.push(old.get());
     expected.sort_unstable();
     let mut procs = s.inst.processes();
@@ -139,12 +138,12 @@ fn a_spawn_left_hanging_is_rolled_back_by_a_fresh_process() {
     // started a new master that hangs without ever writing the pid file.
     s.signal(fake_nginx::Signal::Usr2);
     let mut hung = 0;
-    harness::wait_until(LONG, "a hung new master under .oldbin", || {
-        hung = harness::children_of(old.get())
+    poll::until(LONG, "a hung new master under .oldbin", || {
+        hung = procs::children_of(old.get())
             .into_iter()
-            .find(|c| harness::is_alive(*c) && !harness::workers_of(old.get()).contains(c))
+            .find(|c| procs::alive(*c) && !procs::workers_of(old.get()).contains(c))
             .unwrap_or(0);
-        hung != 0 && s.oldbin_exists() && s.pid_file().is_none()
+        hung != 0 && s.oldbin_exists() && s.pid_from_file().is_none()
     });
     let seen = s.target().observe().unwrap();
     assert_eq!(seen.phase, Phase::Unknown, "{seen:?}");

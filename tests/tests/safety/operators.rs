@@ -1,12 +1,10 @@
 //! Issue 6, items 3 and 5: a server that would ignore the upgrade (`daemon off` under a
 //! live parent), and two operators at once.
 
-mod safety_common;
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use safety_common::*;
+use crate::common::*;
 
 /// Item 3: fake-nginx with `daemon off`, the test process as its live parent (as a
 /// supervisor would be). nginx ignores USR2 then, so a plain wait would run into the

@@ -4,8 +4,8 @@
 //! recorded in notes/nginx-observations.md).
 //!
 //! Deliberately uses nothing but std, nix and /proc, so it checks real nginx and not our own
-//! model of it. Missing builds skip the tests with a message, unless
-//! `HOTRELOAD_REQUIRE_REAL_SERVERS=1` (CI), where they fail.
+//! model of it (the harness only reads `/proc` and polls). Missing builds make the tests
+//! ignored, unless CI or `HOTRELOAD_REQUIRE_REAL_SERVERS=1`, where they fail.
 //!
 //! Every process a test starts lives in the session of the master it started (nginx daemonizes
 //! with setsid; the new master and all workers stay in that session); `Cleanup` SIGKILLs every
@@ -16,8 +16,9 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use hotreload_tests::{procs, tools};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -26,56 +27,22 @@ const NEW: &str = "1.22.1-9+deb12u11";
 const WORKERS: usize = 2;
 const DEADLINE: Duration = Duration::from_secs(10);
 
-fn cache_dir() -> PathBuf {
-    match std::env::var_os("HOTRELOAD_REAL_SERVERS_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/real-servers"),
-    }
-}
-
 fn build_path(version: &str) -> PathBuf {
-    cache_dir().join(format!("nginx-{version}/usr/sbin/nginx"))
+    tools::real_servers_dir().join(format!("nginx-{version}/usr/sbin/nginx"))
 }
 
-/// The builds' paths, or `None` (after saying why) when they are not installed and the
-/// environment does not require them.
-fn builds() -> Option<(PathBuf, PathBuf)> {
+/// The builds' paths; panics saying how to install them when they are missing (the tests
+/// are ignored then, unless CI or `HOTRELOAD_REQUIRE_REAL_SERVERS=1` requires them).
+fn builds() -> (PathBuf, PathBuf) {
     let (old, new) = (build_path(OLD), build_path(NEW));
-    let missing: Vec<String> = [&old, &new]
-        .iter()
-        .filter(|p| !p.is_file())
-        .map(|p| p.display().to_string())
-        .collect();
-    if missing.is_empty() {
-        return Some((old, new));
-    }
-    let msg = format!(
-        "real nginx not installed (missing {}); run `scripts/install-real-servers` \
-         (cache dir: $HOTRELOAD_REAL_SERVERS_DIR, default <repo>/.cache/real-servers)",
-        missing.join(", ")
-    );
-    if std::env::var("HOTRELOAD_REQUIRE_REAL_SERVERS").as_deref() == Ok("1") {
-        panic!("HOTRELOAD_REQUIRE_REAL_SERVERS=1 but {msg}");
-    }
-    eprintln!("SKIPPED: {msg}");
-    None
+    tools::require("real nginx", &[&old, &new]);
+    (old, new)
 }
 
-/// Poll `cond` with short backing-off sleeps until it holds or `DEADLINE` passes.
-fn wait_until<T>(what: &str, mut cond: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + DEADLINE;
-    let mut pause = Duration::from_millis(1);
-    loop {
-        if let Some(v) = cond() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {DEADLINE:?} waiting for {what}"
-        );
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(50));
-    }
+/// [`hotreload_tests::wait_for`] with this file's deadline.
+#[track_caller]
+fn wait_until<T>(what: &str, cond: impl FnMut() -> Option<T>) -> T {
+    hotreload_tests::wait_for(what, DEADLINE, cond)
 }
 
 /// One process as /proc shows it.
@@ -90,33 +57,21 @@ struct Proc {
 }
 
 fn proc_of(pid: i32) -> Option<Proc> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after "(comm) ": state ppid pgrp session ...
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let mut f = rest.split_whitespace();
-    let state = f.next()?.chars().next()?;
-    let ppid = f.next()?.parse().ok()?;
-    let _pgrp = f.next()?;
-    let sid = f.next()?.parse().ok()?;
+    let st = procs::stat(pid)?;
     let raw = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let end = raw.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
     let title = String::from_utf8_lossy(&raw[..end]).replace('\0', " ");
     Some(Proc {
         pid,
-        ppid,
-        sid,
-        state,
+        ppid: st.ppid,
+        sid: st.session,
+        state: st.state,
         title,
     })
 }
 
 fn all_procs() -> Vec<Proc> {
-    let Ok(dir) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .filter_map(proc_of)
-        .collect()
+    procs::all_pids().into_iter().filter_map(proc_of).collect()
 }
 
 /// Exited means gone or a zombie (PID 1 here reaps orphans only lazily).
@@ -284,8 +239,12 @@ fn signal(pid: i32, sig: Signal) {
 }
 
 #[test]
+#[cfg_attr(
+    missing_real_nginx,
+    ignore = "needs real nginx: run scripts/install-real-servers"
+)]
 fn each_build_starts_and_serves() {
-    let Some((old, new)) = builds() else { return };
+    let (old, new) = builds();
     assert_ne!(
         fs::read(&old).unwrap(),
         fs::read(&new).unwrap(),
@@ -308,8 +267,12 @@ fn each_build_starts_and_serves() {
 }
 
 #[test]
+#[cfg_attr(
+    missing_real_nginx,
+    ignore = "needs real nginx: run scripts/install-real-servers"
+)]
 fn manual_usr2_winch_quit_upgrades_deb12u9_to_deb12u11() {
-    let Some((old, new)) = builds() else { return };
+    let (old, new) = builds();
     let nginx = Nginx::start(&old);
     let old_master = read_pid(&nginx.pid_file()).unwrap();
     assert!(

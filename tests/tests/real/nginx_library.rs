@@ -1,13 +1,11 @@
 //! `hotreload_core` against the real Debian nginx builds that `scripts/install-real-servers`
 //! unpacks (deb12u9 upgraded to deb12u11): the pipeline commits, and a kept upgrade rolls
-//! back from a fresh process. Missing builds skip the tests with a message, unless
-//! `HOTRELOAD_REQUIRE_REAL_SERVERS=1`.
+//! back from a fresh process. Missing builds make the tests ignored, unless CI or
+//! `HOTRELOAD_REQUIRE_REAL_SERVERS=1`, where they fail.
 //!
 //! Every process a test starts is in the session of the master it started (nginx
 //! daemonizes with setsid; new masters and workers stay in it); `Server`'s drop SIGKILLs
 //! that session, panicking or not.
-
-mod core_common;
 
 use std::fs;
 use std::io::{Read, Write};
@@ -16,34 +14,22 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use core_common::{op_options, options, sha, wait_gone, Events, LONG};
-use fake_nginx::harness;
 use hotreload_core::{upgrade, NoopObserver, Outcome, Pid, Signal, State, Target};
+use hotreload_tests::fake::sha;
+use hotreload_tests::library::{op_options, options, wait_gone, Events};
+use hotreload_tests::LONG;
+use hotreload_tests::{poll, procs};
 
 fn build(version: &str) -> PathBuf {
-    let dir = std::env::var_os("HOTRELOAD_REAL_SERVERS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/real-servers"));
-    dir.join(format!("nginx-{version}/usr/sbin/nginx"))
+    hotreload_tests::tools::real_servers_dir().join(format!("nginx-{version}/usr/sbin/nginx"))
 }
 
-/// (old, new) builds, or `None` after saying why the test is skipped.
-fn builds() -> Option<(PathBuf, PathBuf)> {
+/// (old, new) builds; panics saying how to install them when they are missing (the tests
+/// are ignored then, unless CI or `HOTRELOAD_REQUIRE_REAL_SERVERS=1` requires them).
+fn builds() -> (PathBuf, PathBuf) {
     let (old, new) = (build("1.22.1-9+deb12u9"), build("1.22.1-9+deb12u11"));
-    if old.is_file() && new.is_file() {
-        return Some((old, new));
-    }
-    let msg = format!(
-        "real nginx not installed ({} / {}); run scripts/install-real-servers",
-        old.display(),
-        new.display()
-    );
-    assert!(
-        std::env::var("HOTRELOAD_REQUIRE_REAL_SERVERS").as_deref() != Ok("1"),
-        "HOTRELOAD_REQUIRE_REAL_SERVERS=1 but {msg}"
-    );
-    eprintln!("SKIPPED: {msg}");
-    None
+    hotreload_tests::tools::require("real nginx", &[&old, &new]);
+    (old, new)
 }
 
 /// A real nginx running a copy of a build at `<prefix>/sbin/nginx`.
@@ -88,9 +74,9 @@ impl Server {
             if out.status.success() {
                 let pid_file = prefix.join("logs/nginx.pid");
                 let mut master = 0;
-                harness::wait_until(LONG, "nginx's pid file and workers", || {
-                    master = harness::read_pid_file(&pid_file).unwrap_or(0);
-                    master > 1 && harness::workers_of(master).len() == 2
+                poll::until(LONG, "nginx's pid file and workers", || {
+                    master = procs::read_pid_strict(&pid_file).unwrap_or(0);
+                    master > 1 && procs::workers_of(master).len() == 2
                 });
                 return Server {
                     master,
@@ -153,10 +139,12 @@ fn runs(p: Pid, build: &Path) -> bool {
 }
 
 #[test]
+#[cfg_attr(
+    missing_real_nginx,
+    ignore = "needs real nginx: run scripts/install-real-servers"
+)]
 fn real_nginx_is_upgraded_and_committed() {
-    let Some((old_build, new_build)) = builds() else {
-        return;
-    };
+    let (old_build, new_build) = builds();
     let server = Server::start(&old_build);
     let old = pid(server.master);
     let target = Target::new(server.pid_file());
@@ -166,7 +154,7 @@ fn real_nginx_is_upgraded_and_committed() {
     assert_eq!(report.outcome, Outcome::Committed);
     let new = report.new_pid.unwrap();
     wait_gone(old);
-    assert_eq!(harness::read_pid_file(&server.pid_file()), Some(new.get()));
+    assert_eq!(procs::read_pid_strict(&server.pid_file()), Some(new.get()));
     assert!(!server.pid_file().with_extension("pid.oldbin").exists());
     assert!(
         runs(new, &new_build),
@@ -184,10 +172,12 @@ fn real_nginx_is_upgraded_and_committed() {
 }
 
 #[test]
+#[cfg_attr(
+    missing_real_nginx,
+    ignore = "needs real nginx: run scripts/install-real-servers"
+)]
 fn real_nginx_kept_upgrade_is_rolled_back_by_a_fresh_process() {
-    let Some((old_build, new_build)) = builds() else {
-        return;
-    };
+    let (old_build, new_build) = builds();
     let server = Server::start(&old_build);
     let old = pid(server.master);
     let report = upgrade(
@@ -213,8 +203,8 @@ fn real_nginx_kept_upgrade_is_rolled_back_by_a_fresh_process() {
         events.text()
     );
     wait_gone(new);
-    assert_eq!(harness::read_pid_file(&server.pid_file()), Some(old.get()));
-    assert_eq!(harness::workers_of(old.get()).len(), 2);
+    assert_eq!(procs::read_pid_strict(&server.pid_file()), Some(old.get()));
+    assert_eq!(procs::workers_of(old.get()).len(), 2);
     assert!(runs(old, &old_build));
     assert_eq!(
         sha(&server.binary()),
@@ -230,10 +220,12 @@ fn real_nginx_kept_upgrade_is_rolled_back_by_a_fresh_process() {
 /// response byte: HTTP clients retry it; nginx's `make upgrade` shows the same, see
 /// BENCHMARKS.md). The answers must move to the new build's master.
 #[test]
+#[cfg_attr(
+    missing_real_nginx,
+    ignore = "needs real nginx: run scripts/install-real-servers"
+)]
 fn real_nginx_upgrade_under_load_drops_nothing() {
-    let Some((old_build, new_build)) = builds() else {
-        return;
-    };
+    let (old_build, new_build) = builds();
     let server = Server::start(&old_build);
     let load = fake_nginx::load::Load::start(
         fake_nginx::load::LoadConfig::new(server.addr)
@@ -241,7 +233,7 @@ fn real_nginx_upgrade_under_load_drops_nothing() {
             .path("/ok"),
     );
     // Traffic is flowing before the upgrade starts.
-    harness::wait_until(LONG, "the first answers under load", || {
+    poll::until(LONG, "the first answers under load", || {
         load.snapshot().ok >= 100
     });
     let events = Events::default();
@@ -254,7 +246,7 @@ fn real_nginx_upgrade_under_load_drops_nothing() {
     let new = report.new_pid.unwrap();
     // And keeps flowing, now from the new master's workers only.
     let served = load.snapshot().ok;
-    harness::wait_until(LONG, "answers after the upgrade", || {
+    poll::until(LONG, "answers after the upgrade", || {
         load.snapshot().ok >= served + 200
     });
     let stats = load.stop();
@@ -274,7 +266,7 @@ fn real_nginx_upgrade_under_load_drops_nothing() {
         runs(new, &new_build),
         "the new master does not run deb12u11"
     );
-    assert_eq!(harness::read_pid_file(&server.pid_file()), Some(new.get()));
+    assert_eq!(procs::read_pid_strict(&server.pid_file()), Some(new.get()));
     assert!(!server.pid_file().with_extension("pid.oldbin").exists());
     eprintln!(
         "real nginx under load: {} ok, {} failed ({} idle keep-alive resets), {} retried idle closes",
@@ -286,11 +278,13 @@ fn real_nginx_upgrade_under_load_drops_nothing() {
 /// child, nginx ignores USR2 by design. hotreload must refuse before it changes anything:
 /// no signal, the executable untouched, no `.oldbin`.
 #[test]
+#[cfg_attr(
+    missing_real_nginx,
+    ignore = "needs real nginx: run scripts/install-real-servers"
+)]
 fn real_nginx_daemon_off_is_refused_before_any_change() {
     use std::os::unix::process::CommandExt;
-    let Some((old_build, new_build)) = builds() else {
-        return;
-    };
+    let (old_build, new_build) = builds();
     let dir = tempfile::Builder::new()
         .prefix("core-real-nginx-fg-")
         .tempdir()
@@ -332,10 +326,10 @@ fn real_nginx_daemon_off_is_refused_before_any_change() {
     let child = Foreground(child);
     let master = child.0.id() as i32;
     let pid_file = prefix.join("logs/nginx.pid");
-    harness::wait_until(LONG, "foreground nginx's pid file and workers", || {
-        harness::read_pid_file(&pid_file) == Some(master) && harness::workers_of(master).len() == 2
+    poll::until(LONG, "foreground nginx's pid file and workers", || {
+        procs::read_pid_strict(&pid_file) == Some(master) && procs::workers_of(master).len() == 2
     });
-    let workers = harness::workers_of(master);
+    let workers = procs::workers_of(master);
     let before = sha(&prefix.join("sbin/nginx"));
 
     let events = Events::default();
@@ -351,8 +345,8 @@ fn real_nginx_daemon_off_is_refused_before_any_change() {
     assert!(events.signals().is_empty(), "signalled: {}", events.text());
     assert_eq!(sha(&prefix.join("sbin/nginx")), before);
     assert!(!prefix.join("logs/nginx.pid.oldbin").exists());
-    assert_eq!(harness::read_pid_file(&pid_file), Some(master));
-    assert_eq!(harness::workers_of(master), workers);
+    assert_eq!(procs::read_pid_strict(&pid_file), Some(master));
+    assert_eq!(procs::workers_of(master), workers);
 }
 
 /// Runs the `hotreload` CLI and returns its exit code, printing its output on failure.
@@ -387,10 +381,12 @@ fn assert_served_throughout(load: fake_nginx::load::Load) {
 /// Issue 5 through the CLI: `upgrade --keep-old` (drained), then `rollback`: deb12u9's
 /// master serves again, from the deb12u9 executable put back at its path.
 #[test]
+#[cfg_attr(
+    missing_real_nginx,
+    ignore = "needs real nginx: run scripts/install-real-servers"
+)]
 fn real_nginx_cli_rollback_from_drained_under_load() {
-    let Some((old_build, new_build)) = builds() else {
-        return;
-    };
+    let (old_build, new_build) = builds();
     let server = Server::start(&old_build);
     let old = server.master;
     let pid_file = server.pid_file().display().to_string();
@@ -413,8 +409,8 @@ fn real_nginx_cli_rollback_from_drained_under_load() {
     assert!(text.contains("\"phase\":\"drained\""), "{text}");
     let (code, text) = cli(&["rollback", "--pid-file", &pid_file]);
     assert_eq!(code, 0, "{text}\n{}", server.log());
-    assert_eq!(harness::read_pid_file(&server.pid_file()), Some(old));
-    assert_eq!(harness::workers_of(old).len(), 2);
+    assert_eq!(procs::read_pid_strict(&server.pid_file()), Some(old));
+    assert_eq!(procs::workers_of(old).len(), 2);
     assert_eq!(
         sha(&server.binary()),
         sha(&old_build),
@@ -427,10 +423,12 @@ fn real_nginx_cli_rollback_from_drained_under_load() {
 /// Issue 5 through the CLI, from `spawned`: the new build installed by hand, `spawn`,
 /// then `rollback`: the old master takes its pid file back and the new one is gone.
 #[test]
+#[cfg_attr(
+    missing_real_nginx,
+    ignore = "needs real nginx: run scripts/install-real-servers"
+)]
 fn real_nginx_cli_rollback_from_spawned_under_load() {
-    let Some((old_build, new_build)) = builds() else {
-        return;
-    };
+    let (old_build, new_build) = builds();
     let server = Server::start(&old_build);
     let old = server.master;
     let pid_file = server.pid_file().display().to_string();
@@ -445,13 +443,13 @@ fn real_nginx_cli_rollback_from_spawned_under_load() {
     );
     let (code, text) = cli(&["spawn", "--pid-file", &pid_file]);
     assert_eq!(code, 0, "{text}\n{}", server.log());
-    let new = harness::read_pid_file(&server.pid_file()).expect("new master's pid file");
+    let new = procs::read_pid_strict(&server.pid_file()).expect("new master's pid file");
     assert_ne!(new, old);
     assert!(runs(pid(new), &new_build), "the new master is not deb12u11");
     let (code, text) = cli(&["rollback", "--pid-file", &pid_file]);
     assert_eq!(code, 0, "{text}\n{}", server.log());
     wait_gone(pid(new));
-    assert_eq!(harness::read_pid_file(&server.pid_file()), Some(old));
+    assert_eq!(procs::read_pid_strict(&server.pid_file()), Some(old));
     assert!(!server.pid_file().with_extension("pid.oldbin").exists());
     assert!(runs(pid(old), &old_build));
     assert_served_throughout(load);

@@ -2,13 +2,12 @@
 //! fresh `Target` (as a new process would), the rollbacks, and what `observe` reports
 //! for servers it must not guess about.
 
-mod core_common;
-
 use std::fs;
 use std::time::Duration;
 
-use core_common::*;
+use crate::common::*;
 use hotreload_core::{swap_for, upgrade, Error, NoopObserver, Phase, Signal, State, Target};
+use hotreload_tests::{poll, procs};
 
 /// Attaches as a new process would: a new `Target`, nothing carried over.
 fn attach(s: &Setup) -> State {
@@ -43,7 +42,7 @@ fn each_step_from_a_fresh_process() {
     assert_eq!(seen.phase, Phase::Spawned);
     assert_eq!(seen.old_master.as_ref().unwrap().workers.len(), 2);
     assert_eq!(seen.new_master.as_ref().unwrap().workers.len(), 2);
-    assert_eq!(s.pid_file(), Some(new.get()));
+    assert_eq!(s.pid_from_file(), Some(new.get()));
     assert_eq!(s.inst.pid_from_oldbin(), Some(old.get()));
     let drained = spawned
         .drain_old_workers(&opts, &events)
@@ -53,7 +52,7 @@ fn each_step_from_a_fresh_process() {
     let State::Drained(drained) = attach(&s) else {
         panic!("not drained\n{}", s.why())
     };
-    assert!(fake_nginx::harness::workers_of(old.get()).is_empty());
+    assert!(procs::workers_of(old.get()).is_empty());
     assert_eq!(s.version(), "fake-nginx/2.0");
     let steady = drained
         .retire_old(&opts, &events)
@@ -108,7 +107,7 @@ fn rollback_from_spawned_in_a_fresh_process() {
 fn rollback_from_drained_in_a_fresh_process_restores_the_executable() {
     let s = start(&[]);
     let v1 = s.dir.path().join("v1-copy");
-    fs::copy(&s.binary, &v1).unwrap();
+    fs::copy(&s.installed, &v1).unwrap();
     let v2 = s.variant("2.0", &[]);
     let old = s.original_master();
     // An upgrade that stops after the drain leaves the journal for whoever comes next.
@@ -173,7 +172,7 @@ fn drain_past_the_deadline_gives_the_state_back_with_the_remaining_workers() {
     let spawned = steady
         .spawn_new_master(&op_options(), &NoopObserver)
         .expect("spawn");
-    let workers = fake_nginx::harness::workers_of(old.get());
+    let workers = procs::workers_of(old.get());
 
     let short = op_options().drain_timeout(Duration::from_secs(1));
     let e = spawned
@@ -218,11 +217,10 @@ impl FakeMaster {
             .unwrap();
         let pid = master.id() as i32;
         let mut worker = 0;
-        fake_nginx::harness::wait_until(LONG, "the fake master and worker titles", || {
-            let workers = fake_nginx::harness::workers_of(pid);
+        poll::until(LONG, "the fake master and worker titles", || {
+            let workers = procs::workers_of(pid);
             worker = workers.first().copied().unwrap_or(0);
-            worker != 0
-                && fake_nginx::harness::title_of(pid).is_some_and(|t| t.contains("master process"))
+            worker != 0 && procs::title_of(pid).is_some_and(|t| t.contains("master process"))
         });
         FakeMaster { master, worker }
     }
@@ -296,7 +294,7 @@ fn observe_never_guesses() {
     unknown("12abc\n", "unusable");
     unknown("", "unusable");
     // A pid file naming a worker.
-    let worker = fake_nginx::harness::workers_of(s.inst.master_pid())[0];
+    let worker = procs::workers_of(s.inst.master_pid())[0];
     unknown(&format!("{worker}\n"), "not a nginx master");
     // A missing pid file.
     let seen = Target::new(dir.join("absent.pid")).observe().unwrap();
@@ -341,8 +339,8 @@ fn a_zombie_named_by_the_pid_file_is_not_a_master() {
     // Our own child, exited and not yet reaped: a zombie.
     let mut child = std::process::Command::new("true").spawn().unwrap();
     let zombie = child.id();
-    fake_nginx::harness::wait_until(LONG, "the child to be a zombie", || {
-        fake_nginx::harness::proc_state(zombie as i32) == Some('Z')
+    poll::until(LONG, "the child to be a zombie", || {
+        procs::stat(zombie as i32).map(|s| s.state) == Some('Z')
     });
     let pid_file = dir.path().join("zombie.pid");
     fs::write(&pid_file, format!("{zombie}\n")).unwrap();
