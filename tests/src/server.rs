@@ -510,36 +510,39 @@ impl Server {
         } else {
             child = Some(c);
         }
-        let started = Instant::now();
-        let mut pause = Duration::from_millis(1);
-        loop {
+        let outcome = crate::poll::try_poll(DEADLINE, || {
             if let Some(pid) = read_pid(&self.pid_file()) {
                 if Proc::read(pid).is_some_and(|p| p.alive()) {
-                    if opts == Options::ForegroundOrphaned {
-                        if let Some(mut sh) = child.take() {
-                            drop(sh.stdin.take());
-                            let _ = sh.wait();
-                        }
+                    return Some(Ok(pid));
+                }
+            }
+            match child.as_mut().map(|c| c.try_wait()) {
+                Some(Ok(Some(status))) => Some(Err(status)),
+                _ => None,
+            }
+        });
+        match outcome {
+            Some(Ok(pid)) => {
+                if opts == Options::ForegroundOrphaned {
+                    if let Some(mut sh) = child.take() {
+                        drop(sh.stdin.take());
+                        let _ = sh.wait();
                     }
-                    *self.child.lock().unwrap() = child;
-                    return Ok(pid);
                 }
+                *self.child.lock().unwrap() = child;
+                Ok(pid)
             }
-            if let Some(c) = child.as_mut() {
-                if let Ok(Some(status)) = c.try_wait() {
-                    let _ = fs::remove_file(self.pid_file());
-                    return Err(failed(format!("foreground master exited with {status}")));
-                }
+            Some(Err(status)) => {
+                let _ = fs::remove_file(self.pid_file());
+                Err(failed(format!("foreground master exited with {status}")))
             }
-            if started.elapsed() > DEADLINE {
+            None => {
                 if let Some(mut c) = child {
                     let _ = c.kill();
                     let _ = c.wait();
                 }
-                return Err(failed("no pid file naming a live master".to_string()));
+                Err(failed("no pid file naming a live master".to_string()))
             }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(40));
         }
     }
 

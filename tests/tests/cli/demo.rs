@@ -26,78 +26,82 @@ fn alive(pid: i64) -> bool {
 
 #[test]
 fn demo_json_reports_zero_failed_requests() {
-    let output = assert_cmd::Command::new(hotreload_bin())
-        .args(["demo", "--json"])
-        .timeout(DEMO_TIMEOUT)
-        .output()
-        .expect("run hotreload demo");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let context = format!("\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}");
-    let lines: Vec<Value> = stdout
-        .lines()
-        .map(|l| {
-            serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}{context}"))
-        })
-        .collect();
-    let result = &lines.last().expect("output")["data"];
-    assert_eq!(lines.last().unwrap()["type"], "result", "{context}");
-    assert_eq!(output.status.code(), Some(0), "{context}");
-    assert_eq!(result["exit_code"], 0, "{context}");
-    assert_eq!(result["requests_failed"], 0, "{context}");
-    assert!(result["requests_ok"].as_u64().unwrap() > 0, "{context}");
-    let versions = result["versions"].as_object().unwrap();
-    assert!(versions.keys().any(|v| v.contains("1.0")), "{context}");
-    assert!(versions.keys().any(|v| v.contains("2.0")), "{context}");
-    assert!(
-        !versions.keys().any(|v| v.contains("3.0")),
-        "the broken build served{context}"
-    );
-    let upgrades = result["upgrades"].as_array().unwrap();
-    assert_eq!(upgrades[0]["outcome"], "committed", "{context}");
-    assert_eq!(upgrades[1]["outcome"], "rolled-back", "{context}");
-    assert!(lines.iter().any(|l| l["type"] == "signalled"), "{context}");
+    hotreload_tests::watchdog(|| {
+        let output = assert_cmd::Command::new(hotreload_bin())
+            .args(["demo", "--json"])
+            .timeout(DEMO_TIMEOUT)
+            .output()
+            .expect("run hotreload demo");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let context = format!("\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}");
+        let lines: Vec<Value> = stdout
+            .lines()
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}{context}"))
+            })
+            .collect();
+        let result = &lines.last().expect("output")["data"];
+        assert_eq!(lines.last().unwrap()["type"], "result", "{context}");
+        assert_eq!(output.status.code(), Some(0), "{context}");
+        assert_eq!(result["exit_code"], 0, "{context}");
+        assert_eq!(result["requests_failed"], 0, "{context}");
+        assert!(result["requests_ok"].as_u64().unwrap() > 0, "{context}");
+        let versions = result["versions"].as_object().unwrap();
+        assert!(versions.keys().any(|v| v.contains("1.0")), "{context}");
+        assert!(versions.keys().any(|v| v.contains("2.0")), "{context}");
+        assert!(
+            !versions.keys().any(|v| v.contains("3.0")),
+            "the broken build served{context}"
+        );
+        let upgrades = result["upgrades"].as_array().unwrap();
+        assert_eq!(upgrades[0]["outcome"], "committed", "{context}");
+        assert_eq!(upgrades[1]["outcome"], "rolled-back", "{context}");
+        assert!(lines.iter().any(|l| l["type"] == "signalled"), "{context}");
 
-    // Cleaned up: the work directory is gone and the servers are no more.
-    let dir = lines
-        .iter()
-        .find_map(|l| l["data"]["dir"].as_str())
-        .expect("demo names its dir");
-    assert!(
-        !std::path::Path::new(dir).exists(),
-        "{dir} left behind{context}"
-    );
-    for line in lines.iter().filter(|l| l["type"] == "demo") {
-        if let Some(pid) = line["data"]["master_pid"]
-            .as_str()
-            .and_then(|p| p.parse().ok())
-        {
-            assert!(!alive(pid), "demo master {pid} left running{context}");
+        // Cleaned up: the work directory is gone and the servers are no more.
+        let dir = lines
+            .iter()
+            .find_map(|l| l["data"]["dir"].as_str())
+            .expect("demo names its dir");
+        assert!(
+            !std::path::Path::new(dir).exists(),
+            "{dir} left behind{context}"
+        );
+        for line in lines.iter().filter(|l| l["type"] == "demo") {
+            if let Some(pid) = line["data"]["master_pid"]
+                .as_str()
+                .and_then(|p| p.parse().ok())
+            {
+                assert!(!alive(pid), "demo master {pid} left running{context}");
+            }
         }
-    }
+    });
 }
 
 #[test]
 fn demo_human_summary() {
-    let output = assert_cmd::Command::new(hotreload_bin())
-        .arg("demo")
-        .timeout(DEMO_TIMEOUT)
-        .output()
-        .expect("run hotreload demo");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let context = format!("\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}");
-    assert_eq!(output.status.code(), Some(0), "{context}");
-    for needle in [
-        "requests served",
-        "requests failed   0",
-        "versions seen",
-        "rolled back as expected",
-        "SIGUSR2",
-        "result            OK",
-    ] {
-        assert!(stdout.contains(needle), "missing {needle:?}{context}");
-    }
+    hotreload_tests::watchdog(|| {
+        let output = assert_cmd::Command::new(hotreload_bin())
+            .arg("demo")
+            .timeout(DEMO_TIMEOUT)
+            .output()
+            .expect("run hotreload demo");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let context = format!("\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}");
+        assert_eq!(output.status.code(), Some(0), "{context}");
+        for needle in [
+            "requests served",
+            "requests failed   0",
+            "versions seen",
+            "rolled back as expected",
+            "SIGUSR2",
+            "result            OK",
+        ] {
+            assert!(stdout.contains(needle), "missing {needle:?}{context}");
+        }
+    });
 }
 
 /// Live processes whose command line mentions `needle` (the demo's directory: every
@@ -187,16 +191,20 @@ fn interrupt_demo(signal: nix::sys::signal::Signal, ready: impl Fn(&Value) -> bo
 
 #[test]
 fn demo_cleans_up_on_ctrl_c() {
-    // Once the server runs under load.
-    interrupt_demo(nix::sys::signal::Signal::SIGINT, |event| {
-        event["data"]["clients"].is_u64()
+    hotreload_tests::watchdog(|| {
+        // Once the server runs under load.
+        interrupt_demo(nix::sys::signal::Signal::SIGINT, |event| {
+            event["data"]["clients"].is_u64()
+        });
     });
 }
 
 #[test]
 fn demo_cleans_up_on_sigterm_while_starting() {
-    // As early as possible: right after it made its directory, while it builds and starts.
-    interrupt_demo(nix::sys::signal::Signal::SIGTERM, |event| {
-        event["data"]["dir"].is_string()
+    hotreload_tests::watchdog(|| {
+        // As early as possible: right after it made its directory, while it builds and starts.
+        interrupt_demo(nix::sys::signal::Signal::SIGTERM, |event| {
+            event["data"]["dir"].is_string()
+        });
     });
 }

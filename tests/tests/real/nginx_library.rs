@@ -144,31 +144,33 @@ fn runs(p: Pid, build: &Path) -> bool {
     ignore = "needs real nginx: run scripts/install-real-servers"
 )]
 fn real_nginx_is_upgraded_and_committed() {
-    let (old_build, new_build) = builds();
-    let server = Server::start(&old_build);
-    let old = pid(server.master);
-    let target = Target::new(server.pid_file());
-    let events = Events::default();
-    let report = upgrade(&target, &options(&new_build), &events)
-        .unwrap_or_else(|e| panic!("{e}\nevents:\n{}\nlog:\n{}", events.text(), server.log()));
-    assert_eq!(report.outcome, Outcome::Committed);
-    let new = report.new_pid.unwrap();
-    wait_gone(old);
-    assert_eq!(procs::read_pid_strict(&server.pid_file()), Some(new.get()));
-    assert!(!server.pid_file().with_extension("pid.oldbin").exists());
-    assert!(
-        runs(new, &new_build),
-        "the new master does not run the new build"
-    );
-    assert_eq!(sha(&server.binary()), sha(&new_build));
-    assert!(server.get_ok());
-    let sent: Vec<Signal> = events.signals().iter().map(|(_, s)| *s).collect();
-    assert_eq!(
-        sent,
-        [Signal::Usr2, Signal::Winch, Signal::Quit],
-        "{}",
-        events.text()
-    );
+    hotreload_tests::watchdog(|| {
+        let (old_build, new_build) = builds();
+        let server = Server::start(&old_build);
+        let old = pid(server.master);
+        let target = Target::new(server.pid_file());
+        let events = Events::default();
+        let report = upgrade(&target, &options(&new_build), &events)
+            .unwrap_or_else(|e| panic!("{e}\nevents:\n{}\nlog:\n{}", events.text(), server.log()));
+        assert_eq!(report.outcome, Outcome::Committed);
+        let new = report.new_pid.unwrap();
+        wait_gone(old);
+        assert_eq!(procs::read_pid_strict(&server.pid_file()), Some(new.get()));
+        assert!(!server.pid_file().with_extension("pid.oldbin").exists());
+        assert!(
+            runs(new, &new_build),
+            "the new master does not run the new build"
+        );
+        assert_eq!(sha(&server.binary()), sha(&new_build));
+        assert!(server.get_ok());
+        let sent: Vec<Signal> = events.signals().iter().map(|(_, s)| *s).collect();
+        assert_eq!(
+            sent,
+            [Signal::Usr2, Signal::Winch, Signal::Quit],
+            "{}",
+            events.text()
+        );
+    });
 }
 
 #[test]
@@ -177,41 +179,43 @@ fn real_nginx_is_upgraded_and_committed() {
     ignore = "needs real nginx: run scripts/install-real-servers"
 )]
 fn real_nginx_kept_upgrade_is_rolled_back_by_a_fresh_process() {
-    let (old_build, new_build) = builds();
-    let server = Server::start(&old_build);
-    let old = pid(server.master);
-    let report = upgrade(
-        &Target::new(server.pid_file()),
-        &options(&new_build).keep_old(true),
-        &NoopObserver,
-    )
-    .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", server.log()));
-    let new = report.new_pid.unwrap();
+    hotreload_tests::watchdog(|| {
+        let (old_build, new_build) = builds();
+        let server = Server::start(&old_build);
+        let old = pid(server.master);
+        let report = upgrade(
+            &Target::new(server.pid_file()),
+            &options(&new_build).keep_old(true),
+            &NoopObserver,
+        )
+        .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", server.log()));
+        let new = report.new_pid.unwrap();
 
-    let State::Drained(drained) = Target::new(server.pid_file()).attach().unwrap() else {
-        panic!("not drained:\n{}", server.log())
-    };
-    let events = Events::default();
-    let steady = drained
-        .rollback(&op_options(), &events)
-        .unwrap_or_else(|e| panic!("{e}\nevents:\n{}\nlog:\n{}", events.text(), server.log()));
-    assert_eq!(steady.master_pid(), old);
-    assert_eq!(
-        events.signals(),
-        [(old, Signal::Hup), (new, Signal::Quit)],
-        "{}",
-        events.text()
-    );
-    wait_gone(new);
-    assert_eq!(procs::read_pid_strict(&server.pid_file()), Some(old.get()));
-    assert_eq!(procs::workers_of(old.get()).len(), 2);
-    assert!(runs(old, &old_build));
-    assert_eq!(
-        sha(&server.binary()),
-        sha(&old_build),
-        "the old build is not back"
-    );
-    assert!(server.get_ok());
+        let State::Drained(drained) = Target::new(server.pid_file()).attach().unwrap() else {
+            panic!("not drained:\n{}", server.log())
+        };
+        let events = Events::default();
+        let steady = drained
+            .rollback(&op_options(), &events)
+            .unwrap_or_else(|e| panic!("{e}\nevents:\n{}\nlog:\n{}", events.text(), server.log()));
+        assert_eq!(steady.master_pid(), old);
+        assert_eq!(
+            events.signals(),
+            [(old, Signal::Hup), (new, Signal::Quit)],
+            "{}",
+            events.text()
+        );
+        wait_gone(new);
+        assert_eq!(procs::read_pid_strict(&server.pid_file()), Some(old.get()));
+        assert_eq!(procs::workers_of(old.get()).len(), 2);
+        assert!(runs(old, &old_build));
+        assert_eq!(
+            sha(&server.binary()),
+            sha(&old_build),
+            "the old build is not back"
+        );
+        assert!(server.get_ok());
+    });
 }
 
 /// Issue 5: deb12u9 → deb12u11 under client load. New-connection clients must see no
@@ -225,53 +229,55 @@ fn real_nginx_kept_upgrade_is_rolled_back_by_a_fresh_process() {
     ignore = "needs real nginx: run scripts/install-real-servers"
 )]
 fn real_nginx_upgrade_under_load_drops_nothing() {
-    let (old_build, new_build) = builds();
-    let server = Server::start(&old_build);
-    let load = fake_nginx::load::Load::start(
-        fake_nginx::load::LoadConfig::new(server.addr)
-            .clients(8)
-            .path("/ok"),
-    );
-    // Traffic is flowing before the upgrade starts.
-    poll::until(LONG, "the first answers under load", || {
-        load.snapshot().ok >= 100
+    hotreload_tests::watchdog(|| {
+        let (old_build, new_build) = builds();
+        let server = Server::start(&old_build);
+        let load = fake_nginx::load::Load::start(
+            fake_nginx::load::LoadConfig::new(server.addr)
+                .clients(8)
+                .path("/ok"),
+        );
+        // Traffic is flowing before the upgrade starts.
+        poll::until(LONG, "the first answers under load", || {
+            load.snapshot().ok >= 100
+        });
+        let events = Events::default();
+        let report = upgrade(
+            &Target::new(server.pid_file()),
+            &options(&new_build),
+            &events,
+        )
+        .unwrap_or_else(|e| panic!("{e}\nevents:\n{}\nlog:\n{}", events.text(), server.log()));
+        let new = report.new_pid.unwrap();
+        // And keeps flowing, now from the new master's workers only.
+        let served = load.snapshot().ok;
+        poll::until(LONG, "answers after the upgrade", || {
+            load.snapshot().ok >= served + 200
+        });
+        let stats = load.stop();
+        let fresh = &stats.new_connection_clients;
+        let kept = &stats.keepalive_clients;
+        assert_eq!(
+            fresh.failed(),
+            0,
+            "new-connection clients lost requests: {stats:?}"
+        );
+        assert_eq!(
+            kept.failed(),
+            kept.reset_reused_before_response,
+            "keep-alive clients lost requests other than nginx's idle-close reset: {stats:?}"
+        );
+        assert!(
+            runs(new, &new_build),
+            "the new master does not run deb12u11"
+        );
+        assert_eq!(procs::read_pid_strict(&server.pid_file()), Some(new.get()));
+        assert!(!server.pid_file().with_extension("pid.oldbin").exists());
+        eprintln!(
+            "real nginx under load: {} ok, {} failed ({} idle keep-alive resets), {} retried idle closes",
+            stats.ok, stats.failed, stats.reset_reused_before_response, stats.retried_idle_keepalive
+        );
     });
-    let events = Events::default();
-    let report = upgrade(
-        &Target::new(server.pid_file()),
-        &options(&new_build),
-        &events,
-    )
-    .unwrap_or_else(|e| panic!("{e}\nevents:\n{}\nlog:\n{}", events.text(), server.log()));
-    let new = report.new_pid.unwrap();
-    // And keeps flowing, now from the new master's workers only.
-    let served = load.snapshot().ok;
-    poll::until(LONG, "answers after the upgrade", || {
-        load.snapshot().ok >= served + 200
-    });
-    let stats = load.stop();
-    let fresh = &stats.new_connection_clients;
-    let kept = &stats.keepalive_clients;
-    assert_eq!(
-        fresh.failed(),
-        0,
-        "new-connection clients lost requests: {stats:?}"
-    );
-    assert_eq!(
-        kept.failed(),
-        kept.reset_reused_before_response,
-        "keep-alive clients lost requests other than nginx's idle-close reset: {stats:?}"
-    );
-    assert!(
-        runs(new, &new_build),
-        "the new master does not run deb12u11"
-    );
-    assert_eq!(procs::read_pid_strict(&server.pid_file()), Some(new.get()));
-    assert!(!server.pid_file().with_extension("pid.oldbin").exists());
-    eprintln!(
-        "real nginx under load: {} ok, {} failed ({} idle keep-alive resets), {} retried idle closes",
-        stats.ok, stats.failed, stats.reset_reused_before_response, stats.retried_idle_keepalive
-    );
 }
 
 /// Issue 6 item 3, on real nginx: started in the foreground (`daemon off;`) as this test's
@@ -283,70 +289,73 @@ fn real_nginx_upgrade_under_load_drops_nothing() {
     ignore = "needs real nginx: run scripts/install-real-servers"
 )]
 fn real_nginx_daemon_off_is_refused_before_any_change() {
-    use std::os::unix::process::CommandExt;
-    let (old_build, new_build) = builds();
-    let dir = tempfile::Builder::new()
-        .prefix("core-real-nginx-fg-")
-        .tempdir()
-        .unwrap();
-    let prefix = dir.path();
-    for sub in ["conf", "logs", "tmp", "sbin"] {
-        fs::create_dir_all(prefix.join(sub)).unwrap();
-    }
-    fs::copy(&old_build, prefix.join("sbin/nginx")).unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    fs::write(
-        prefix.join("conf/nginx.conf"),
-        config(port).replace("daemon on;", "daemon off;"),
-    )
-    .unwrap();
-    // Its own process group, so the guard can stop it and its workers without touching
-    // this test process.
-    let child = Command::new(prefix.join("sbin/nginx"))
-        .arg("-p")
-        .arg(format!("{}/", prefix.display()))
-        .args(["-c", "conf/nginx.conf"])
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    struct Foreground(std::process::Child);
-    impl Drop for Foreground {
-        fn drop(&mut self) {
-            // The group this test created for the child: nginx and its workers only.
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{}", self.0.id())])
-                .status();
-            let _ = self.0.wait();
+    hotreload_tests::watchdog(|| {
+        use std::os::unix::process::CommandExt;
+        let (old_build, new_build) = builds();
+        let dir = tempfile::Builder::new()
+            .prefix("core-real-nginx-fg-")
+            .tempdir()
+            .unwrap();
+        let prefix = dir.path();
+        for sub in ["conf", "logs", "tmp", "sbin"] {
+            fs::create_dir_all(prefix.join(sub)).unwrap();
         }
-    }
-    let child = Foreground(child);
-    let master = child.0.id() as i32;
-    let pid_file = prefix.join("logs/nginx.pid");
-    poll::until(LONG, "foreground nginx's pid file and workers", || {
-        procs::read_pid_strict(&pid_file) == Some(master) && procs::workers_of(master).len() == 2
-    });
-    let workers = procs::workers_of(master);
-    let before = sha(&prefix.join("sbin/nginx"));
+        fs::copy(&old_build, prefix.join("sbin/nginx")).unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        fs::write(
+            prefix.join("conf/nginx.conf"),
+            config(port).replace("daemon on;", "daemon off;"),
+        )
+        .unwrap();
+        // Its own process group, so the guard can stop it and its workers without touching
+        // this test process.
+        let child = Command::new(prefix.join("sbin/nginx"))
+            .arg("-p")
+            .arg(format!("{}/", prefix.display()))
+            .args(["-c", "conf/nginx.conf"])
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        struct Foreground(std::process::Child);
+        impl Drop for Foreground {
+            fn drop(&mut self) {
+                // The group this test created for the child: nginx and its workers only.
+                let _ = Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{}", self.0.id())])
+                    .status();
+                let _ = self.0.wait();
+            }
+        }
+        let child = Foreground(child);
+        let master = child.0.id() as i32;
+        let pid_file = prefix.join("logs/nginx.pid");
+        poll::until(LONG, "foreground nginx's pid file and workers", || {
+            procs::read_pid_strict(&pid_file) == Some(master)
+                && procs::workers_of(master).len() == 2
+        });
+        let workers = procs::workers_of(master);
+        let before = sha(&prefix.join("sbin/nginx"));
 
-    let events = Events::default();
-    let err = upgrade(&Target::new(&pid_file), &options(&new_build), &events)
-        .expect_err("an upgrade of a foreground nginx under a live parent must be refused");
-    assert_eq!(
-        err.kind,
-        hotreload_core::FailureKind::Refused,
-        "{err}\n{}",
-        events.text()
-    );
-    assert!(err.to_string().contains("daemon"), "{err}");
-    assert!(events.signals().is_empty(), "signalled: {}", events.text());
-    assert_eq!(sha(&prefix.join("sbin/nginx")), before);
-    assert!(!prefix.join("logs/nginx.pid.oldbin").exists());
-    assert_eq!(procs::read_pid_strict(&pid_file), Some(master));
-    assert_eq!(procs::workers_of(master), workers);
+        let events = Events::default();
+        let err = upgrade(&Target::new(&pid_file), &options(&new_build), &events)
+            .expect_err("an upgrade of a foreground nginx under a live parent must be refused");
+        assert_eq!(
+            err.kind,
+            hotreload_core::FailureKind::Refused,
+            "{err}\n{}",
+            events.text()
+        );
+        assert!(err.to_string().contains("daemon"), "{err}");
+        assert!(events.signals().is_empty(), "signalled: {}", events.text());
+        assert_eq!(sha(&prefix.join("sbin/nginx")), before);
+        assert!(!prefix.join("logs/nginx.pid.oldbin").exists());
+        assert_eq!(procs::read_pid_strict(&pid_file), Some(master));
+        assert_eq!(procs::workers_of(master), workers);
+    });
 }
 
 /// Runs the `hotreload` CLI and returns its exit code, printing its output on failure.
@@ -386,38 +395,40 @@ fn assert_served_throughout(load: fake_nginx::load::Load) {
     ignore = "needs real nginx: run scripts/install-real-servers"
 )]
 fn real_nginx_cli_rollback_from_drained_under_load() {
-    let (old_build, new_build) = builds();
-    let server = Server::start(&old_build);
-    let old = server.master;
-    let pid_file = server.pid_file().display().to_string();
-    let load = fake_nginx::load::Load::start(
-        fake_nginx::load::LoadConfig::new(server.addr)
-            .clients(4)
-            .path("/ok"),
-    );
-    let (code, text) = cli(&[
-        "upgrade",
-        "--pid-file",
-        &pid_file,
-        "--new-binary",
-        new_build.to_str().unwrap(),
-        "--keep-old",
-    ]);
-    assert_eq!(code, 0, "{text}\n{}", server.log());
-    let (code, text) = cli(&["status", "--pid-file", &pid_file, "--json"]);
-    assert_eq!(code, 0, "{text}");
-    assert!(text.contains("\"phase\":\"drained\""), "{text}");
-    let (code, text) = cli(&["rollback", "--pid-file", &pid_file]);
-    assert_eq!(code, 0, "{text}\n{}", server.log());
-    assert_eq!(procs::read_pid_strict(&server.pid_file()), Some(old));
-    assert_eq!(procs::workers_of(old).len(), 2);
-    assert_eq!(
-        sha(&server.binary()),
-        sha(&old_build),
-        "deb12u9 is not back at its path"
-    );
-    assert!(runs(pid(old), &old_build));
-    assert_served_throughout(load);
+    hotreload_tests::watchdog(|| {
+        let (old_build, new_build) = builds();
+        let server = Server::start(&old_build);
+        let old = server.master;
+        let pid_file = server.pid_file().display().to_string();
+        let load = fake_nginx::load::Load::start(
+            fake_nginx::load::LoadConfig::new(server.addr)
+                .clients(4)
+                .path("/ok"),
+        );
+        let (code, text) = cli(&[
+            "upgrade",
+            "--pid-file",
+            &pid_file,
+            "--new-binary",
+            new_build.to_str().unwrap(),
+            "--keep-old",
+        ]);
+        assert_eq!(code, 0, "{text}\n{}", server.log());
+        let (code, text) = cli(&["status", "--pid-file", &pid_file, "--json"]);
+        assert_eq!(code, 0, "{text}");
+        assert!(text.contains("\"phase\":\"drained\""), "{text}");
+        let (code, text) = cli(&["rollback", "--pid-file", &pid_file]);
+        assert_eq!(code, 0, "{text}\n{}", server.log());
+        assert_eq!(procs::read_pid_strict(&server.pid_file()), Some(old));
+        assert_eq!(procs::workers_of(old).len(), 2);
+        assert_eq!(
+            sha(&server.binary()),
+            sha(&old_build),
+            "deb12u9 is not back at its path"
+        );
+        assert!(runs(pid(old), &old_build));
+        assert_served_throughout(load);
+    });
 }
 
 /// Issue 5 through the CLI, from `spawned`: the new build installed by hand, `spawn`,
@@ -428,29 +439,31 @@ fn real_nginx_cli_rollback_from_drained_under_load() {
     ignore = "needs real nginx: run scripts/install-real-servers"
 )]
 fn real_nginx_cli_rollback_from_spawned_under_load() {
-    let (old_build, new_build) = builds();
-    let server = Server::start(&old_build);
-    let old = server.master;
-    let pid_file = server.pid_file().display().to_string();
-    // Install deb12u11 the way a package manager would: a complete file renamed over.
-    let staged = server.dir.path().join("sbin/.nginx.new");
-    fs::copy(&new_build, &staged).unwrap();
-    fs::rename(&staged, server.binary()).unwrap();
-    let load = fake_nginx::load::Load::start(
-        fake_nginx::load::LoadConfig::new(server.addr)
-            .clients(4)
-            .path("/ok"),
-    );
-    let (code, text) = cli(&["spawn", "--pid-file", &pid_file]);
-    assert_eq!(code, 0, "{text}\n{}", server.log());
-    let new = procs::read_pid_strict(&server.pid_file()).expect("new master's pid file");
-    assert_ne!(new, old);
-    assert!(runs(pid(new), &new_build), "the new master is not deb12u11");
-    let (code, text) = cli(&["rollback", "--pid-file", &pid_file]);
-    assert_eq!(code, 0, "{text}\n{}", server.log());
-    wait_gone(pid(new));
-    assert_eq!(procs::read_pid_strict(&server.pid_file()), Some(old));
-    assert!(!server.pid_file().with_extension("pid.oldbin").exists());
-    assert!(runs(pid(old), &old_build));
-    assert_served_throughout(load);
+    hotreload_tests::watchdog(|| {
+        let (old_build, new_build) = builds();
+        let server = Server::start(&old_build);
+        let old = server.master;
+        let pid_file = server.pid_file().display().to_string();
+        // Install deb12u11 the way a package manager would: a complete file renamed over.
+        let staged = server.dir.path().join("sbin/.nginx.new");
+        fs::copy(&new_build, &staged).unwrap();
+        fs::rename(&staged, server.binary()).unwrap();
+        let load = fake_nginx::load::Load::start(
+            fake_nginx::load::LoadConfig::new(server.addr)
+                .clients(4)
+                .path("/ok"),
+        );
+        let (code, text) = cli(&["spawn", "--pid-file", &pid_file]);
+        assert_eq!(code, 0, "{text}\n{}", server.log());
+        let new = procs::read_pid_strict(&server.pid_file()).expect("new master's pid file");
+        assert_ne!(new, old);
+        assert!(runs(pid(new), &new_build), "the new master is not deb12u11");
+        let (code, text) = cli(&["rollback", "--pid-file", &pid_file]);
+        assert_eq!(code, 0, "{text}\n{}", server.log());
+        wait_gone(pid(new));
+        assert_eq!(procs::read_pid_strict(&server.pid_file()), Some(old));
+        assert!(!server.pid_file().with_extension("pid.oldbin").exists());
+        assert!(runs(pid(old), &old_build));
+        assert_served_throughout(load);
+    });
 }

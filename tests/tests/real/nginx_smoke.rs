@@ -244,26 +244,28 @@ fn signal(pid: i32, sig: Signal) {
     ignore = "needs real nginx: run scripts/install-real-servers"
 )]
 fn each_build_starts_and_serves() {
-    let (old, new) = builds();
-    assert_ne!(
-        fs::read(&old).unwrap(),
-        fs::read(&new).unwrap(),
-        "the two builds must differ"
-    );
-    for build in [old, new] {
-        let nginx = Nginx::start(&build);
-        let master = read_pid(&nginx.pid_file()).unwrap();
-        assert!(runs_build(master, &build));
-        assert_eq!(
-            nginx.get(),
-            ("HTTP/1.1 200 OK".to_string(), "nginx/1.22.1".to_string())
+    hotreload_tests::watchdog(|| {
+        let (old, new) = builds();
+        assert_ne!(
+            fs::read(&old).unwrap(),
+            fs::read(&new).unwrap(),
+            "the two builds must differ"
         );
-        let title = proc_of(master).unwrap().title;
-        assert!(
-            title.starts_with("nginx: master process "),
-            "master title: {title:?}"
-        );
-    }
+        for build in [old, new] {
+            let nginx = Nginx::start(&build);
+            let master = read_pid(&nginx.pid_file()).unwrap();
+            assert!(runs_build(master, &build));
+            assert_eq!(
+                nginx.get(),
+                ("HTTP/1.1 200 OK".to_string(), "nginx/1.22.1".to_string())
+            );
+            let title = proc_of(master).unwrap().title;
+            assert!(
+                title.starts_with("nginx: master process "),
+                "master title: {title:?}"
+            );
+        }
+    });
 }
 
 #[test]
@@ -272,82 +274,84 @@ fn each_build_starts_and_serves() {
     ignore = "needs real nginx: run scripts/install-real-servers"
 )]
 fn manual_usr2_winch_quit_upgrades_deb12u9_to_deb12u11() {
-    let (old, new) = builds();
-    let nginx = Nginx::start(&old);
-    let old_master = read_pid(&nginx.pid_file()).unwrap();
-    assert!(
-        runs_build(old_master, &old),
-        "the first master must run the {OLD} build"
-    );
+    hotreload_tests::watchdog(|| {
+        let (old, new) = builds();
+        let nginx = Nginx::start(&old);
+        let old_master = read_pid(&nginx.pid_file()).unwrap();
+        assert!(
+            runs_build(old_master, &old),
+            "the first master must run the {OLD} build"
+        );
 
-    // Swap the executable at argv[0] atomically, as a deployment would.
-    let exe = nginx.prefix().join("sbin/nginx");
-    let staged = nginx.prefix().join("sbin/nginx.new");
-    fs::copy(&new, &staged).unwrap();
-    fs::rename(&staged, &exe).unwrap();
+        // Swap the executable at argv[0] atomically, as a deployment would.
+        let exe = nginx.prefix().join("sbin/nginx");
+        let staged = nginx.prefix().join("sbin/nginx.new");
+        fs::copy(&new, &staged).unwrap();
+        fs::rename(&staged, &exe).unwrap();
 
-    // USR2: pid → pid.oldbin, then the new master (a child of the old) writes pid.
-    signal(old_master, Signal::SIGUSR2);
-    let new_master = wait_until("the new master's pid file next to .oldbin", || {
-        let pid = read_pid(&nginx.pid_file())?;
-        (pid != old_master && read_pid(&nginx.oldbin_file()) == Some(old_master)).then_some(pid)
-    });
-    assert_eq!(
-        proc_of(new_master).map(|p| p.ppid),
-        Some(old_master),
-        "new master is the old master's child"
-    );
-    wait_until("the new master's workers", || {
-        (workers_of(new_master).len() == WORKERS).then_some(())
-    });
-    assert!(
-        runs_build(new_master, &new),
-        "the new master must run the {NEW} build"
-    );
-    assert!(
-        runs_build(old_master, &old),
-        "the old master still runs {OLD}"
-    );
-    assert_eq!(
-        workers_of(old_master).len(),
-        WORKERS,
-        "old workers keep running until WINCH"
-    );
+        // USR2: pid → pid.oldbin, then the new master (a child of the old) writes pid.
+        signal(old_master, Signal::SIGUSR2);
+        let new_master = wait_until("the new master's pid file next to .oldbin", || {
+            let pid = read_pid(&nginx.pid_file())?;
+            (pid != old_master && read_pid(&nginx.oldbin_file()) == Some(old_master)).then_some(pid)
+        });
+        assert_eq!(
+            proc_of(new_master).map(|p| p.ppid),
+            Some(old_master),
+            "new master is the old master's child"
+        );
+        wait_until("the new master's workers", || {
+            (workers_of(new_master).len() == WORKERS).then_some(())
+        });
+        assert!(
+            runs_build(new_master, &new),
+            "the new master must run the {NEW} build"
+        );
+        assert!(
+            runs_build(old_master, &old),
+            "the old master still runs {OLD}"
+        );
+        assert_eq!(
+            workers_of(old_master).len(),
+            WORKERS,
+            "old workers keep running until WINCH"
+        );
 
-    // WINCH: the old master's workers go; it stays, holding the sockets.
-    signal(old_master, Signal::SIGWINCH);
-    wait_until("the old workers to exit", || {
-        workers_of(old_master).is_empty().then_some(())
-    });
-    assert!(!exited(old_master), "the old master stays after WINCH");
-    assert_eq!(nginx.get().0, "HTTP/1.1 200 OK");
+        // WINCH: the old master's workers go; it stays, holding the sockets.
+        signal(old_master, Signal::SIGWINCH);
+        wait_until("the old workers to exit", || {
+            workers_of(old_master).is_empty().then_some(())
+        });
+        assert!(!exited(old_master), "the old master stays after WINCH");
+        assert_eq!(nginx.get().0, "HTTP/1.1 200 OK");
 
-    // QUIT: the old master deletes .oldbin and exits; the new one carries on.
-    signal(old_master, Signal::SIGQUIT);
-    wait_until("the old master to exit and .oldbin to go", || {
-        (exited(old_master) && !nginx.oldbin_file().exists()).then_some(())
-    });
-    assert_eq!(read_pid(&nginx.pid_file()), Some(new_master));
-    assert_eq!(workers_of(new_master).len(), WORKERS);
-    assert_eq!(
-        nginx.get(),
-        ("HTTP/1.1 200 OK".to_string(), "nginx/1.22.1".to_string())
-    );
-    let log = nginx.error_log();
-    for line in [
-        "(SIGUSR2) received from",
-        "changing binary",
-        &format!("start new binary process {new_master}"),
-        &format!("{new_master}#{new_master}: using inherited sockets from"),
-        "(SIGWINCH) received from",
-        "(SIGQUIT) received from",
-    ] {
-        assert!(log.contains(line), "error log lacks {line:?}:\n{log}");
-    }
+        // QUIT: the old master deletes .oldbin and exits; the new one carries on.
+        signal(old_master, Signal::SIGQUIT);
+        wait_until("the old master to exit and .oldbin to go", || {
+            (exited(old_master) && !nginx.oldbin_file().exists()).then_some(())
+        });
+        assert_eq!(read_pid(&nginx.pid_file()), Some(new_master));
+        assert_eq!(workers_of(new_master).len(), WORKERS);
+        assert_eq!(
+            nginx.get(),
+            ("HTTP/1.1 200 OK".to_string(), "nginx/1.22.1".to_string())
+        );
+        let log = nginx.error_log();
+        for line in [
+            "(SIGUSR2) received from",
+            "changing binary",
+            &format!("start new binary process {new_master}"),
+            &format!("{new_master}#{new_master}: using inherited sockets from"),
+            "(SIGWINCH) received from",
+            "(SIGQUIT) received from",
+        ] {
+            assert!(log.contains(line), "error log lacks {line:?}:\n{log}");
+        }
 
-    // Stop the new master too, gracefully; Cleanup would SIGKILL it otherwise.
-    signal(new_master, Signal::SIGQUIT);
-    wait_until("the new master to exit", || {
-        exited(new_master).then_some(())
+        // Stop the new master too, gracefully; Cleanup would SIGKILL it otherwise.
+        signal(new_master, Signal::SIGQUIT);
+        wait_until("the new master to exit", || {
+            exited(new_master).then_some(())
+        });
     });
 }

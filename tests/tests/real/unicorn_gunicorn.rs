@@ -379,7 +379,9 @@ fn rollback_from_spawned(kind: Kind) {
     ignore = "needs unicorn: run scripts/install-real-servers"
 )]
 fn unicorn_upgrade_with_swap_none_under_load() {
-    upgrade_with_swap_none(Kind::Unicorn);
+    hotreload_tests::watchdog(|| {
+        upgrade_with_swap_none(Kind::Unicorn);
+    });
 }
 
 #[test]
@@ -388,7 +390,9 @@ fn unicorn_upgrade_with_swap_none_under_load() {
     ignore = "needs gunicorn: run scripts/install-real-servers"
 )]
 fn gunicorn_upgrade_with_swap_none_under_load() {
-    upgrade_with_swap_none(Kind::Gunicorn);
+    hotreload_tests::watchdog(|| {
+        upgrade_with_swap_none(Kind::Gunicorn);
+    });
 }
 
 #[test]
@@ -397,7 +401,9 @@ fn gunicorn_upgrade_with_swap_none_under_load() {
     ignore = "needs unicorn: run scripts/install-real-servers"
 )]
 fn unicorn_upgrade_by_steps_under_load() {
-    upgrade_by_steps(Kind::Unicorn);
+    hotreload_tests::watchdog(|| {
+        upgrade_by_steps(Kind::Unicorn);
+    });
 }
 
 #[test]
@@ -406,7 +412,9 @@ fn unicorn_upgrade_by_steps_under_load() {
     ignore = "needs gunicorn: run scripts/install-real-servers"
 )]
 fn gunicorn_upgrade_by_steps_under_load() {
-    upgrade_by_steps(Kind::Gunicorn);
+    hotreload_tests::watchdog(|| {
+        upgrade_by_steps(Kind::Gunicorn);
+    });
 }
 
 #[test]
@@ -415,7 +423,9 @@ fn gunicorn_upgrade_by_steps_under_load() {
     ignore = "needs unicorn: run scripts/install-real-servers"
 )]
 fn unicorn_rollback_from_spawned_under_load() {
-    rollback_from_spawned(Kind::Unicorn);
+    hotreload_tests::watchdog(|| {
+        rollback_from_spawned(Kind::Unicorn);
+    });
 }
 
 #[test]
@@ -424,18 +434,22 @@ fn unicorn_rollback_from_spawned_under_load() {
     ignore = "needs gunicorn: run scripts/install-real-servers"
 )]
 fn gunicorn_rollback_from_spawned_under_load() {
-    rollback_from_spawned(Kind::Gunicorn);
+    hotreload_tests::watchdog(|| {
+        rollback_from_spawned(Kind::Gunicorn);
+    });
 }
 
 #[test]
 fn upgrade_needs_new_binary_unless_swap_none() {
-    let out = Command::new(hotreload_bin())
-        .args(["upgrade", "--pid-file", "/nonexistent/app.pid"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("--new-binary"),
-        "{out:?}"
-    );
+    hotreload_tests::watchdog(|| {
+        let out = Command::new(hotreload_bin())
+            .args(["upgrade", "--pid-file", "/nonexistent/app.pid"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("--new-binary"),
+            "{out:?}"
+        );
+    });
 }

@@ -102,7 +102,9 @@ macro_rules! fault_matrix {
         $(
             #[test]
             fn $name() {
-                run_case(&$case);
+                hotreload_tests::watchdog(|| {
+                    run_case(&$case);
+                });
             }
         )*
     };

@@ -351,53 +351,63 @@ fn run_boundaries(range: std::ops::Range<usize>) {
 
 #[test]
 fn killed_before_the_spawn_then_recovered() {
-    // lock .. spawn started
-    run_boundaries(0..6);
+    hotreload_tests::watchdog(|| {
+        // lock .. spawn started
+        run_boundaries(0..6);
+    });
 }
 
 #[test]
 fn killed_during_spawn_and_health_then_recovered() {
-    // USR2 .. drain started
-    run_boundaries(6..11);
+    hotreload_tests::watchdog(|| {
+        // USR2 .. drain started
+        run_boundaries(6..11);
+    });
 }
 
 #[test]
 fn killed_during_drain_and_retire_then_recovered() {
-    // WINCH .. QUIT sent
-    run_boundaries(11..15);
+    hotreload_tests::watchdog(|| {
+        // WINCH .. QUIT sent
+        run_boundaries(11..15);
+    });
 }
 
 #[test]
 fn killed_during_retire_and_commit_then_recovered() {
-    // inside the retire wait .. commit finished
-    run_boundaries(15..BOUNDARIES.len());
+    hotreload_tests::watchdog(|| {
+        // inside the retire wait .. commit finished
+        run_boundaries(15..BOUNDARIES.len());
+    });
 }
 
 /// Inside a long drain wait: the old build's workers take 30 s to finish on a graceful
 /// stop. Recovered by rollback; then by `drain --terminate` and `commit`.
 #[test]
 fn killed_inside_a_long_drain_wait_then_recovered() {
-    let mut bench = Bench::new(&["slow-drain=30s"], &[], &["--drain-timeout", "1m"]);
-    let load = bench.server.load();
-    let point = KillPoint {
-        name: "1 s into the drain wait",
-        at: |s, e| waiting_in("drain", s, e, 1000),
-    };
-    let k = bench.kill_at(&point);
-    assert_eq!(k.phase, "spawned", "{}", bench.context());
-    bench.recover_by_rollback(&k);
-    let k = bench.kill_at(&point);
-    assert_eq!(k.phase, "spawned", "{}", bench.context());
-    let pid_file = bench.server.pid_file();
-    hotreload(&["drain", "--pid-file", &pid_file, "--terminate"]).expect_code(0);
-    let k = AfterKill {
-        phase: bench.server.settled_phase(),
-        ..k
-    };
-    bench.finish(&k);
-    eprintln!("{}", bench.context());
-    let stats = load.stop();
-    assert_no_failures(&stats, &bench.context());
+    hotreload_tests::watchdog(|| {
+        let mut bench = Bench::new(&["slow-drain=30s"], &[], &["--drain-timeout", "1m"]);
+        let load = bench.server.load();
+        let point = KillPoint {
+            name: "1 s into the drain wait",
+            at: |s, e| waiting_in("drain", s, e, 1000),
+        };
+        let k = bench.kill_at(&point);
+        assert_eq!(k.phase, "spawned", "{}", bench.context());
+        bench.recover_by_rollback(&k);
+        let k = bench.kill_at(&point);
+        assert_eq!(k.phase, "spawned", "{}", bench.context());
+        let pid_file = bench.server.pid_file();
+        hotreload(&["drain", "--pid-file", &pid_file, "--terminate"]).expect_code(0);
+        let k = AfterKill {
+            phase: bench.server.settled_phase(),
+            ..k
+        };
+        bench.finish(&k);
+        eprintln!("{}", bench.context());
+        let stats = load.stop();
+        assert_no_failures(&stats, &bench.context());
+    });
 }
 
 /// Inside a long retire wait: the old build ignores QUIT, so the retire waits out its
@@ -405,25 +415,27 @@ fn killed_inside_a_long_drain_wait_then_recovered() {
 /// (QUIT, then TERM).
 #[test]
 fn killed_inside_a_long_retire_wait_then_recovered() {
-    let mut bench = Bench::new(&["ignore=QUIT"], &[], &["--quit-timeout", "30s"]);
-    let load = bench.server.load();
-    let point = KillPoint {
-        name: "0.5 s into the retire wait",
-        at: |s, e| waiting_in("retire", s, e, 500),
-    };
-    let k = bench.kill_at(&point);
-    assert_eq!(k.phase, "drained", "{}", bench.context());
-    bench.recover_by_rollback(&k);
-    let k = bench.kill_at(&point);
-    assert_eq!(k.phase, "drained", "{}", bench.context());
-    let pid_file = bench.server.pid_file();
-    hotreload(&["commit", "--pid-file", &pid_file, "--quit-timeout", "1s"]).expect_code(0);
-    let k = AfterKill {
-        phase: bench.server.settled_phase(),
-        ..k
-    };
-    bench.finish(&k);
-    eprintln!("{}", bench.context());
-    let stats = load.stop();
-    assert_no_failures(&stats, &bench.context());
+    hotreload_tests::watchdog(|| {
+        let mut bench = Bench::new(&["ignore=QUIT"], &[], &["--quit-timeout", "30s"]);
+        let load = bench.server.load();
+        let point = KillPoint {
+            name: "0.5 s into the retire wait",
+            at: |s, e| waiting_in("retire", s, e, 500),
+        };
+        let k = bench.kill_at(&point);
+        assert_eq!(k.phase, "drained", "{}", bench.context());
+        bench.recover_by_rollback(&k);
+        let k = bench.kill_at(&point);
+        assert_eq!(k.phase, "drained", "{}", bench.context());
+        let pid_file = bench.server.pid_file();
+        hotreload(&["commit", "--pid-file", &pid_file, "--quit-timeout", "1s"]).expect_code(0);
+        let k = AfterKill {
+            phase: bench.server.settled_phase(),
+            ..k
+        };
+        bench.finish(&k);
+        eprintln!("{}", bench.context());
+        let stats = load.stop();
+        assert_no_failures(&stats, &bench.context());
+    });
 }

@@ -16,33 +16,35 @@ use crate::swap::hotreload_killed_on_syscall;
 #[test]
 #[cfg_attr(missing_strace, ignore = "needs strace: apt-get install strace")]
 fn swap_killed_between_backup_link_and_rename_then_rolled_back() {
-    let server = Server::start(&[]);
-    let new = server.build("2.0", &[]);
-    let old_sha = sha(&server.installed).unwrap();
-    let args: Vec<String> = [
-        "upgrade",
-        "--pid-file",
-        &server.pid_file(),
-        "--new-binary",
-        &new.display().to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    hotreload_killed_on_syscall(&args, "rename,renameat,renameat2", 2);
-    assert_eq!(sha(&server.installed).as_deref(), Some(old_sha.as_str()));
-    assert!(
-        server.backup().exists(),
-        "the kill did not land between link and rename"
-    );
-    let rollback = hotreload(&["rollback", "--pid-file", &server.pid_file()]);
-    rollback.expect_code(0);
-    let backup_left = server.backup().exists();
-    let next = hotreload(&args);
-    let ctx = format!("{rollback}{next}");
-    assert!(!backup_left, "rollback left the backup behind{ctx}");
-    next.expect_code(0);
-    server.assert_healthy_steady("2.0", &sha(&new).unwrap(), &ctx);
+    hotreload_tests::watchdog(|| {
+        let server = Server::start(&[]);
+        let new = server.build("2.0", &[]);
+        let old_sha = sha(&server.installed).unwrap();
+        let args: Vec<String> = [
+            "upgrade",
+            "--pid-file",
+            &server.pid_file(),
+            "--new-binary",
+            &new.display().to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        hotreload_killed_on_syscall(&args, "rename,renameat,renameat2", 2);
+        assert_eq!(sha(&server.installed).as_deref(), Some(old_sha.as_str()));
+        assert!(
+            server.backup().exists(),
+            "the kill did not land between link and rename"
+        );
+        let rollback = hotreload(&["rollback", "--pid-file", &server.pid_file()]);
+        rollback.expect_code(0);
+        let backup_left = server.backup().exists();
+        let next = hotreload(&args);
+        let ctx = format!("{rollback}{next}");
+        assert!(!backup_left, "rollback left the backup behind{ctx}");
+        next.expect_code(0);
+        server.assert_healthy_steady("2.0", &sha(&new).unwrap(), &ctx);
+    });
 }
 
 /// A `--swap copy` upgrade that rolls back (here: the new build crashes on start) puts
@@ -50,33 +52,35 @@ fn swap_killed_between_backup_link_and_rename_then_rolled_back() {
 /// one the master runs. The server is as before, so the next upgrade must be possible.
 #[test]
 fn copy_swap_rolled_back_then_the_next_upgrade_runs() {
-    let server = Server::start(&[]);
-    let old_sha = sha(&server.installed).unwrap();
-    let broken = server.build("2.0", &["crash-on-start"]);
-    let good = server.build("3.0", &[]);
-    let run = hotreload(&[
-        "upgrade",
-        "--pid-file",
-        &server.pid_file(),
-        "--new-binary",
-        &broken.display().to_string(),
-        "--swap",
-        "copy",
-    ]);
-    run.expect_code(1);
-    server.assert_healthy_steady("1.0", &old_sha, &run);
-    let next = hotreload(&[
-        "upgrade",
-        "--pid-file",
-        &server.pid_file(),
-        "--new-binary",
-        &good.display().to_string(),
-        "--swap",
-        "copy",
-    ]);
-    let ctx = format!("{run}{next}");
-    next.expect_code(0);
-    server.assert_healthy_steady("3.0", &sha(&good).unwrap(), &ctx);
+    hotreload_tests::watchdog(|| {
+        let server = Server::start(&[]);
+        let old_sha = sha(&server.installed).unwrap();
+        let broken = server.build("2.0", &["crash-on-start"]);
+        let good = server.build("3.0", &[]);
+        let run = hotreload(&[
+            "upgrade",
+            "--pid-file",
+            &server.pid_file(),
+            "--new-binary",
+            &broken.display().to_string(),
+            "--swap",
+            "copy",
+        ]);
+        run.expect_code(1);
+        server.assert_healthy_steady("1.0", &old_sha, &run);
+        let next = hotreload(&[
+            "upgrade",
+            "--pid-file",
+            &server.pid_file(),
+            "--new-binary",
+            &good.display().to_string(),
+            "--swap",
+            "copy",
+        ]);
+        let ctx = format!("{run}{next}");
+        next.expect_code(0);
+        server.assert_healthy_steady("3.0", &sha(&good).unwrap(), &ctx);
+    });
 }
 
 /// Inside a long spawn wait: the new build hangs on start (never writes its pid file,
@@ -85,48 +89,50 @@ fn copy_swap_rolled_back_then_the_next_upgrade_runs() {
 /// bring back the old master's pid file and stop the hung process.
 #[test]
 fn killed_inside_a_hung_spawn_then_rolled_back() {
-    let bench = Bench::new(&[], &["hang-on-start"], &["--spawn-timeout", "1m"]);
-    let load = bench.server.load();
-    let server = &bench.server;
-    let old_master = server.master().unwrap();
-    let old_sha = bench.running.1.clone();
-    let (new, _) = bench.next();
-    let events = hotreload_killed_at(&bench.upgrade_args(&new), {
-        let in_spawn = Cell::new(false);
-        move |e| {
-            if started(e, "spawn") {
-                in_spawn.set(true);
+    hotreload_tests::watchdog(|| {
+        let bench = Bench::new(&[], &["hang-on-start"], &["--spawn-timeout", "1m"]);
+        let load = bench.server.load();
+        let server = &bench.server;
+        let old_master = server.master().unwrap();
+        let old_sha = bench.running.1.clone();
+        let (new, _) = bench.next();
+        let events = hotreload_killed_at(&bench.upgrade_args(&new), {
+            let in_spawn = Cell::new(false);
+            move |e| {
+                if started(e, "spawn") {
+                    in_spawn.set(true);
+                }
+                in_spawn.get()
+                    && e["type"] == "waiting"
+                    && e["data"]["elapsed_ms"].as_u64().unwrap_or(0) >= 1000
             }
-            in_spawn.get()
-                && e["type"] == "waiting"
-                && e["data"]["elapsed_ms"].as_u64().unwrap_or(0) >= 1000
-        }
+        });
+        let status = server.status();
+        let truth = server.true_phase();
+        let ctx = format!(
+            "\nstatus: {status}\ntruth: {truth}\nlast event: {}",
+            events.last().unwrap()
+        );
+        // The truth: pid file gone, .oldbin names the old master, a hung child.
+        assert_eq!(
+            read_pid(&server.inst.oldbin_file()),
+            Some(old_master),
+            "{ctx}"
+        );
+        assert_eq!(status["phase"], "unknown", "{ctx}");
+        assert!(
+            status["evidence"].to_string().contains(".oldbin"),
+            "status does not name the .oldbin file{ctx}"
+        );
+        let run = hotreload(&["rollback", "--pid-file", &server.pid_file(), "--json"]);
+        let ctx = format!("{ctx}{run}");
+        run.expect_code(0);
+        server.assert_healthy_steady("1.0", &old_sha, &ctx);
+        assert_eq!(server.master(), Some(old_master), "{ctx}");
+        server.assert_next_upgrade_possible(&new);
+        let stats = load.stop();
+        assert_no_failures(&stats, &ctx);
     });
-    let status = server.status();
-    let truth = server.true_phase();
-    let ctx = format!(
-        "\nstatus: {status}\ntruth: {truth}\nlast event: {}",
-        events.last().unwrap()
-    );
-    // The truth: pid file gone, .oldbin names the old master, a hung child.
-    assert_eq!(
-        read_pid(&server.inst.oldbin_file()),
-        Some(old_master),
-        "{ctx}"
-    );
-    assert_eq!(status["phase"], "unknown", "{ctx}");
-    assert!(
-        status["evidence"].to_string().contains(".oldbin"),
-        "status does not name the .oldbin file{ctx}"
-    );
-    let run = hotreload(&["rollback", "--pid-file", &server.pid_file(), "--json"]);
-    let ctx = format!("{ctx}{run}");
-    run.expect_code(0);
-    server.assert_healthy_steady("1.0", &old_sha, &ctx);
-    assert_eq!(server.master(), Some(old_master), "{ctx}");
-    server.assert_next_upgrade_possible(&new);
-    let stats = load.stop();
-    assert_no_failures(&stats, &ctx);
 }
 
 /// The health check after the spawn is what should keep a bad build from getting all the
@@ -139,27 +145,29 @@ fn killed_inside_a_hung_spawn_then_rolled_back() {
 /// connection in /proc).
 #[test]
 fn http_500_build_never_gets_all_the_traffic() {
-    let server = Server::start(&[]);
-    let new = server.build("2.0", &["http-500"]);
-    let url = format!("http://{}/", server.inst.addr());
-    let load = server.load();
-    let run = hotreload(&[
-        "upgrade",
-        "--pid-file",
-        &server.pid_file(),
-        "--new-binary",
-        &new.display().to_string(),
-        "--health-url",
-        &url,
-        "--json",
-    ]);
-    let stats = load.stop();
-    run.expect_code(1);
-    assert!(
-        !run.signals().iter().any(|s| s == "SIGWINCH->old-master"),
-        "the old workers were drained although the new build answers 500 \
-         ({} of {} requests answered 500){run}",
-        stats.non_2xx,
-        stats.ok + stats.failed
-    );
+    hotreload_tests::watchdog(|| {
+        let server = Server::start(&[]);
+        let new = server.build("2.0", &["http-500"]);
+        let url = format!("http://{}/", server.inst.addr());
+        let load = server.load();
+        let run = hotreload(&[
+            "upgrade",
+            "--pid-file",
+            &server.pid_file(),
+            "--new-binary",
+            &new.display().to_string(),
+            "--health-url",
+            &url,
+            "--json",
+        ]);
+        let stats = load.stop();
+        run.expect_code(1);
+        assert!(
+            !run.signals().iter().any(|s| s == "SIGWINCH->old-master"),
+            "the old workers were drained although the new build answers 500 \
+             ({} of {} requests answered 500){run}",
+            stats.non_2xx,
+            stats.ok + stats.failed
+        );
+    });
 }

@@ -222,16 +222,20 @@ fn big_swap_survives_repeated_kills(swap: &str, kill_after_mb: &[u64], then_upgr
 
 #[test]
 fn big_rename_swap_survives_repeated_kills() {
-    // Staged copy at 50 MB, complete (100 MB), and after the swap step.
-    big_swap_survives_repeated_kills("rename", &[50, 100, u64::MAX], true);
+    hotreload_tests::watchdog(|| {
+        // Staged copy at 50 MB, complete (100 MB), and after the swap step.
+        big_swap_survives_repeated_kills("rename", &[50, 100, u64::MAX], true);
+    });
 }
 
 #[test]
 fn big_copy_swap_survives_repeated_kills() {
-    // The copy swap stages the new file and a copy of the old one: 200 MB of temps.
-    // Killed with the new file half staged, the backup copy half made, and after the swap
-    // step; then a full upgrade must still go through.
-    big_swap_survives_repeated_kills("copy", &[50, 150, u64::MAX], true);
+    hotreload_tests::watchdog(|| {
+        // The copy swap stages the new file and a copy of the old one: 200 MB of temps.
+        // Killed with the new file half staged, the backup copy half made, and after the swap
+        // step; then a full upgrade must still go through.
+        big_swap_survives_repeated_kills("copy", &[50, 150, u64::MAX], true);
+    });
 }
 
 /// Runs `hotreload args` under `strace`, which SIGKILLs it on entry to the `when`-th call
@@ -265,68 +269,70 @@ pub(crate) fn hotreload_killed_on_syscall(
 #[test]
 #[cfg_attr(missing_strace, ignore = "needs strace: apt-get install strace")]
 fn swap_killed_at_each_syscall_of_the_install() {
-    let server = Server::start(&[]);
-    let new = server.build("2.0", &[]);
-    let old_sha = sha(&server.installed).unwrap();
-    let new_sha = sha(&new).unwrap();
-    let load = server.load();
-    let args: Vec<String> = [
-        "upgrade",
-        "--pid-file",
-        &server.pid_file(),
-        "--new-binary",
-        &new.display().to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let renames = "rename,renameat,renameat2";
-    let links = "link,linkat";
-    let mut log = Vec::new();
-    for (what, syscalls, when) in [
-        ("before the journal is first written", renames, 1),
-        ("staged, before the backup link", links, 1),
-        ("renamed over, before the journal update", renames, 3),
-    ] {
-        let code = hotreload_killed_on_syscall(&args, syscalls, when);
-        let installed = sha(&server.installed);
-        let which = if installed.as_deref() == Some(old_sha.as_str()) {
-            "old"
-        } else if installed.as_deref() == Some(new_sha.as_str()) {
-            "new"
-        } else {
-            "NEITHER"
-        };
-        log.push(format!(
-            "killed {what} (strace exit {code:?}): binary path holds the {which} executable, \
-             backup {}, journal {}",
-            if server.backup().exists() {
-                "present"
+    hotreload_tests::watchdog(|| {
+        let server = Server::start(&[]);
+        let new = server.build("2.0", &[]);
+        let old_sha = sha(&server.installed).unwrap();
+        let new_sha = sha(&new).unwrap();
+        let load = server.load();
+        let args: Vec<String> = [
+            "upgrade",
+            "--pid-file",
+            &server.pid_file(),
+            "--new-binary",
+            &new.display().to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let renames = "rename,renameat,renameat2";
+        let links = "link,linkat";
+        let mut log = Vec::new();
+        for (what, syscalls, when) in [
+            ("before the journal is first written", renames, 1),
+            ("staged, before the backup link", links, 1),
+            ("renamed over, before the journal update", renames, 3),
+        ] {
+            let code = hotreload_killed_on_syscall(&args, syscalls, when);
+            let installed = sha(&server.installed);
+            let which = if installed.as_deref() == Some(old_sha.as_str()) {
+                "old"
+            } else if installed.as_deref() == Some(new_sha.as_str()) {
+                "new"
             } else {
-                "absent"
-            },
-            if server.journal().exists() {
-                "present"
-            } else {
-                "absent"
-            },
-        ));
-        let ctx = format!("\n{}", log.join("\n"));
-        assert_ne!(which, "NEITHER", "partial or missing executable{ctx}");
-        if which == "new" {
-            assert_eq!(
-                sha(&server.backup()).as_deref(),
-                Some(old_sha.as_str()),
-                "no backup of the old executable{ctx}"
-            );
+                "NEITHER"
+            };
+            log.push(format!(
+                "killed {what} (strace exit {code:?}): binary path holds the {which} executable, \
+                 backup {}, journal {}",
+                if server.backup().exists() {
+                    "present"
+                } else {
+                    "absent"
+                },
+                if server.journal().exists() {
+                    "present"
+                } else {
+                    "absent"
+                },
+            ));
+            let ctx = format!("\n{}", log.join("\n"));
+            assert_ne!(which, "NEITHER", "partial or missing executable{ctx}");
+            if which == "new" {
+                assert_eq!(
+                    sha(&server.backup()).as_deref(),
+                    Some(old_sha.as_str()),
+                    "no backup of the old executable{ctx}"
+                );
+            }
+            let run = hotreload(&["rollback", "--pid-file", &server.pid_file()]);
+            log.push(format!("  rollback -> exit {:?}", run.code));
+            let ctx = format!("{run}\n{}", log.join("\n"));
+            assert!(matches!(run.code, Some(0) | Some(3)), "{ctx}");
+            server.assert_healthy_steady("1.0", &old_sha, &ctx);
+            server.assert_next_upgrade_possible(&new);
         }
-        let run = hotreload(&["rollback", "--pid-file", &server.pid_file()]);
-        log.push(format!("  rollback -> exit {:?}", run.code));
-        let ctx = format!("{run}\n{}", log.join("\n"));
-        assert!(matches!(run.code, Some(0) | Some(3)), "{ctx}");
-        server.assert_healthy_steady("1.0", &old_sha, &ctx);
-        server.assert_next_upgrade_possible(&new);
-    }
-    let stats = load.stop();
-    assert_no_failures(&stats, &log.join("\n"));
+        let stats = load.stop();
+        assert_no_failures(&stats, &log.join("\n"));
+    });
 }
