@@ -17,6 +17,7 @@ use std::time::Duration;
 use hotreload_core::{upgrade, NoopObserver, Outcome, Pid, Signal, State, Target};
 use hotreload_tests::fake::sha;
 use hotreload_tests::library::{op_options, options, wait_gone, Events};
+use hotreload_tests::watchdog::{register, Registration, Watched};
 use hotreload_tests::LONG;
 use hotreload_tests::{poll, procs};
 
@@ -36,6 +37,7 @@ fn builds() -> (PathBuf, PathBuf) {
 struct Server {
     master: i32,
     addr: SocketAddr,
+    _watch: Registration,
     dir: tempfile::TempDir,
 }
 
@@ -78,9 +80,16 @@ impl Server {
                     master = procs::read_pid_strict(&pid_file).unwrap_or(0);
                     master > 1 && procs::workers_of(master).len() == 2
                 });
+                let watch = register(Watched::of_master(
+                    &format!("nginx at {}", prefix.display()),
+                    master,
+                    None,
+                    Some(prefix.join("logs/error.log")),
+                ));
                 return Server {
                     master,
                     addr: ([127, 0, 0, 1], port).into(),
+                    _watch: watch,
                     dir,
                 };
             }

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use hotreload_tests::watchdog::{register, Registration, Watched};
 use hotreload_tests::{procs, tools};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -122,6 +123,7 @@ impl Drop for Cleanup {
 struct Nginx {
     // Field order is drop order: kill the processes before removing their prefix.
     _cleanup: Cleanup,
+    watch: Option<Registration>,
     dir: tempfile::TempDir,
     addr: SocketAddr,
 }
@@ -155,12 +157,19 @@ impl Nginx {
                 .output()
                 .expect("run nginx");
             if out.status.success() {
-                let nginx = Nginx {
+                let mut nginx = Nginx {
+                    watch: None,
                     dir,
                     addr: ([127, 0, 0, 1], port).into(),
                     _cleanup: cleanup,
                 };
                 let master = wait_until("the pid file", || read_pid(&nginx.pid_file()));
+                nginx.watch = Some(register(Watched::of_master(
+                    &format!("nginx at {}", prefix.display()),
+                    master,
+                    None,
+                    Some(prefix.join("logs/error.log")),
+                )));
                 wait_until("the first workers", || {
                     (workers_of(master).len() == WORKERS).then_some(())
                 });

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use fake_nginx::load::{Load, LoadConfig, LoadStats};
 use hotreload_tests::hotreload_bin;
+use hotreload_tests::watchdog::{register, Registration, Watched};
 use hotreload_tests::{poll, procs};
 
 const LONG: Duration = Duration::from_secs(30);
@@ -88,6 +89,7 @@ struct Server {
     addr: SocketAddr,
     /// The session of the first master (not its pid: the master is not its leader).
     sid: Option<i32>,
+    watch: Option<Registration>,
 }
 
 impl Drop for Server {
@@ -110,6 +112,7 @@ impl Server {
             dir,
             addr: ([127, 0, 0, 1], 0).into(),
             sid: None,
+            watch: None,
         };
         for attempt in 1..=3 {
             let port = TcpListener::bind("127.0.0.1:0")
@@ -185,6 +188,12 @@ impl Server {
                     && server.get_ok()
             });
             if started.is_ok() {
+                server.watch = Some(register(Watched::of_master(
+                    &format!("{} at {}", kind.name(), path.display()),
+                    master,
+                    Some(path.clone()),
+                    Some(path.join("app.log")),
+                )));
                 return server;
             }
             let log = server.log();
