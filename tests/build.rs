@@ -9,7 +9,7 @@
 use std::env;
 use std::path::{Path, PathBuf};
 
-/// Every cfg this script may set: (cfg, what it stands for).
+/// Every cfg this script may set.
 const CFGS: &[&str] = &[
     "missing_strace",
     "missing_real_nginx",
@@ -40,12 +40,20 @@ fn main() {
         .map(|p| env::split_paths(&p).collect())
         .unwrap_or_default();
     // Installing a tool changes the directory it lands in: watch them, so the cfgs follow
-    // `apt-get install` without a `cargo clean`.
-    for dir in path_dirs.iter().filter(|d| d.is_dir()) {
+    // `apt-get install` without a `cargo clean`. Cargo scans a watched directory
+    // recursively at every build: never watch `/` or a directory above the few we need.
+    let watchable = |d: &Path| d.is_dir() && d.components().count() > 1;
+    for dir in path_dirs.iter().filter(|d| watchable(d)) {
         println!("cargo::rerun-if-changed={}", dir.display());
     }
     let real_dir = real_servers_dir();
-    if let Some(watch) = real_dir.ancestors().find(|d| d.is_dir()) {
+    if let Some(watch) = [
+        real_dir.as_path(),
+        real_dir.parent().unwrap_or(Path::new("/")),
+    ]
+    .into_iter()
+    .find(|d| watchable(d) && d.parent().is_some_and(|p| p.components().count() > 1))
+    {
         println!("cargo::rerun-if-changed={}", watch.display());
     }
 
