@@ -47,6 +47,17 @@ pub fn sha(path: &Path) -> Option<String> {
     text.split_whitespace().next().map(str::to_owned)
 }
 
+/// Registers a fake-nginx instance a test started itself with the watchdog scope: its tree
+/// and log go into failure messages, and a lost deadline kills it.
+pub fn watch(inst: &Instance) -> Registration {
+    watchdog::register(Watched::of_master(
+        &format!("fake-nginx at {}", inst.prefix().display()),
+        inst.master_pid(),
+        Some(inst.prefix().to_path_buf()),
+        Some(inst.error_log()),
+    ))
+}
+
 /// A running fake-nginx. Field order: the registration and the instance's processes go
 /// before the directory holding the executable.
 pub struct FakeServer {
@@ -98,12 +109,7 @@ impl FakeServer {
         let inst = adjust(Instance::builder(&installed).workers(2).timeout(LONG * 2))
             .start()
             .expect("start fake-nginx 1.0");
-        let watch = watchdog::register(Watched::of_master(
-            &format!("fake-nginx at {}", inst.prefix().display()),
-            inst.master_pid(),
-            Some(inst.prefix().to_path_buf()),
-            Some(inst.error_log()),
-        ));
+        let watch = watch(&inst);
         FakeServer {
             _watch: watch,
             inst,

@@ -778,6 +778,7 @@ fn old_master_that_will_not_quit_exits_5_with_the_state() {
             .daemon(true)
             .start()
             .expect("start");
+        let _watch = hotreload_tests::fake::watch(&instance);
         let pid_file = instance.pid_file().display().to_string();
         let v2 = build(&dir.path().join("builds"), "fake-nginx-2.0", "2.0", &[]);
         let run = hotreload(&[
@@ -877,6 +878,7 @@ fn slow_draining_server() -> (tempfile::TempDir, Instance, PathBuf) {
         .daemon(true)
         .start()
         .expect("start fake-nginx");
+    let _watch = hotreload_tests::fake::watch(&instance);
     let v2 = build(&dir.path().join("builds"), "fake-nginx-2.0", "2.0", &[]);
     (dir, instance, v2)
 }
@@ -967,6 +969,7 @@ fn daemon_off_under_a_live_parent_is_refused() {
             .daemon(false)
             .start()
             .expect("start fake-nginx with daemon off");
+        let _watch = hotreload_tests::fake::watch(&instance);
         let pid_file = instance.pid_file().display().to_string();
         let master = read_pid(instance.pid_file()).unwrap();
         let workers = children(master);

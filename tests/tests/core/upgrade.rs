@@ -579,6 +579,7 @@ fn symlink_swap_flips_the_release_and_rolls_back() {
             .timeout(LONG * 2)
             .start()
             .expect("start");
+        let _watch = hotreload_tests::fake::watch(&inst);
         let target = hotreload_core::Target::new(inst.pid_file());
         let events = Events::default();
         // A failing health check makes it roll back, which must point `current` back.
