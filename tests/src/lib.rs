@@ -1,98 +1,41 @@
-//! Shared harness for the end-to-end tests in `tests/tests/`.
+//! The one harness of the end-to-end tests in `tests/tests/` (in the manner of ripgrep's
+//! `tests/util.rs`):
 //!
-//! Cargo only sets `CARGO_BIN_EXE_*` for tests of the package that owns a binary, so this
-//! package asks cargo, once per test process, to build `fake-nginx` and `hotreload` into
-//! the target directory the test binary runs from (a no-op after `cargo test --workspace`).
+//! - [`bins`]: where the `hotreload` and `fake-nginx` binaries of this build are;
+//! - [`poll`]: the one wait primitive, a backing-off poll with a deadline that says what
+//!   it waited for when it times out;
+//! - [`procs`]: every `/proc` reading the tests make (state, parent, session, children,
+//!   titles, pid files), and killing a session;
+//! - [`watchdog`]: runs a test body under a deadline of its own; a body still running
+//!   past it fails with the process tree and the server's log, and what it started is
+//!   killed; it also keeps the per-test registry of servers whose tree and log every
+//!   failure message prints;
+//! - [`run`]: running the `hotreload` CLI; every failure prints the command, cwd, exit
+//!   status, stdout, stderr, the process tree of the server's session and the tail of its
+//!   error log;
+//! - [`fake`]: a fake-nginx server whose executable lives in the test's own directory
+//!   (the server of the `cli`, `core`, `safety` tests), its builds and ground truth;
+//! - [`library`]: options, observers and pids for the tests that drive the core as a
+//!   library;
+//! - [`server`]: real nginx or fake-nginx driven the same way (the conformance suite);
+//! - [`tools`]: the tools some tests need (strace, real servers, systemd, Ansible); the
+//!   build script turns a missing one into a `missing_<tool>` cfg, so those tests show as
+//!   ignored (see `tests/build.rs`).
+//!
+//! Every process a test starts through this harness is killed when its guard drops, also
+//! when the test panics.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
-
-/// The directory holding this build's binaries (`target/<profile>`).
-fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    // target/<profile>/deps/<test-binary>
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("test binary lives in target/<profile>/deps")
-        .to_path_buf()
-}
-
-fn ensure_built() -> &'static PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = bin_dir();
-        // Always ask cargo, once per test process: a binary that exists may be stale (built
-        // before the last edit of fixtures/ or hotreload-cli/), and testing a stale binary
-        // passes or fails for the wrong reasons. When `cargo test --workspace` has just built
-        // them this is a no-op that takes a fraction of a second.
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "-p", "fake-nginx", "-p", "hotreload-cli", "--bins"]);
-        if dir.file_name().is_some_and(|name| name == "release") {
-            cmd.arg("--release");
-        }
-        let status = cmd
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo build for the test binaries");
-        assert!(
-            status.success(),
-            "cargo build of fake-nginx and hotreload failed"
-        );
-        for name in ["fake-nginx", "hotreload"] {
-            assert!(
-                dir.join(name).is_file(),
-                "cargo built {name}, but not into {}: is CARGO_TARGET_DIR set differently for the build and the tests?",
-                dir.display()
-            );
-        }
-        dir
-    })
-}
-
-/// Path of the `fake-nginx` binary built for this test run.
-pub fn fake_nginx_bin() -> PathBuf {
-    ensure_built().join("fake-nginx")
-}
-
-/// Path of the `hotreload` binary built for this test run.
-pub fn hotreload_bin() -> PathBuf {
-    ensure_built().join("hotreload")
-}
-
+pub mod bins;
+pub mod fake;
+pub mod library;
+pub mod poll;
+pub mod procs;
+pub mod run;
 pub mod server;
+pub mod tools;
+pub mod watchdog;
 
-/// Session id of `pid` (field 6 of `/proc/<pid>/stat`), `None` once it is gone.
-pub fn session_of(pid: i32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 2..]
-        .split_whitespace()
-        .nth(3)?
-        .parse()
-        .ok()
-}
-
-/// SIGKILLs every process of session `sid`: a daemonized server and everything it
-/// started (new masters, workers, orphaned workers of a killed master) share it. Never
-/// session 0 or 1, and never the test's own session.
-pub fn kill_session(sid: i32) {
-    if sid <= 1 || Some(sid) == session_of(std::process::id() as i32) {
-        return;
-    }
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if session_of(pid) == Some(sid) {
-            let _ = fake_nginx::harness::kill(pid, fake_nginx::Signal::Kill);
-        }
-    }
-}
+pub use bins::{fake_nginx_bin, hotreload_bin};
+pub use poll::{poll, wait_for, wait_until, LONG};
+pub use procs::{kill_session, session_of};
+pub use watchdog::watchdog;

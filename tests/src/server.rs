@@ -71,51 +71,28 @@ impl Kind {
         }
     }
 
-    /// The two builds, or `None` (after printing why) when real nginx is not installed and
-    /// `HOTRELOAD_REQUIRE_REAL_SERVERS=1` is not set (then it panics).
-    pub fn builds(self) -> Option<Builds> {
+    /// The two builds; panics when real nginx is not installed.
+    pub fn builds(self) -> Builds {
         match self {
             Kind::RealNginx => real_builds(),
-            Kind::FakeNginx => Some(fake_builds().clone()),
+            Kind::FakeNginx => fake_builds().clone(),
         }
     }
 }
 
-/// Where `scripts/install-real-servers` unpacked the Debian builds.
-pub fn real_servers_dir() -> PathBuf {
-    match std::env::var_os("HOTRELOAD_REAL_SERVERS_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/real-servers"),
-    }
-}
+pub use crate::tools::real_servers_dir;
 
-fn real_builds() -> Option<Builds> {
+/// The Debian builds; panics, saying how to install them, when they are missing (the test
+/// is `#[ignore]`d then, unless CI or `HOTRELOAD_REQUIRE_REAL_SERVERS=1` requires it).
+fn real_builds() -> Builds {
     let dir = real_servers_dir();
     let path = |v: &str| dir.join(format!("nginx-{v}/sbin/nginx"));
     let builds = Builds {
         old: path(REAL_OLD),
         new: path(REAL_NEW),
     };
-    let missing: Vec<String> = [&builds.old, &builds.new]
-        .iter()
-        .filter(|p| !p.is_file())
-        .map(|p| p.display().to_string())
-        .collect();
-    if missing.is_empty() {
-        return Some(builds);
-    }
-    if std::env::var("HOTRELOAD_REQUIRE_REAL_SERVERS").as_deref() == Ok("1") {
-        panic!(
-            "HOTRELOAD_REQUIRE_REAL_SERVERS=1 but real nginx is not installed (missing {}); \
-             run scripts/install-real-servers",
-            missing.join(", ")
-        );
-    }
-    eprintln!(
-        "SKIPPED: real nginx not installed; run scripts/install-real-servers (missing {})",
-        missing.join(", ")
-    );
-    None
+    crate::tools::require("real nginx", &[&builds.old, &builds.new]);
+    builds
 }
 
 /// Two fake-nginx variants made once per test process with `fake-nginx --make-variant`.
@@ -233,20 +210,16 @@ pub struct Proc {
 
 impl Proc {
     pub fn read(pid: i32) -> Option<Proc> {
-        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        // After "(comm) ": state ppid pgrp session tty tpgid flags minflt cminflt majflt
-        // cmajflt utime stime cutime cstime priority nice threads itrealvalue starttime.
-        let rest = stat.get(stat.rfind(')')? + 2..)?;
-        let f: Vec<&str> = rest.split_whitespace().collect();
+        let st = crate::procs::stat(pid)?;
         let raw = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let end = raw.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
         Some(Proc {
             pid,
-            state: f.first()?.chars().next()?,
-            ppid: f.get(1)?.parse().ok()?,
-            pgid: f.get(2)?.parse().ok()?,
-            sid: f.get(3)?.parse().ok()?,
-            start_time: f.get(19)?.parse().ok()?,
+            state: st.state,
+            ppid: st.ppid,
+            pgid: st.pgrp,
+            sid: st.session,
+            start_time: st.start_time,
             title: String::from_utf8_lossy(&raw[..end]).replace('\0', " "),
         })
     }
@@ -278,24 +251,10 @@ fn file_id(path: &Path) -> (u64, u64) {
     (m.dev(), m.ino())
 }
 
-/// Polls `f` with short backing-off sleeps until it returns `Ok`, or panics after
-/// [`DEADLINE`] with `what` and the last `Err` (a description of what was seen instead).
-pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Result<T, String>) -> T {
-    let start = Instant::now();
-    let mut pause = Duration::from_millis(1);
-    loop {
-        match f() {
-            Ok(v) => return v,
-            Err(last) => {
-                assert!(
-                    start.elapsed() < DEADLINE,
-                    "timed out after {DEADLINE:?} waiting for {what}\n{last}"
-                );
-            }
-        }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(40));
-    }
+/// [`crate::poll::poll`] with this module's [`DEADLINE`].
+#[track_caller]
+pub fn wait_for<T>(what: &str, f: impl FnMut() -> Result<T, String>) -> T {
+    crate::poll::poll(what, DEADLINE, f)
 }
 
 /// Names given to pids. Labels are handed out in order of discovery.
@@ -424,6 +383,8 @@ pub struct Server {
     /// The process this test started (labelled `L` when it is not a master).
     launcher: Mutex<Option<i32>>,
     timeline: Option<Timeline>,
+    /// Tree and log in failure messages; the watchdog kills it on a lost deadline.
+    watch: Option<crate::watchdog::Registration>,
     me: i32,
     my_sid: i32,
     my_pgid: i32,
@@ -459,6 +420,7 @@ impl Server {
             child: Mutex::new(None),
             launcher: Mutex::new(None),
             timeline: None,
+            watch: None,
             me,
             my_sid: nix::unistd::getsid(None).map_or(-1, Pid::as_raw),
             my_pgid: nix::unistd::getpgrp().as_raw(),
@@ -480,6 +442,14 @@ impl Server {
                     }
                     server.timeline =
                         Some(Timeline::start(server.pid_file(), server.oldbin_file()));
+                    server.watch = Some(crate::watchdog::register(
+                        crate::watchdog::Watched::of_master(
+                            &format!("{} at {}", kind.name(), server.prefix().display()),
+                            master,
+                            None,
+                            Some(server.error_log()),
+                        ),
+                    ));
                     return server;
                 }
                 Err(text) => assert!(
@@ -540,36 +510,39 @@ impl Server {
         } else {
             child = Some(c);
         }
-        let started = Instant::now();
-        let mut pause = Duration::from_millis(1);
-        loop {
+        let outcome = crate::poll::try_poll(DEADLINE, || {
             if let Some(pid) = read_pid(&self.pid_file()) {
                 if Proc::read(pid).is_some_and(|p| p.alive()) {
-                    if opts == Options::ForegroundOrphaned {
-                        if let Some(mut sh) = child.take() {
-                            drop(sh.stdin.take());
-                            let _ = sh.wait();
-                        }
+                    return Some(Ok(pid));
+                }
+            }
+            match child.as_mut().map(|c| c.try_wait()) {
+                Some(Ok(Some(status))) => Some(Err(status)),
+                _ => None,
+            }
+        });
+        match outcome {
+            Some(Ok(pid)) => {
+                if opts == Options::ForegroundOrphaned {
+                    if let Some(mut sh) = child.take() {
+                        drop(sh.stdin.take());
+                        let _ = sh.wait();
                     }
-                    *self.child.lock().unwrap() = child;
-                    return Ok(pid);
                 }
+                *self.child.lock().unwrap() = child;
+                Ok(pid)
             }
-            if let Some(c) = child.as_mut() {
-                if let Ok(Some(status)) = c.try_wait() {
-                    let _ = fs::remove_file(self.pid_file());
-                    return Err(failed(format!("foreground master exited with {status}")));
-                }
+            Some(Err(status)) => {
+                let _ = fs::remove_file(self.pid_file());
+                Err(failed(format!("foreground master exited with {status}")))
             }
-            if started.elapsed() > DEADLINE {
+            None => {
                 if let Some(mut c) = child {
                     let _ = c.kill();
                     let _ = c.wait();
                 }
-                return Err(failed("no pid file naming a live master".to_string()));
+                Err(failed("no pid file naming a live master".to_string()))
             }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(40));
         }
     }
 
@@ -1395,11 +1368,7 @@ fn spawn_retrying_etxtbsy(cmd: &mut Command) -> Child {
 
 /// The pid in `path`, if it holds exactly one decimal number and a newline.
 pub fn read_pid(path: &Path) -> Option<i32> {
-    fs::read_to_string(path)
-        .ok()?
-        .strip_suffix('\n')?
-        .parse()
-        .ok()
+    crate::procs::read_pid_strict(path)
 }
 
 fn norm_text(s: &str) -> String {

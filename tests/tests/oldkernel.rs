@@ -35,71 +35,44 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(240);
 // The wrapper
 // ---------------------------------------------------------------------------------------
 
-/// The `oldkernel` wrapper, compiled once per test process; `None` (the test is skipped)
-/// when `cc` or the source is missing, except under CI (`CI=true` or
-/// `HOTRELOAD_REQUIRE_REAL_SERVERS=1`), where that fails.
-fn oldkernel() -> Option<&'static Path> {
-    static BUILT: OnceLock<Option<PathBuf>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let src = std::env::var_os("HOTRELOAD_OLDKERNEL_SRC")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    // In CI the shared directory is a sibling of the repository.
-                    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/tools/oldkernel.c")
-                });
-            // CI=true, or the repository's own CI switch (set by .ci/run).
-            let ci = std::env::var("CI").is_ok_and(|v| v == "true")
-                || std::env::var("HOTRELOAD_REQUIRE_REAL_SERVERS").is_ok_and(|v| v == "1");
-            let missing = |why: String| {
-                assert!(
-                    !ci,
-                    "{why} (under CI the old-kernel tests must run, not skip)"
-                );
-                eprintln!("skipping the old-kernel tests: {why}");
-                None
-            };
-            if !src.is_file() {
-                return missing(format!(
-                    "no oldkernel.c at {} (set HOTRELOAD_OLDKERNEL_SRC)",
-                    src.display()
-                ));
-            }
-            // Next to the test binaries; built under a private name, then renamed into
-            // place, so test processes running at the same time never see half a file.
-            let dir = hotreload_bin().parent().unwrap().to_path_buf();
-            let staged = dir.join(format!("oldkernel.{}.tmp", std::process::id()));
-            let out = dir.join("oldkernel");
-            let built = Command::new("cc")
-                .args(["-O2", "-o"])
-                .arg(&staged)
-                .arg(&src)
-                .output();
-            match built {
-                Err(e) => missing(format!("cannot run `cc` ({e}): install a C compiler")),
-                Ok(o) if !o.status.success() => panic!(
-                    "cc -O2 -o {} {} failed:\n{}",
-                    staged.display(),
-                    src.display(),
-                    String::from_utf8_lossy(&o.stderr)
-                ),
-                Ok(_) => {
-                    fs::rename(&staged, &out).expect("install the oldkernel wrapper");
-                    Some(out)
-                }
-            }
-        })
-        .as_deref()
-}
-
-/// The wrapper, or return from the test (skipped; see [`oldkernel`]).
-macro_rules! oldkernel_or_skip {
-    () => {
-        match oldkernel() {
-            Some(path) => path,
-            None => return,
-        }
-    };
+/// The `oldkernel` wrapper, compiled once per test process. The tests that need it are
+/// ignored (`missing_oldkernel`, set by `tests/build.rs`) when `cc` or the source is
+/// missing, except under CI, where they run and fail here.
+fn oldkernel() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let src = std::env::var_os("HOTRELOAD_OLDKERNEL_SRC")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                // In CI the shared directory is a sibling of the repository.
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/tools/oldkernel.c")
+            });
+        assert!(
+            src.is_file(),
+            "no oldkernel.c at {} (set HOTRELOAD_OLDKERNEL_SRC)",
+            src.display()
+        );
+        // Next to the test binaries; built under a private name, then renamed into
+        // place, so test processes running at the same time never see half a file.
+        let dir = hotreload_bin().parent().unwrap().to_path_buf();
+        let staged = dir.join(format!("oldkernel.{}.tmp", std::process::id()));
+        let out = dir.join("oldkernel");
+        let built = Command::new("cc")
+            .args(["-O2", "-o"])
+            .arg(&staged)
+            .arg(&src)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run `cc` ({e}): install a C compiler"));
+        assert!(
+            built.status.success(),
+            "cc -O2 -o {} {} failed:\n{}",
+            staged.display(),
+            src.display(),
+            String::from_utf8_lossy(&built.stderr)
+        );
+        fs::rename(&staged, &out).expect("install the oldkernel wrapper");
+        out
+    })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -233,7 +206,7 @@ fn run_with<S: AsRef<str>>(wrapper: Option<&Path>, args: &[S]) -> Run {
 
 /// `hotreload ARGS` as on a kernel before 5.3.
 fn old<S: AsRef<str>>(args: &[S]) -> Run {
-    run_with(oldkernel(), args)
+    run_with(Some(oldkernel()), args)
 }
 
 /// `hotreload ARGS` on this kernel (with pidfds).
@@ -255,7 +228,7 @@ impl Drop for KillOnDrop {
 /// first one `at` accepts; panics when it ends before.
 fn old_killed_at(args: &[String], mut at: impl FnMut(&Value) -> bool) -> Vec<Value> {
     let mut child = KillOnDrop(
-        command(oldkernel(), args)
+        command(Some(oldkernel()), args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -541,8 +514,12 @@ impl Canary {
 // ---------------------------------------------------------------------------------------
 
 #[test]
+#[cfg_attr(
+    missing_oldkernel,
+    ignore = "needs cc and ../shared/tools/oldkernel.c (or HOTRELOAD_OLDKERNEL_SRC)"
+)]
 fn full_upgrade_under_load_says_pidfd_false_and_true_without_the_wrapper() {
-    let wrapper = oldkernel_or_skip!();
+    let wrapper = oldkernel();
     let server = Server::start(wrapper);
     let old_master = server.master().unwrap();
     let v2 = server.build("2.0");
@@ -619,8 +596,12 @@ fn full_upgrade_under_load_says_pidfd_false_and_true_without_the_wrapper() {
 }
 
 #[test]
+#[cfg_attr(
+    missing_oldkernel,
+    ignore = "needs cc and ../shared/tools/oldkernel.c (or HOTRELOAD_OLDKERNEL_SRC)"
+)]
 fn require_pidfd_refuses_with_exit_3_and_changes_nothing() {
-    let wrapper = oldkernel_or_skip!();
+    let wrapper = oldkernel();
     let server = Server::start(wrapper);
     let pid_file = server.pid_file();
     let v2 = server.build("2.0");
@@ -705,8 +686,12 @@ fn require_pidfd_refuses_with_exit_3_and_changes_nothing() {
 }
 
 #[test]
+#[cfg_attr(
+    missing_oldkernel,
+    ignore = "needs cc and ../shared/tools/oldkernel.c (or HOTRELOAD_OLDKERNEL_SRC)"
+)]
 fn rollback_from_spawned_under_the_wrapper() {
-    let wrapper = oldkernel_or_skip!();
+    let wrapper = oldkernel();
     let server = Server::start(wrapper);
     let old_master = server.master().unwrap();
     let v2 = server.build("2.0");
@@ -734,8 +719,12 @@ fn rollback_from_spawned_under_the_wrapper() {
 }
 
 #[test]
+#[cfg_attr(
+    missing_oldkernel,
+    ignore = "needs cc and ../shared/tools/oldkernel.c (or HOTRELOAD_OLDKERNEL_SRC)"
+)]
 fn rollback_from_drained_under_the_wrapper_restores_the_executable() {
-    let wrapper = oldkernel_or_skip!();
+    let wrapper = oldkernel();
     let server = Server::start(wrapper);
     let old_master = server.master().unwrap();
     let v1_sha = sha(&server.installed).unwrap();
@@ -771,8 +760,12 @@ fn rollback_from_drained_under_the_wrapper_restores_the_executable() {
 type KillPoint = fn(&Value) -> bool;
 
 #[test]
+#[cfg_attr(
+    missing_oldkernel,
+    ignore = "needs cc and ../shared/tools/oldkernel.c (or HOTRELOAD_OLDKERNEL_SRC)"
+)]
 fn orchestrator_killed_mid_upgrade_then_rolled_back_under_the_wrapper() {
-    let wrapper = oldkernel_or_skip!();
+    let wrapper = oldkernel();
     // After the swap (before the spawn signal), after the spawn signal, after the drain
     // signal: each leaves another phase, and each is finished by `hotreload rollback`.
     let points: [(&str, KillPoint); 3] = [
@@ -824,8 +817,12 @@ fn orchestrator_killed_mid_upgrade_then_rolled_back_under_the_wrapper() {
 }
 
 #[test]
+#[cfg_attr(
+    missing_oldkernel,
+    ignore = "needs cc and ../shared/tools/oldkernel.c (or HOTRELOAD_OLDKERNEL_SRC)"
+)]
 fn hostile_pid_files_send_no_signal_under_the_wrapper() {
-    let wrapper = oldkernel_or_skip!();
+    let wrapper = oldkernel();
     let mut canary = Canary::start();
     let bystander = Server::start(wrapper);
     let worker = harness::workers_of(bystander.master().unwrap())[0];
@@ -867,8 +864,12 @@ fn hostile_pid_files_send_no_signal_under_the_wrapper() {
 }
 
 #[test]
+#[cfg_attr(
+    missing_oldkernel,
+    ignore = "needs cc and ../shared/tools/oldkernel.c (or HOTRELOAD_OLDKERNEL_SRC)"
+)]
 fn unreaped_old_master_counts_as_exited_under_the_wrapper() {
-    let wrapper = oldkernel_or_skip!();
+    let wrapper = oldkernel();
     // The daemonized master is re-parented to this test process, which never waits for
     // it: once retired it stays a zombie (as under a PID 1 that does not reap). This test
     // binary's other servers are re-parented here too, which changes nothing for them:

@@ -1,8 +1,8 @@
 //! The `hotreload` CLI against real unicorn (a tiny Rack app) and gunicorn (a tiny WSGI
 //! app), as Debian installs them (`scripts/install-real-servers`): upgrade under client
 //! load with zero failed requests, and rollback from `spawned`, serving throughout.
-//! A missing server skips the tests with a message, unless
-//! `HOTRELOAD_REQUIRE_REAL_SERVERS=1`.
+//! A missing server makes its tests ignored, unless CI or
+//! `HOTRELOAD_REQUIRE_REAL_SERVERS=1`, where they fail.
 //!
 //! Both servers daemonize with a double fork, so their master is **not** a session
 //! leader: the session is read from `/proc/<master>/stat`, and `Server`'s drop SIGKILLs
@@ -16,9 +16,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use fake_nginx::harness;
 use fake_nginx::load::{Load, LoadConfig, LoadStats};
 use hotreload_tests::hotreload_bin;
+use hotreload_tests::watchdog::{register, Registration, Watched};
+use hotreload_tests::{poll, procs};
 
 const LONG: Duration = Duration::from_secs(30);
 const WORKERS: usize = 2;
@@ -75,23 +76,10 @@ fn suffixed(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Whether `kind` is installed; otherwise says why the test is skipped (or fails when
-/// real servers are required).
-fn installed(kind: Kind) -> bool {
-    if kind.executable().is_file() {
-        return true;
-    }
-    let msg = format!(
-        "{} not installed ({} missing); run scripts/install-real-servers",
-        kind.name(),
-        kind.executable().display()
-    );
-    assert!(
-        std::env::var("HOTRELOAD_REQUIRE_REAL_SERVERS").as_deref() != Ok("1"),
-        "HOTRELOAD_REQUIRE_REAL_SERVERS=1 but {msg}"
-    );
-    eprintln!("SKIPPED: {msg}");
-    false
+/// Panics, saying how to install it, unless `kind` is installed (the tests are ignored
+/// then, unless CI or `HOTRELOAD_REQUIRE_REAL_SERVERS=1` requires them).
+fn require(kind: Kind) {
+    hotreload_tests::tools::require(kind.name(), &[kind.executable()]);
 }
 
 /// A daemonized unicorn or gunicorn serving a tiny app from a temp dir.
@@ -101,6 +89,7 @@ struct Server {
     addr: SocketAddr,
     /// The session of the first master (not its pid: the master is not its leader).
     sid: Option<i32>,
+    watch: Option<Registration>,
 }
 
 impl Drop for Server {
@@ -123,6 +112,7 @@ impl Server {
             dir,
             addr: ([127, 0, 0, 1], 0).into(),
             sid: None,
+            watch: None,
         };
         for attempt in 1..=3 {
             let port = TcpListener::bind("127.0.0.1:0")
@@ -187,17 +177,23 @@ impl Server {
                 .unwrap();
             assert!(status.success(), "{} did not start: {status}", kind.name());
             let mut master = 0;
-            let started = harness::try_wait_until(LONG, "the master and its workers", || {
-                master = harness::read_pid_file(&server.pid_file()).unwrap_or(0);
+            let started = poll::try_until(LONG, "the master and its workers", || {
+                master = procs::read_pid_strict(&server.pid_file()).unwrap_or(0);
                 if master > 1 && server.sid.is_none() {
                     server.sid = hotreload_tests::session_of(master);
                 }
                 master > 1
-                    && harness::is_alive(master)
-                    && harness::children_of(master).len() == WORKERS
+                    && procs::alive(master)
+                    && procs::children_of(master).len() == WORKERS
                     && server.get_ok()
             });
             if started.is_ok() {
+                server.watch = Some(register(Watched::of_master(
+                    &format!("{} at {}", kind.name(), path.display()),
+                    master,
+                    Some(path.clone()),
+                    Some(path.join("app.log")),
+                )));
                 return server;
             }
             let log = server.log();
@@ -223,7 +219,7 @@ impl Server {
     }
 
     fn master(&self) -> i32 {
-        harness::read_pid_file(&self.pid_file()).expect("the pid file names a master")
+        procs::read_pid_strict(&self.pid_file()).expect("the pid file names a master")
     }
 
     fn get_ok(&self) -> bool {
@@ -271,18 +267,18 @@ impl Server {
     /// has its workers.
     fn wait_steady_on(&self, master: i32) {
         let upgrade_file = self.kind.upgrade_file(&self.pid_file());
-        let ok = harness::try_wait_until(LONG, "steady", || {
-            harness::read_pid_file(&self.pid_file()) == Some(master)
+        let ok = poll::try_until(LONG, "steady", || {
+            procs::read_pid_strict(&self.pid_file()) == Some(master)
                 && !upgrade_file.exists()
-                && harness::children_of(master).len() == WORKERS
+                && procs::children_of(master).len() == WORKERS
         });
         assert!(
             ok.is_ok(),
             "not steady on {master}: pid file {:?}, {} exists: {}, children {:?}\n{}",
-            harness::read_pid_file(&self.pid_file()),
+            procs::read_pid_strict(&self.pid_file()),
             upgrade_file.display(),
             upgrade_file.exists(),
-            harness::children_of(master),
+            procs::children_of(master),
             self.log()
         );
     }
@@ -291,7 +287,7 @@ impl Server {
 fn start_load(server: &Server) -> Load {
     // Neither server keeps connections alive (sync workers close after each response).
     let load = Load::start(LoadConfig::new(server.addr).clients(4).keepalive(false));
-    let answered = harness::try_wait_until(LONG, "the first answers under load", || {
+    let answered = poll::try_until(LONG, "the first answers under load", || {
         load.snapshot().ok >= 10
     });
     assert!(answered.is_ok(), "{:?}", load.snapshot());
@@ -314,16 +310,14 @@ fn assert_no_failures(kind: Kind, stats: &LoadStats, log: &str) {
 /// `hotreload upgrade --swap none` (no `--new-binary`: the new code is in place) under
 /// load ends steady on a new master.
 fn upgrade_with_swap_none(kind: Kind) {
-    if !installed(kind) {
-        return;
-    }
+    require(kind);
     let server = Server::start(kind);
     let old = server.master();
     let load = start_load(&server);
     let text = server.hotreload_ok("upgrade", &["--swap", "none"]);
     let new = server.master();
     assert_ne!(new, old, "{text}");
-    harness::wait_until(LONG, "the old master to exit", || !harness::is_alive(old));
+    poll::until(LONG, "the old master to exit", || !procs::alive(old));
     server.wait_steady_on(new);
     let stats = load.stop();
     assert_no_failures(kind, &stats, &server.log());
@@ -332,33 +326,31 @@ fn upgrade_with_swap_none(kind: Kind) {
 
 /// The same upgrade step by step (`spawn`, `drain`, `commit`) under load.
 fn upgrade_by_steps(kind: Kind) {
-    if !installed(kind) {
-        return;
-    }
+    require(kind);
     let server = Server::start(kind);
     let pid_file = server.pid_file();
     let old = server.master();
     let load = start_load(&server);
     server.hotreload_ok("spawn", &[]);
-    let new = harness::read_pid_file(&kind.new_pid_file(&pid_file)).expect("new pid file");
+    let new = procs::read_pid_strict(&kind.new_pid_file(&pid_file)).expect("new pid file");
     assert_ne!(new, old);
     assert_eq!(
-        harness::parent_of(new),
+        procs::parent_of(new),
         Some(old),
         "the new master is a child of the old"
     );
     assert_eq!(
-        harness::read_pid_file(&kind.old_pid_file(&pid_file)),
+        procs::read_pid_strict(&kind.old_pid_file(&pid_file)),
         Some(old)
     );
     server.hotreload_ok("drain", &[]);
     assert!(
-        harness::children_of(old) == [new],
+        procs::children_of(old) == [new],
         "after the drain the old master's only child is the new master: {:?}",
-        harness::children_of(old)
+        procs::children_of(old)
     );
     server.hotreload_ok("commit", &[]);
-    assert!(!harness::is_alive(old), "the old master still runs");
+    assert!(!procs::alive(old), "the old master still runs");
     server.wait_steady_on(new);
     let stats = load.stop();
     assert_no_failures(kind, &stats, &server.log());
@@ -367,23 +359,21 @@ fn upgrade_by_steps(kind: Kind) {
 
 /// `hotreload spawn` then `hotreload rollback` under load: steady on the old master.
 fn rollback_from_spawned(kind: Kind) {
-    if !installed(kind) {
-        return;
-    }
+    require(kind);
     let server = Server::start(kind);
     let pid_file = server.pid_file();
     let old = server.master();
-    let old_workers = harness::children_of(old);
+    let old_workers = procs::children_of(old);
     let load = start_load(&server);
     server.hotreload_ok("spawn", &[]);
-    let new = harness::read_pid_file(&kind.new_pid_file(&pid_file)).expect("new pid file");
+    let new = procs::read_pid_strict(&kind.new_pid_file(&pid_file)).expect("new pid file");
     assert_ne!(new, old);
     assert!(kind.upgrade_file(&pid_file).exists());
     server.hotreload_ok("rollback", &[]);
-    harness::wait_until(LONG, "the new master to exit", || !harness::is_alive(new));
+    poll::until(LONG, "the new master to exit", || !procs::alive(new));
     server.wait_steady_on(old);
     assert_eq!(
-        harness::children_of(old),
+        procs::children_of(old),
         old_workers,
         "the old workers served throughout"
     );
@@ -393,44 +383,82 @@ fn rollback_from_spawned(kind: Kind) {
 }
 
 #[test]
+#[cfg_attr(
+    missing_unicorn,
+    ignore = "needs unicorn: run scripts/install-real-servers"
+)]
 fn unicorn_upgrade_with_swap_none_under_load() {
-    upgrade_with_swap_none(Kind::Unicorn);
+    hotreload_tests::watchdog(|| {
+        upgrade_with_swap_none(Kind::Unicorn);
+    });
 }
 
 #[test]
+#[cfg_attr(
+    missing_gunicorn,
+    ignore = "needs gunicorn: run scripts/install-real-servers"
+)]
 fn gunicorn_upgrade_with_swap_none_under_load() {
-    upgrade_with_swap_none(Kind::Gunicorn);
+    hotreload_tests::watchdog(|| {
+        upgrade_with_swap_none(Kind::Gunicorn);
+    });
 }
 
 #[test]
+#[cfg_attr(
+    missing_unicorn,
+    ignore = "needs unicorn: run scripts/install-real-servers"
+)]
 fn unicorn_upgrade_by_steps_under_load() {
-    upgrade_by_steps(Kind::Unicorn);
+    hotreload_tests::watchdog(|| {
+        upgrade_by_steps(Kind::Unicorn);
+    });
 }
 
 #[test]
+#[cfg_attr(
+    missing_gunicorn,
+    ignore = "needs gunicorn: run scripts/install-real-servers"
+)]
 fn gunicorn_upgrade_by_steps_under_load() {
-    upgrade_by_steps(Kind::Gunicorn);
+    hotreload_tests::watchdog(|| {
+        upgrade_by_steps(Kind::Gunicorn);
+    });
 }
 
 #[test]
+#[cfg_attr(
+    missing_unicorn,
+    ignore = "needs unicorn: run scripts/install-real-servers"
+)]
 fn unicorn_rollback_from_spawned_under_load() {
-    rollback_from_spawned(Kind::Unicorn);
+    hotreload_tests::watchdog(|| {
+        rollback_from_spawned(Kind::Unicorn);
+    });
 }
 
 #[test]
+#[cfg_attr(
+    missing_gunicorn,
+    ignore = "needs gunicorn: run scripts/install-real-servers"
+)]
 fn gunicorn_rollback_from_spawned_under_load() {
-    rollback_from_spawned(Kind::Gunicorn);
+    hotreload_tests::watchdog(|| {
+        rollback_from_spawned(Kind::Gunicorn);
+    });
 }
 
 #[test]
 fn upgrade_needs_new_binary_unless_swap_none() {
-    let out = Command::new(hotreload_bin())
-        .args(["upgrade", "--pid-file", "/nonexistent/app.pid"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("--new-binary"),
-        "{out:?}"
-    );
+    hotreload_tests::watchdog(|| {
+        let out = Command::new(hotreload_bin())
+            .args(["upgrade", "--pid-file", "/nonexistent/app.pid"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("--new-binary"),
+            "{out:?}"
+        );
+    });
 }

@@ -4,8 +4,8 @@
 //! recorded in notes/nginx-observations.md).
 //!
 //! Deliberately uses nothing but std, nix and /proc, so it checks real nginx and not our own
-//! model of it. Missing builds skip the tests with a message, unless
-//! `HOTRELOAD_REQUIRE_REAL_SERVERS=1` (CI), where they fail.
+//! model of it (the harness only reads `/proc` and polls). Missing builds make the tests
+//! ignored, unless CI or `HOTRELOAD_REQUIRE_REAL_SERVERS=1`, where they fail.
 //!
 //! Every process a test starts lives in the session of the master it started (nginx daemonizes
 //! with setsid; the new master and all workers stay in that session); `Cleanup` SIGKILLs every
@@ -16,8 +16,10 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use hotreload_tests::watchdog::{register, Registration, Watched};
+use hotreload_tests::{procs, tools};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -26,56 +28,22 @@ const NEW: &str = "1.22.1-9+deb12u11";
 const WORKERS: usize = 2;
 const DEADLINE: Duration = Duration::from_secs(10);
 
-fn cache_dir() -> PathBuf {
-    match std::env::var_os("HOTRELOAD_REAL_SERVERS_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/real-servers"),
-    }
-}
-
 fn build_path(version: &str) -> PathBuf {
-    cache_dir().join(format!("nginx-{version}/usr/sbin/nginx"))
+    tools::real_servers_dir().join(format!("nginx-{version}/usr/sbin/nginx"))
 }
 
-/// The builds' paths, or `None` (after saying why) when they are not installed and the
-/// environment does not require them.
-fn builds() -> Option<(PathBuf, PathBuf)> {
+/// The builds' paths; panics saying how to install them when they are missing (the tests
+/// are ignored then, unless CI or `HOTRELOAD_REQUIRE_REAL_SERVERS=1` requires them).
+fn builds() -> (PathBuf, PathBuf) {
     let (old, new) = (build_path(OLD), build_path(NEW));
-    let missing: Vec<String> = [&old, &new]
-        .iter()
-        .filter(|p| !p.is_file())
-        .map(|p| p.display().to_string())
-        .collect();
-    if missing.is_empty() {
-        return Some((old, new));
-    }
-    let msg = format!(
-        "real nginx not installed (missing {}); run `scripts/install-real-servers` \
-         (cache dir: $HOTRELOAD_REAL_SERVERS_DIR, default <repo>/.cache/real-servers)",
-        missing.join(", ")
-    );
-    if std::env::var("HOTRELOAD_REQUIRE_REAL_SERVERS").as_deref() == Ok("1") {
-        panic!("HOTRELOAD_REQUIRE_REAL_SERVERS=1 but {msg}");
-    }
-    eprintln!("SKIPPED: {msg}");
-    None
+    tools::require("real nginx", &[&old, &new]);
+    (old, new)
 }
 
-/// Poll `cond` with short backing-off sleeps until it holds or `DEADLINE` passes.
-fn wait_until<T>(what: &str, mut cond: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + DEADLINE;
-    let mut pause = Duration::from_millis(1);
-    loop {
-        if let Some(v) = cond() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {DEADLINE:?} waiting for {what}"
-        );
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(50));
-    }
+/// [`hotreload_tests::wait_for`] with this file's deadline.
+#[track_caller]
+fn wait_until<T>(what: &str, cond: impl FnMut() -> Option<T>) -> T {
+    hotreload_tests::wait_for(what, DEADLINE, cond)
 }
 
 /// One process as /proc shows it.
@@ -90,33 +58,21 @@ struct Proc {
 }
 
 fn proc_of(pid: i32) -> Option<Proc> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after "(comm) ": state ppid pgrp session ...
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let mut f = rest.split_whitespace();
-    let state = f.next()?.chars().next()?;
-    let ppid = f.next()?.parse().ok()?;
-    let _pgrp = f.next()?;
-    let sid = f.next()?.parse().ok()?;
+    let st = procs::stat(pid)?;
     let raw = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let end = raw.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
     let title = String::from_utf8_lossy(&raw[..end]).replace('\0', " ");
     Some(Proc {
         pid,
-        ppid,
-        sid,
-        state,
+        ppid: st.ppid,
+        sid: st.session,
+        state: st.state,
         title,
     })
 }
 
 fn all_procs() -> Vec<Proc> {
-    let Ok(dir) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .filter_map(proc_of)
-        .collect()
+    procs::all_pids().into_iter().filter_map(proc_of).collect()
 }
 
 /// Exited means gone or a zombie (PID 1 here reaps orphans only lazily).
@@ -167,6 +123,7 @@ impl Drop for Cleanup {
 struct Nginx {
     // Field order is drop order: kill the processes before removing their prefix.
     _cleanup: Cleanup,
+    watch: Option<Registration>,
     dir: tempfile::TempDir,
     addr: SocketAddr,
 }
@@ -200,12 +157,19 @@ impl Nginx {
                 .output()
                 .expect("run nginx");
             if out.status.success() {
-                let nginx = Nginx {
+                let mut nginx = Nginx {
+                    watch: None,
                     dir,
                     addr: ([127, 0, 0, 1], port).into(),
                     _cleanup: cleanup,
                 };
                 let master = wait_until("the pid file", || read_pid(&nginx.pid_file()));
+                nginx.watch = Some(register(Watched::of_master(
+                    &format!("nginx at {}", prefix.display()),
+                    master,
+                    None,
+                    Some(prefix.join("logs/error.log")),
+                )));
                 wait_until("the first workers", || {
                     (workers_of(master).len() == WORKERS).then_some(())
                 });
@@ -284,107 +248,119 @@ fn signal(pid: i32, sig: Signal) {
 }
 
 #[test]
+#[cfg_attr(
+    missing_real_nginx,
+    ignore = "needs real nginx: run scripts/install-real-servers"
+)]
 fn each_build_starts_and_serves() {
-    let Some((old, new)) = builds() else { return };
-    assert_ne!(
-        fs::read(&old).unwrap(),
-        fs::read(&new).unwrap(),
-        "the two builds must differ"
-    );
-    for build in [old, new] {
-        let nginx = Nginx::start(&build);
-        let master = read_pid(&nginx.pid_file()).unwrap();
-        assert!(runs_build(master, &build));
+    hotreload_tests::watchdog(|| {
+        let (old, new) = builds();
+        assert_ne!(
+            fs::read(&old).unwrap(),
+            fs::read(&new).unwrap(),
+            "the two builds must differ"
+        );
+        for build in [old, new] {
+            let nginx = Nginx::start(&build);
+            let master = read_pid(&nginx.pid_file()).unwrap();
+            assert!(runs_build(master, &build));
+            assert_eq!(
+                nginx.get(),
+                ("HTTP/1.1 200 OK".to_string(), "nginx/1.22.1".to_string())
+            );
+            let title = proc_of(master).unwrap().title;
+            assert!(
+                title.starts_with("nginx: master process "),
+                "master title: {title:?}"
+            );
+        }
+    });
+}
+
+#[test]
+#[cfg_attr(
+    missing_real_nginx,
+    ignore = "needs real nginx: run scripts/install-real-servers"
+)]
+fn manual_usr2_winch_quit_upgrades_deb12u9_to_deb12u11() {
+    hotreload_tests::watchdog(|| {
+        let (old, new) = builds();
+        let nginx = Nginx::start(&old);
+        let old_master = read_pid(&nginx.pid_file()).unwrap();
+        assert!(
+            runs_build(old_master, &old),
+            "the first master must run the {OLD} build"
+        );
+
+        // Swap the executable at argv[0] atomically, as a deployment would.
+        let exe = nginx.prefix().join("sbin/nginx");
+        let staged = nginx.prefix().join("sbin/nginx.new");
+        fs::copy(&new, &staged).unwrap();
+        fs::rename(&staged, &exe).unwrap();
+
+        // USR2: pid → pid.oldbin, then the new master (a child of the old) writes pid.
+        signal(old_master, Signal::SIGUSR2);
+        let new_master = wait_until("the new master's pid file next to .oldbin", || {
+            let pid = read_pid(&nginx.pid_file())?;
+            (pid != old_master && read_pid(&nginx.oldbin_file()) == Some(old_master)).then_some(pid)
+        });
+        assert_eq!(
+            proc_of(new_master).map(|p| p.ppid),
+            Some(old_master),
+            "new master is the old master's child"
+        );
+        wait_until("the new master's workers", || {
+            (workers_of(new_master).len() == WORKERS).then_some(())
+        });
+        assert!(
+            runs_build(new_master, &new),
+            "the new master must run the {NEW} build"
+        );
+        assert!(
+            runs_build(old_master, &old),
+            "the old master still runs {OLD}"
+        );
+        assert_eq!(
+            workers_of(old_master).len(),
+            WORKERS,
+            "old workers keep running until WINCH"
+        );
+
+        // WINCH: the old master's workers go; it stays, holding the sockets.
+        signal(old_master, Signal::SIGWINCH);
+        wait_until("the old workers to exit", || {
+            workers_of(old_master).is_empty().then_some(())
+        });
+        assert!(!exited(old_master), "the old master stays after WINCH");
+        assert_eq!(nginx.get().0, "HTTP/1.1 200 OK");
+
+        // QUIT: the old master deletes .oldbin and exits; the new one carries on.
+        signal(old_master, Signal::SIGQUIT);
+        wait_until("the old master to exit and .oldbin to go", || {
+            (exited(old_master) && !nginx.oldbin_file().exists()).then_some(())
+        });
+        assert_eq!(read_pid(&nginx.pid_file()), Some(new_master));
+        assert_eq!(workers_of(new_master).len(), WORKERS);
         assert_eq!(
             nginx.get(),
             ("HTTP/1.1 200 OK".to_string(), "nginx/1.22.1".to_string())
         );
-        let title = proc_of(master).unwrap().title;
-        assert!(
-            title.starts_with("nginx: master process "),
-            "master title: {title:?}"
-        );
-    }
-}
+        let log = nginx.error_log();
+        for line in [
+            "(SIGUSR2) received from",
+            "changing binary",
+            &format!("start new binary process {new_master}"),
+            &format!("{new_master}#{new_master}: using inherited sockets from"),
+            "(SIGWINCH) received from",
+            "(SIGQUIT) received from",
+        ] {
+            assert!(log.contains(line), "error log lacks {line:?}:\n{log}");
+        }
 
-#[test]
-fn manual_usr2_winch_quit_upgrades_deb12u9_to_deb12u11() {
-    let Some((old, new)) = builds() else { return };
-    let nginx = Nginx::start(&old);
-    let old_master = read_pid(&nginx.pid_file()).unwrap();
-    assert!(
-        runs_build(old_master, &old),
-        "the first master must run the {OLD} build"
-    );
-
-    // Swap the executable at argv[0] atomically, as a deployment would.
-    let exe = nginx.prefix().join("sbin/nginx");
-    let staged = nginx.prefix().join("sbin/nginx.new");
-    fs::copy(&new, &staged).unwrap();
-    fs::rename(&staged, &exe).unwrap();
-
-    // USR2: pid → pid.oldbin, then the new master (a child of the old) writes pid.
-    signal(old_master, Signal::SIGUSR2);
-    let new_master = wait_until("the new master's pid file next to .oldbin", || {
-        let pid = read_pid(&nginx.pid_file())?;
-        (pid != old_master && read_pid(&nginx.oldbin_file()) == Some(old_master)).then_some(pid)
-    });
-    assert_eq!(
-        proc_of(new_master).map(|p| p.ppid),
-        Some(old_master),
-        "new master is the old master's child"
-    );
-    wait_until("the new master's workers", || {
-        (workers_of(new_master).len() == WORKERS).then_some(())
-    });
-    assert!(
-        runs_build(new_master, &new),
-        "the new master must run the {NEW} build"
-    );
-    assert!(
-        runs_build(old_master, &old),
-        "the old master still runs {OLD}"
-    );
-    assert_eq!(
-        workers_of(old_master).len(),
-        WORKERS,
-        "old workers keep running until WINCH"
-    );
-
-    // WINCH: the old master's workers go; it stays, holding the sockets.
-    signal(old_master, Signal::SIGWINCH);
-    wait_until("the old workers to exit", || {
-        workers_of(old_master).is_empty().then_some(())
-    });
-    assert!(!exited(old_master), "the old master stays after WINCH");
-    assert_eq!(nginx.get().0, "HTTP/1.1 200 OK");
-
-    // QUIT: the old master deletes .oldbin and exits; the new one carries on.
-    signal(old_master, Signal::SIGQUIT);
-    wait_until("the old master to exit and .oldbin to go", || {
-        (exited(old_master) && !nginx.oldbin_file().exists()).then_some(())
-    });
-    assert_eq!(read_pid(&nginx.pid_file()), Some(new_master));
-    assert_eq!(workers_of(new_master).len(), WORKERS);
-    assert_eq!(
-        nginx.get(),
-        ("HTTP/1.1 200 OK".to_string(), "nginx/1.22.1".to_string())
-    );
-    let log = nginx.error_log();
-    for line in [
-        "(SIGUSR2) received from",
-        "changing binary",
-        &format!("start new binary process {new_master}"),
-        &format!("{new_master}#{new_master}: using inherited sockets from"),
-        "(SIGWINCH) received from",
-        "(SIGQUIT) received from",
-    ] {
-        assert!(log.contains(line), "error log lacks {line:?}:\n{log}");
-    }
-
-    // Stop the new master too, gracefully; Cleanup would SIGKILL it otherwise.
-    signal(new_master, Signal::SIGQUIT);
-    wait_until("the new master to exit", || {
-        exited(new_master).then_some(())
+        // Stop the new master too, gracefully; Cleanup would SIGKILL it otherwise.
+        signal(new_master, Signal::SIGQUIT);
+        wait_until("the new master to exit", || {
+            exited(new_master).then_some(())
+        });
     });
 }

@@ -11,12 +11,9 @@
 //! master or worker, and the lock free (a dry run of the next upgrade gets past it).
 //! Client load runs through every test and must see no failed request.
 
-mod safety_common;
-
-use std::cell::Cell;
 use std::path::PathBuf;
 
-use safety_common::*;
+use crate::common::*;
 use serde_json::Value;
 
 /// Where to kill: a description and a predicate over the events seen so far.
@@ -26,7 +23,7 @@ struct KillPoint {
     at: fn(&str, &Value) -> bool,
 }
 
-fn started(e: &Value, step: &str) -> bool {
+pub(crate) fn started(e: &Value, step: &str) -> bool {
     is_step(e, "step_started", step)
 }
 
@@ -127,12 +124,12 @@ const BOUNDARIES: &[KillPoint] = &[
 ];
 
 /// A server under load, upgraded back and forth between two builds.
-struct Bench {
-    server: Server,
+pub(crate) struct Bench {
+    pub(crate) server: Server,
     /// The builds alternated between, with their versions.
     builds: [(PathBuf, &'static str); 2],
     /// The version running and the hash of the installed executable.
-    running: (&'static str, String),
+    pub(crate) running: (&'static str, String),
     extra_args: Vec<String>,
     log: Vec<String>,
 }
@@ -147,7 +144,7 @@ struct AfterKill {
 }
 
 impl Bench {
-    fn new(old_faults: &[&str], new_faults: &[&str], extra_args: &[&str]) -> Bench {
+    pub(crate) fn new(old_faults: &[&str], new_faults: &[&str], extra_args: &[&str]) -> Bench {
         let server = Server::start(old_faults);
         let builds = [
             (server.build("2.0", new_faults), "2.0"),
@@ -164,12 +161,12 @@ impl Bench {
     }
 
     /// The build to upgrade to next (the one not running).
-    fn next(&self) -> (PathBuf, &'static str) {
+    pub(crate) fn next(&self) -> (PathBuf, &'static str) {
         let i = usize::from(self.running.0 == "2.0");
         self.builds[i].clone()
     }
 
-    fn upgrade_args(&self, new: &std::path::Path) -> Vec<String> {
+    pub(crate) fn upgrade_args(&self, new: &std::path::Path) -> Vec<String> {
         let mut args = vec![
             "upgrade".into(),
             "--pid-file".into(),
@@ -184,7 +181,7 @@ impl Bench {
         args
     }
 
-    fn context(&self) -> String {
+    pub(crate) fn context(&self) -> String {
         format!("\n--- history ---\n{}", self.log.join("\n"))
     }
 
@@ -354,53 +351,63 @@ fn run_boundaries(range: std::ops::Range<usize>) {
 
 #[test]
 fn killed_before_the_spawn_then_recovered() {
-    // lock .. spawn started
-    run_boundaries(0..6);
+    hotreload_tests::watchdog(|| {
+        // lock .. spawn started
+        run_boundaries(0..6);
+    });
 }
 
 #[test]
 fn killed_during_spawn_and_health_then_recovered() {
-    // USR2 .. drain started
-    run_boundaries(6..11);
+    hotreload_tests::watchdog(|| {
+        // USR2 .. drain started
+        run_boundaries(6..11);
+    });
 }
 
 #[test]
 fn killed_during_drain_and_retire_then_recovered() {
-    // WINCH .. QUIT sent
-    run_boundaries(11..15);
+    hotreload_tests::watchdog(|| {
+        // WINCH .. QUIT sent
+        run_boundaries(11..15);
+    });
 }
 
 #[test]
 fn killed_during_retire_and_commit_then_recovered() {
-    // inside the retire wait .. commit finished
-    run_boundaries(15..BOUNDARIES.len());
+    hotreload_tests::watchdog(|| {
+        // inside the retire wait .. commit finished
+        run_boundaries(15..BOUNDARIES.len());
+    });
 }
 
 /// Inside a long drain wait: the old build's workers take 30 s to finish on a graceful
 /// stop. Recovered by rollback; then by `drain --terminate` and `commit`.
 #[test]
 fn killed_inside_a_long_drain_wait_then_recovered() {
-    let mut bench = Bench::new(&["slow-drain=30s"], &[], &["--drain-timeout", "1m"]);
-    let load = bench.server.load();
-    let point = KillPoint {
-        name: "1 s into the drain wait",
-        at: |s, e| waiting_in("drain", s, e, 1000),
-    };
-    let k = bench.kill_at(&point);
-    assert_eq!(k.phase, "spawned", "{}", bench.context());
-    bench.recover_by_rollback(&k);
-    let k = bench.kill_at(&point);
-    assert_eq!(k.phase, "spawned", "{}", bench.context());
-    let pid_file = bench.server.pid_file();
-    hotreload(&["drain", "--pid-file", &pid_file, "--terminate"]).expect_code(0);
-    let k = AfterKill {
-        phase: bench.server.settled_phase(),
-        ..k
-    };
-    bench.finish(&k);
-    eprintln!("{}", bench.context());
-    let stats = load.stop();
-    assert_no_failures(&stats, &bench.context());
+    hotreload_tests::watchdog(|| {
+        let mut bench = Bench::new(&["slow-drain=30s"], &[], &["--drain-timeout", "1m"]);
+        let load = bench.server.load();
+        let point = KillPoint {
+            name: "1 s into the drain wait",
+            at: |s, e| waiting_in("drain", s, e, 1000),
+        };
+        let k = bench.kill_at(&point);
+        assert_eq!(k.phase, "spawned", "{}", bench.context());
+        bench.recover_by_rollback(&k);
+        let k = bench.kill_at(&point);
+        assert_eq!(k.phase, "spawned", "{}", bench.context());
+        let pid_file = bench.server.pid_file();
+        hotreload(&["drain", "--pid-file", &pid_file, "--terminate"]).expect_code(0);
+        let k = AfterKill {
+            phase: bench.server.settled_phase(),
+            ..k
+        };
+        bench.finish(&k);
+        eprintln!("{}", bench.context());
+        let stats = load.stop();
+        assert_no_failures(&stats, &bench.context());
+    });
 }
 
 /// Inside a long retire wait: the old build ignores QUIT, so the retire waits out its
@@ -408,75 +415,27 @@ fn killed_inside_a_long_drain_wait_then_recovered() {
 /// (QUIT, then TERM).
 #[test]
 fn killed_inside_a_long_retire_wait_then_recovered() {
-    let mut bench = Bench::new(&["ignore=QUIT"], &[], &["--quit-timeout", "30s"]);
-    let load = bench.server.load();
-    let point = KillPoint {
-        name: "0.5 s into the retire wait",
-        at: |s, e| waiting_in("retire", s, e, 500),
-    };
-    let k = bench.kill_at(&point);
-    assert_eq!(k.phase, "drained", "{}", bench.context());
-    bench.recover_by_rollback(&k);
-    let k = bench.kill_at(&point);
-    assert_eq!(k.phase, "drained", "{}", bench.context());
-    let pid_file = bench.server.pid_file();
-    hotreload(&["commit", "--pid-file", &pid_file, "--quit-timeout", "1s"]).expect_code(0);
-    let k = AfterKill {
-        phase: bench.server.settled_phase(),
-        ..k
-    };
-    bench.finish(&k);
-    eprintln!("{}", bench.context());
-    let stats = load.stop();
-    assert_no_failures(&stats, &bench.context());
-}
-
-/// Inside a long spawn wait: the new build hangs on start (never writes its pid file,
-/// ignores every signal but KILL). The old master has renamed its pid file to `.oldbin`;
-/// nothing else will ever change. `status` must say what it is, and `rollback` must
-/// bring back the old master's pid file and stop the hung process.
-#[test]
-fn killed_inside_a_hung_spawn_then_rolled_back() {
-    let bench = Bench::new(&[], &["hang-on-start"], &["--spawn-timeout", "1m"]);
-    let load = bench.server.load();
-    let server = &bench.server;
-    let old_master = server.master().unwrap();
-    let old_sha = bench.running.1.clone();
-    let (new, _) = bench.next();
-    let events = hotreload_killed_at(&bench.upgrade_args(&new), {
-        let in_spawn = Cell::new(false);
-        move |e| {
-            if started(e, "spawn") {
-                in_spawn.set(true);
-            }
-            in_spawn.get()
-                && e["type"] == "waiting"
-                && e["data"]["elapsed_ms"].as_u64().unwrap_or(0) >= 1000
-        }
+    hotreload_tests::watchdog(|| {
+        let mut bench = Bench::new(&["ignore=QUIT"], &[], &["--quit-timeout", "30s"]);
+        let load = bench.server.load();
+        let point = KillPoint {
+            name: "0.5 s into the retire wait",
+            at: |s, e| waiting_in("retire", s, e, 500),
+        };
+        let k = bench.kill_at(&point);
+        assert_eq!(k.phase, "drained", "{}", bench.context());
+        bench.recover_by_rollback(&k);
+        let k = bench.kill_at(&point);
+        assert_eq!(k.phase, "drained", "{}", bench.context());
+        let pid_file = bench.server.pid_file();
+        hotreload(&["commit", "--pid-file", &pid_file, "--quit-timeout", "1s"]).expect_code(0);
+        let k = AfterKill {
+            phase: bench.server.settled_phase(),
+            ..k
+        };
+        bench.finish(&k);
+        eprintln!("{}", bench.context());
+        let stats = load.stop();
+        assert_no_failures(&stats, &bench.context());
     });
-    let status = server.status();
-    let truth = server.true_phase();
-    let ctx = format!(
-        "\nstatus: {status}\ntruth: {truth}\nlast event: {}",
-        events.last().unwrap()
-    );
-    // The truth: pid file gone, .oldbin names the old master, a hung child.
-    assert_eq!(
-        read_pid(&server.inst.oldbin_file()),
-        Some(old_master),
-        "{ctx}"
-    );
-    assert_eq!(status["phase"], "unknown", "{ctx}");
-    assert!(
-        status["evidence"].to_string().contains(".oldbin"),
-        "status does not name the .oldbin file{ctx}"
-    );
-    let run = hotreload(&["rollback", "--pid-file", &server.pid_file(), "--json"]);
-    let ctx = format!("{ctx}{run}");
-    run.expect_code(0);
-    server.assert_healthy_steady("1.0", &old_sha, &ctx);
-    assert_eq!(server.master(), Some(old_master), "{ctx}");
-    server.assert_next_upgrade_possible(&new);
-    let stats = load.stop();
-    assert_no_failures(&stats, &ctx);
 }

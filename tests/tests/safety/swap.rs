@@ -9,8 +9,6 @@
 //! link and rename, between rename and the journal update) are hit deterministically
 //! with `strace --inject=...:signal=KILL` on a normal-sized executable.
 
-mod safety_common;
-
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -18,7 +16,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Instant;
 
-use safety_common::*;
+use crate::common::*;
 use serde_json::Value;
 
 const MB: u64 = 1 << 20;
@@ -224,43 +222,29 @@ fn big_swap_survives_repeated_kills(swap: &str, kill_after_mb: &[u64], then_upgr
 
 #[test]
 fn big_rename_swap_survives_repeated_kills() {
-    // Staged copy at 50 MB, complete (100 MB), and after the swap step.
-    big_swap_survives_repeated_kills("rename", &[50, 100, u64::MAX], true);
+    hotreload_tests::watchdog(|| {
+        // Staged copy at 50 MB, complete (100 MB), and after the swap step.
+        big_swap_survives_repeated_kills("rename", &[50, 100, u64::MAX], true);
+    });
 }
 
 #[test]
 fn big_copy_swap_survives_repeated_kills() {
-    // The copy swap stages the new file and a copy of the old one: 200 MB of temps.
-    // Killed with the new file half staged, the backup copy half made, and after the swap
-    // step; then a full upgrade must still go through.
-    big_swap_survives_repeated_kills("copy", &[50, 150, u64::MAX], true);
-}
-
-/// Whether strace can run here. Without it the two exact-syscall tests skip with a message,
-/// except under `HOTRELOAD_REQUIRE_REAL_SERVERS=1` (CI, whose `.ci/run` installs it), where
-/// a missing strace fails them: they must never silently stop running.
-fn strace_available() -> bool {
-    let found = Command::new("strace")
-        .arg("-V")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        let msg =
-            "strace not installed (apt-get install strace): the exact-syscall swap kills need it";
-        assert!(
-            std::env::var("HOTRELOAD_REQUIRE_REAL_SERVERS").as_deref() != Ok("1"),
-            "HOTRELOAD_REQUIRE_REAL_SERVERS=1 but {msg}"
-        );
-        eprintln!("SKIPPED: {msg}");
-    }
-    found
+    hotreload_tests::watchdog(|| {
+        // The copy swap stages the new file and a copy of the old one: 200 MB of temps.
+        // Killed with the new file half staged, the backup copy half made, and after the swap
+        // step; then a full upgrade must still go through.
+        big_swap_survives_repeated_kills("copy", &[50, 150, u64::MAX], true);
+    });
 }
 
 /// Runs `hotreload args` under `strace`, which SIGKILLs it on entry to the `when`-th call
 /// of one of `syscalls` (deterministic: no timing involved). Returns strace's exit code.
-fn hotreload_killed_on_syscall(args: &[String], syscalls: &str, when: u32) -> Option<i32> {
+pub(crate) fn hotreload_killed_on_syscall(
+    args: &[String],
+    syscalls: &str,
+    when: u32,
+) -> Option<i32> {
     let status = Command::new("strace")
         .args(["-qq", "-o", "/dev/null", "-e"])
         .arg(format!("trace={syscalls}"))
@@ -283,145 +267,72 @@ fn hotreload_killed_on_syscall(args: &[String], syscalls: &str, when: u32) -> Op
 /// old one in place with no backup or journal behind — so the next upgrade can run.
 /// (The instant between link and rename has its own test below.)
 #[test]
+#[cfg_attr(missing_strace, ignore = "needs strace: apt-get install strace")]
 fn swap_killed_at_each_syscall_of_the_install() {
-    if !strace_available() {
-        return;
-    }
-    let server = Server::start(&[]);
-    let new = server.build("2.0", &[]);
-    let old_sha = sha(&server.installed).unwrap();
-    let new_sha = sha(&new).unwrap();
-    let load = server.load();
-    let args: Vec<String> = [
-        "upgrade",
-        "--pid-file",
-        &server.pid_file(),
-        "--new-binary",
-        &new.display().to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let renames = "rename,renameat,renameat2";
-    let links = "link,linkat";
-    let mut log = Vec::new();
-    for (what, syscalls, when) in [
-        ("before the journal is first written", renames, 1),
-        ("staged, before the backup link", links, 1),
-        ("renamed over, before the journal update", renames, 3),
-    ] {
-        let code = hotreload_killed_on_syscall(&args, syscalls, when);
-        let installed = sha(&server.installed);
-        let which = if installed.as_deref() == Some(old_sha.as_str()) {
-            "old"
-        } else if installed.as_deref() == Some(new_sha.as_str()) {
-            "new"
-        } else {
-            "NEITHER"
-        };
-        log.push(format!(
-            "killed {what} (strace exit {code:?}): binary path holds the {which} executable, \
-             backup {}, journal {}",
-            if server.backup().exists() {
-                "present"
+    hotreload_tests::watchdog(|| {
+        let server = Server::start(&[]);
+        let new = server.build("2.0", &[]);
+        let old_sha = sha(&server.installed).unwrap();
+        let new_sha = sha(&new).unwrap();
+        let load = server.load();
+        let args: Vec<String> = [
+            "upgrade",
+            "--pid-file",
+            &server.pid_file(),
+            "--new-binary",
+            &new.display().to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let renames = "rename,renameat,renameat2";
+        let links = "link,linkat";
+        let mut log = Vec::new();
+        for (what, syscalls, when) in [
+            ("before the journal is first written", renames, 1),
+            ("staged, before the backup link", links, 1),
+            ("renamed over, before the journal update", renames, 3),
+        ] {
+            let code = hotreload_killed_on_syscall(&args, syscalls, when);
+            let installed = sha(&server.installed);
+            let which = if installed.as_deref() == Some(old_sha.as_str()) {
+                "old"
+            } else if installed.as_deref() == Some(new_sha.as_str()) {
+                "new"
             } else {
-                "absent"
-            },
-            if server.journal().exists() {
-                "present"
-            } else {
-                "absent"
-            },
-        ));
-        let ctx = format!("\n{}", log.join("\n"));
-        assert_ne!(which, "NEITHER", "partial or missing executable{ctx}");
-        if which == "new" {
-            assert_eq!(
-                sha(&server.backup()).as_deref(),
-                Some(old_sha.as_str()),
-                "no backup of the old executable{ctx}"
-            );
+                "NEITHER"
+            };
+            log.push(format!(
+                "killed {what} (strace exit {code:?}): binary path holds the {which} executable, \
+                 backup {}, journal {}",
+                if server.backup().exists() {
+                    "present"
+                } else {
+                    "absent"
+                },
+                if server.journal().exists() {
+                    "present"
+                } else {
+                    "absent"
+                },
+            ));
+            let ctx = format!("\n{}", log.join("\n"));
+            assert_ne!(which, "NEITHER", "partial or missing executable{ctx}");
+            if which == "new" {
+                assert_eq!(
+                    sha(&server.backup()).as_deref(),
+                    Some(old_sha.as_str()),
+                    "no backup of the old executable{ctx}"
+                );
+            }
+            let run = hotreload(&["rollback", "--pid-file", &server.pid_file()]);
+            log.push(format!("  rollback -> exit {:?}", run.code));
+            let ctx = format!("{run}\n{}", log.join("\n"));
+            assert!(matches!(run.code, Some(0) | Some(3)), "{ctx}");
+            server.assert_healthy_steady("1.0", &old_sha, &ctx);
+            server.assert_next_upgrade_possible(&new);
         }
-        let run = hotreload(&["rollback", "--pid-file", &server.pid_file()]);
-        log.push(format!("  rollback -> exit {:?}", run.code));
-        let ctx = format!("{run}\n{}", log.join("\n"));
-        assert!(matches!(run.code, Some(0) | Some(3)), "{ctx}");
-        server.assert_healthy_steady("1.0", &old_sha, &ctx);
-        server.assert_next_upgrade_possible(&new);
-    }
-    let stats = load.stop();
-    assert_no_failures(&stats, &log.join("\n"));
-}
-
-/// Killed between the backup's hard link and the rename over the binary: the binary and
-/// the backup are two names of one inode. `rollback` "restores" with
-/// `rename(backup, binary)`, which POSIX makes a no-op for two links to the same file: it
-/// reports success, removes the journal, and leaves the backup — and the next upgrade is
-/// refused because a backup exists.
-#[test]
-fn swap_killed_between_backup_link_and_rename_then_rolled_back() {
-    if !strace_available() {
-        return;
-    }
-    let server = Server::start(&[]);
-    let new = server.build("2.0", &[]);
-    let old_sha = sha(&server.installed).unwrap();
-    let args: Vec<String> = [
-        "upgrade",
-        "--pid-file",
-        &server.pid_file(),
-        "--new-binary",
-        &new.display().to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    hotreload_killed_on_syscall(&args, "rename,renameat,renameat2", 2);
-    assert_eq!(sha(&server.installed).as_deref(), Some(old_sha.as_str()));
-    assert!(
-        server.backup().exists(),
-        "the kill did not land between link and rename"
-    );
-    let rollback = hotreload(&["rollback", "--pid-file", &server.pid_file()]);
-    rollback.expect_code(0);
-    let backup_left = server.backup().exists();
-    let next = hotreload(&args);
-    let ctx = format!("{rollback}{next}");
-    assert!(!backup_left, "rollback left the backup behind{ctx}");
-    next.expect_code(0);
-    server.assert_healthy_steady("2.0", &sha(&new).unwrap(), &ctx);
-}
-
-/// A `--swap copy` upgrade that rolls back (here: the new build crashes on start) puts
-/// the old executable back from its backup *copy*: same content, another inode than the
-/// one the master runs. The server is as before, so the next upgrade must be possible.
-#[test]
-fn copy_swap_rolled_back_then_the_next_upgrade_runs() {
-    let server = Server::start(&[]);
-    let old_sha = sha(&server.installed).unwrap();
-    let broken = server.build("2.0", &["crash-on-start"]);
-    let good = server.build("3.0", &[]);
-    let run = hotreload(&[
-        "upgrade",
-        "--pid-file",
-        &server.pid_file(),
-        "--new-binary",
-        &broken.display().to_string(),
-        "--swap",
-        "copy",
-    ]);
-    run.expect_code(1);
-    server.assert_healthy_steady("1.0", &old_sha, &run);
-    let next = hotreload(&[
-        "upgrade",
-        "--pid-file",
-        &server.pid_file(),
-        "--new-binary",
-        &good.display().to_string(),
-        "--swap",
-        "copy",
-    ]);
-    let ctx = format!("{run}{next}");
-    next.expect_code(0);
-    server.assert_healthy_steady("3.0", &sha(&good).unwrap(), &ctx);
+        let stats = load.stop();
+        assert_no_failures(&stats, &log.join("\n"));
+    });
 }

@@ -1,0 +1,9 @@
+//! `hotreload-core` as a library against fake-nginx: the one-shot upgrade (`upgrade`), the
+//! typed step operations (`steps`) and recovery from an interrupted upgrade (`recovery`);
+//! and self-tests of the shared harness (`harness`). One test binary, one build.
+
+mod common;
+mod harness;
+mod recovery;
+mod steps;
+mod upgrade;

@@ -1,0 +1,399 @@
+//! The typed operations of hotreload-core against fake-nginx, each step attached from a
+//! fresh `Target` (as a new process would), the rollbacks, and what `observe` reports
+//! for servers it must not guess about.
+
+use std::fs;
+use std::time::Duration;
+
+use crate::common::*;
+use hotreload_core::{swap_for, upgrade, Error, NoopObserver, Phase, Signal, State, Target};
+use hotreload_tests::{poll, procs};
+
+/// Attaches as a new process would: a new `Target`, nothing carried over.
+fn attach(s: &Setup) -> State {
+    Target::new(s.inst.pid_file()).attach().expect("attach")
+}
+
+#[test]
+fn each_step_from_a_fresh_process() {
+    hotreload_tests::watchdog(|| {
+        let s = start(&[]);
+        let v2 = s.variant("2.0", &[]);
+        let old = s.original_master();
+        let opts = op_options();
+        let events = Events::default();
+        // The executable is swapped by hand here; the steps do not need a journal.
+        let record = s.install(&v2);
+
+        let State::Steady(steady) = attach(&s) else {
+            panic!("not steady\n{}", s.why())
+        };
+        assert_eq!(steady.master_pid(), old);
+        let spawned = steady
+            .spawn_new_master(&opts, &events)
+            .unwrap_or_else(|e| panic!("{e}\n{}\n{}", events.text(), s.why()));
+        let new = spawned.new_pid();
+        drop(spawned);
+
+        let State::Spawned(spawned) = attach(&s) else {
+            panic!("not spawned\n{}", s.why())
+        };
+        assert_eq!((spawned.old_pid(), spawned.new_pid()), (old, new));
+        let seen = spawned.observation().clone();
+        assert_eq!(seen.phase, Phase::Spawned);
+        assert_eq!(seen.old_master.as_ref().unwrap().workers.len(), 2);
+        assert_eq!(seen.new_master.as_ref().unwrap().workers.len(), 2);
+        assert_eq!(s.pid_from_file(), Some(new.get()));
+        assert_eq!(s.inst.pid_from_oldbin(), Some(old.get()));
+        let drained = spawned
+            .drain_old_workers(&opts, &events)
+            .unwrap_or_else(|e| panic!("{e}\n{}", events.text()));
+        drop(drained);
+
+        let State::Drained(drained) = attach(&s) else {
+            panic!("not drained\n{}", s.why())
+        };
+        assert!(procs::workers_of(old.get()).is_empty());
+        assert_eq!(s.version(), "fake-nginx/2.0");
+        let steady = drained
+            .retire_old(&opts, &events)
+            .unwrap_or_else(|e| panic!("{e}\n{}", events.text()));
+        assert_eq!(steady.master_pid(), new);
+        wait_gone(old);
+        s.assert_steady(new, "2.0");
+        swap_for(record.kind).commit(&record).unwrap();
+        assert!(s.installed_is(&v2));
+
+        // Only stop signals, to the old master, besides the spawn: never USR2/WINCH to the new.
+        let to_new: Vec<Signal> = events
+            .signals()
+            .iter()
+            .filter(|(p, _)| *p == new)
+            .map(|(_, s)| *s)
+            .collect();
+        assert!(to_new.is_empty(), "{}", events.text());
+    });
+}
+
+#[test]
+fn rollback_from_spawned_in_a_fresh_process() {
+    hotreload_tests::watchdog(|| {
+        let s = start(&[]);
+        let v2 = s.variant("2.0", &[]);
+        let old = s.original_master();
+        let opts = op_options();
+        let record = s.install(&v2);
+        let State::Steady(steady) = attach(&s) else {
+            panic!("not steady")
+        };
+        let new = steady
+            .spawn_new_master(&opts, &NoopObserver)
+            .expect("spawn")
+            .new_pid();
+
+        let State::Spawned(spawned) = attach(&s) else {
+            panic!("not spawned\n{}", s.why())
+        };
+        let events = Events::default();
+        let steady = spawned
+            .rollback(&opts, &events)
+            .unwrap_or_else(|e| panic!("{e}\n{}", events.text()));
+        assert_eq!(steady.master_pid(), old);
+        // The old workers were never stopped: no HUP; only QUIT, and only to the new master.
+        assert_eq!(events.signals(), [(new, Signal::Quit)], "{}", events.text());
+        wait_gone(new);
+        s.assert_steady(old, "1.0");
+        swap_for(record.kind).restore(&record).unwrap();
+    });
+}
+
+#[test]
+fn rollback_from_drained_in_a_fresh_process_restores_the_executable() {
+    hotreload_tests::watchdog(|| {
+        let s = start(&[]);
+        let v1 = s.dir.path().join("v1-copy");
+        fs::copy(&s.installed, &v1).unwrap();
+        let v2 = s.variant("2.0", &[]);
+        let old = s.original_master();
+        // An upgrade that stops after the drain leaves the journal for whoever comes next.
+        let report =
+            upgrade(&s.target(), &options(&v2).keep_old(true), &NoopObserver).expect("upgrade");
+        let new = report.new_pid.unwrap();
+        assert!(s.installed_is(&v2));
+
+        let State::Drained(drained) = attach(&s) else {
+            panic!("not drained\n{}", s.why())
+        };
+        let events = Events::default();
+        let steady = drained
+            .rollback(&op_options(), &events)
+            .unwrap_or_else(|e| panic!("{e}\n{}\n{}", events.text(), s.why()));
+        assert_eq!(steady.master_pid(), old);
+        assert_eq!(
+            events.signals(),
+            [(old, Signal::Hup), (new, Signal::Quit)],
+            "{}",
+            events.text()
+        );
+        wait_gone(new);
+        s.assert_steady(old, "1.0");
+        assert!(s.installed_is(&v1), "the v1 executable is not back");
+        assert!(!s.backup().exists());
+        assert!(!s.journal().exists());
+    });
+}
+
+#[test]
+fn finishing_a_kept_upgrade_in_a_fresh_process_commits_the_executable() {
+    hotreload_tests::watchdog(|| {
+        let s = start(&[]);
+        let v2 = s.variant("2.0", &[]);
+        let old = s.original_master();
+        let report =
+            upgrade(&s.target(), &options(&v2).keep_old(true), &NoopObserver).expect("upgrade");
+        let new = report.new_pid.unwrap();
+
+        let State::Drained(drained) = attach(&s) else {
+            panic!("not drained\n{}", s.why())
+        };
+        let steady = drained
+            .retire_old(&op_options(), &NoopObserver)
+            .expect("retire");
+        assert_eq!(steady.master_pid(), new);
+        wait_gone(old);
+        s.assert_steady(new, "2.0");
+        assert!(s.installed_is(&v2));
+        assert!(!s.backup().exists(), "backup left after commit");
+        assert!(!s.journal().exists(), "journal left after commit");
+    });
+}
+
+#[test]
+fn drain_past_the_deadline_gives_the_state_back_with_the_remaining_workers() {
+    hotreload_tests::watchdog(|| {
+        let s = start(&["slow-drain=120s"]);
+        let v2 = s.variant("2.0", &[]);
+        let old = s.original_master();
+        let record = s.install(&v2);
+        let State::Steady(steady) = attach(&s) else {
+            panic!("not steady")
+        };
+        let spawned = steady
+            .spawn_new_master(&op_options(), &NoopObserver)
+            .expect("spawn");
+        let workers = procs::workers_of(old.get());
+
+        let short = op_options().drain_timeout(Duration::from_secs(1));
+        let e = spawned
+            .drain_old_workers(&short, &NoopObserver)
+            .expect_err("drain must time out");
+        let mut remaining = match &e.error {
+            Error::DrainTimeout { remaining, .. } => {
+                remaining.iter().map(|p| p.get()).collect::<Vec<_>>()
+            }
+            other => panic!("{other}"),
+        };
+        remaining.sort_unstable();
+        assert_eq!(remaining, workers);
+        let spawned = e.state.expect("the spawned state is given back");
+        // The caller's choice: stop them now.
+        let drained = spawned
+            .terminate_old_workers(&op_options(), &NoopObserver)
+            .expect("terminate");
+        for w in workers {
+            wait_gone(pid(w));
+        }
+        let steady = drained
+            .retire_old(&op_options(), &NoopObserver)
+            .expect("retire");
+        s.assert_steady(steady.master_pid(), "2.0");
+        swap_for(record.kind).commit(&record).unwrap();
+    });
+}
+
+/// A process titled like a master, with a child titled like a worker, neither of which
+/// has a USR2 handler (they are `sleep`s). Killed, with its child, when dropped.
+struct FakeMaster {
+    master: std::process::Child,
+    worker: i32,
+}
+
+impl FakeMaster {
+    fn start() -> FakeMaster {
+        let master = std::process::Command::new("bash")
+            .arg("-c")
+            .arg("(exec -a 'nginx: worker process' sleep 600) & exec -a 'nginx: master process /bin/sleep' sleep 600")
+            .spawn()
+            .unwrap();
+        let pid = master.id() as i32;
+        let mut worker = 0;
+        poll::until(LONG, "the fake master and worker titles", || {
+            let workers = procs::workers_of(pid);
+            worker = workers.first().copied().unwrap_or(0);
+            worker != 0 && procs::title_of(pid).is_some_and(|t| t.contains("master process"))
+        });
+        FakeMaster { master, worker }
+    }
+}
+
+impl Drop for FakeMaster {
+    fn drop(&mut self) {
+        let _ = fake_nginx::harness::kill(self.worker, fake_nginx::Signal::Kill);
+        let _ = self.master.kill();
+        let _ = self.master.wait();
+    }
+}
+
+#[test]
+fn spawn_refuses_a_master_that_does_not_catch_the_spawn_signal() {
+    hotreload_tests::watchdog(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = FakeMaster::start();
+        let pid_file = dir.path().join("fake.pid");
+        fs::write(&pid_file, format!("{}\n", fake.master.id())).unwrap();
+        let State::Steady(steady) = Target::new(&pid_file).attach().unwrap() else {
+            panic!("a master titled process with a worker child should look steady")
+        };
+        let events = Events::default();
+        let e = steady
+            .spawn_new_master(&op_options(), &events)
+            .expect_err("must refuse");
+        assert!(
+            matches!(
+                e.error,
+                Error::NotCatching {
+                    signal: Signal::Usr2,
+                    ignored: false,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.state.is_some(), "still steady");
+        assert!(events.signals().is_empty(), "{}", events.text());
+        assert!(
+            alive(pid(fake.master.id() as i32)),
+            "USR2 must not have been sent"
+        );
+    });
+}
+
+#[test]
+fn observe_never_guesses() {
+    hotreload_tests::watchdog(|| {
+        let s = start(&[]);
+        let dir = s.dir.path();
+        let unknown = |content: &str, expect: &str| {
+            let pid_file = dir.join("probe.pid");
+            fs::write(&pid_file, content).unwrap();
+            let target = Target::new(&pid_file);
+            let seen = target.observe().unwrap();
+            assert_eq!(seen.phase, Phase::Unknown, "{content:?}: {seen:?}");
+            assert!(
+                seen.evidence.iter().any(|e| e.contains(expect)),
+                "{content:?}: expected {expect:?} in {:?}",
+                seen.evidence
+            );
+            assert!(matches!(target.attach().unwrap(), State::Unknown(_)));
+        };
+        // A stale pid file: the pid names no process.
+        let mut exited = std::process::Command::new("true").spawn().unwrap();
+        let dead = exited.id();
+        exited.wait().unwrap();
+        unknown(&format!("{dead}\n"), "not running");
+        // A pid that is alive but not a master (this test process).
+        unknown(&format!("{}\n", std::process::id()), "not a nginx master");
+        // Content that is not a pid.
+        unknown("12abc\n", "unusable");
+        unknown("", "unusable");
+        // A pid file naming a worker.
+        let worker = procs::workers_of(s.inst.master_pid())[0];
+        unknown(&format!("{worker}\n"), "not a nginx master");
+        // A missing pid file.
+        let seen = Target::new(dir.join("absent.pid")).observe().unwrap();
+        assert_eq!(seen.phase, Phase::Unknown);
+        assert!(
+            seen.evidence.iter().any(|e| e.contains("does not exist")),
+            "{:?}",
+            seen.evidence
+        );
+        // `.oldbin` naming the live master while the pid file is missing (as if a spawn hung).
+        let pid_file = dir.join("half.pid");
+        fs::write(
+            dir.join("half.pid.oldbin"),
+            format!("{}\n", s.inst.master_pid()),
+        )
+        .unwrap();
+        let seen = Target::new(&pid_file).observe().unwrap();
+        assert_eq!(seen.phase, Phase::Unknown, "{seen:?}");
+        assert_eq!(
+            seen.old_master.as_ref().map(|m| m.pid),
+            Some(s.original_master())
+        );
+        // Two masters with no parent link: `.oldbin` and the pid file name unrelated masters.
+        let other = start(&[]);
+        fs::write(&pid_file, format!("{}\n", other.inst.master_pid())).unwrap();
+        let seen = Target::new(&pid_file).observe().unwrap();
+        assert_eq!(seen.phase, Phase::Unknown, "{seen:?}");
+        assert!(
+            seen.evidence.iter().any(|e| e.contains("no parent link")),
+            "{:?}",
+            seen.evidence
+        );
+        // And the real one is steady.
+        let seen = s.target().observe().unwrap();
+        assert_eq!(seen.phase, Phase::Steady, "{seen:?}");
+        assert_eq!(seen.old_master.unwrap().workers.len(), 2);
+    });
+}
+
+#[test]
+fn a_zombie_named_by_the_pid_file_is_not_a_master() {
+    hotreload_tests::watchdog(|| {
+        let dir = tempfile::tempdir().unwrap();
+        // Our own child, exited and not yet reaped: a zombie.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let zombie = child.id();
+        poll::until(LONG, "the child to be a zombie", || {
+            procs::stat(zombie as i32).map(|s| s.state) == Some('Z')
+        });
+        let pid_file = dir.path().join("zombie.pid");
+        fs::write(&pid_file, format!("{zombie}\n")).unwrap();
+        let seen = Target::new(&pid_file).observe().unwrap();
+        child.wait().unwrap();
+        assert_eq!(seen.phase, Phase::Unknown);
+        assert!(
+            seen.evidence.iter().any(|e| e.contains("zombie")),
+            "{:?}",
+            seen.evidence
+        );
+    });
+}
+
+#[test]
+fn a_new_master_running_another_file_than_the_installed_one_is_stopped() {
+    hotreload_tests::watchdog(|| {
+        let s = start(&[]);
+        let v2 = s.variant("2.0", &[]);
+        let old = s.original_master();
+        // The target says the executable is v2's file, but nothing was installed at argv[0]:
+        // the new master runs v1 again, which is not what was asked for.
+        let target = Target::new(s.inst.pid_file()).binary(&v2);
+        let State::Steady(steady) = target.attach().unwrap() else {
+            panic!("not steady")
+        };
+        let events = Events::default();
+        let e = steady
+            .spawn_new_master(&op_options(), &events)
+            .expect_err("the new master runs the wrong file");
+        assert!(
+            matches!(e.error, Error::WrongExecutable { .. }),
+            "{e}\n{}",
+            events.text()
+        );
+        let steady = e.state.expect("back to steady");
+        assert_eq!(steady.master_pid(), old);
+        s.assert_steady(old, "1.0");
+        assert_eq!(s.inst.processes().len(), 3, "{}", s.why());
+    });
+}

@@ -1,0 +1,13 @@
+//! The safety suite (issue 6): the fault matrix under load (`faults`), hostile input with
+//! canaries (`input`), the orchestrator SIGKILLed anywhere (`killed`), two operators at
+//! once (`operators`), the swap killed repeatedly (`swap`), zombies (`zombie`), and one
+//! test per bug fixed so far (`regression`). One test binary, one build.
+
+mod common;
+mod faults;
+mod input;
+mod killed;
+mod operators;
+mod regression;
+mod swap;
+mod zombie;
