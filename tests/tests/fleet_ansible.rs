@@ -497,10 +497,16 @@ fn ansible_test_sanity_offline_subset_passes() {
         "no-assert",
         "symlinks",
     ];
+    // ansible-test checks with the Python that runs Ansible (its "controller" Python).
+    let version = std::process::Command::new(ansible_python())
+        .args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
+        .output()
+        .expect("run Ansible's python");
+    let version = String::from_utf8_lossy(&version.stdout).trim().to_owned();
     let mut cmd = assert_cmd::Command::new(which("ansible-test"));
     cmd.current_dir(copy.join("hotreload"))
         .env("ANSIBLE_HOME", tmp.path().join("ansible-home"))
-        .args(["sanity", "--python", "3.11"]);
+        .args(["sanity", "--python", &version]);
     for t in tests {
         cmd.args(["--test", t]);
     }
