@@ -669,8 +669,9 @@ fn broken_build_stops_at_the_canary_and_leaves_every_other_host_untouched() {
     assert!(ran.stdout.contains("rolled_back"), "{ran}");
 }
 
-/// Waits on the CLI's `unchanged` outcome (exit 0) for a host that already runs the
-/// requested build: until it lands, hotreload refuses a same-build upgrade (exit 3).
+/// Waits on hotreload's `unchanged` outcome (exit 0) for a host that already runs the
+/// requested build (the core's `Outcome::Unchanged`, printed by the CLI): until it lands,
+/// hotreload refuses a same-build upgrade (exit 3) and this test fails at the second run.
 #[test]
 #[cfg_attr(
     missing_ansible,

@@ -136,6 +136,12 @@ from ansible_collections.hotreload.hotreload.plugins.module_utils.hotreload_cli 
     status_facts,
 )
 
+ARGUMENT_SPEC = dict(
+    pid_file=dict(type="path", required=True),
+    flavor=dict(type="str", default="nginx", choices=["nginx", "unicorn", "gunicorn"]),
+    hotreload_path=dict(type="str", default="hotreload"),
+)
+
 
 def run(module):
     cmd = status_command(module.params)
@@ -163,14 +169,7 @@ def run(module):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            pid_file=dict(type="path", required=True),
-            flavor=dict(type="str", default="nginx", choices=["nginx", "unicorn", "gunicorn"]),
-            hotreload_path=dict(type="str", default="hotreload"),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     try:
         run(module)
     except Exception as e:  # never a traceback in the play's output

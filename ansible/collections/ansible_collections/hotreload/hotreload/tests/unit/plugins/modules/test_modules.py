@@ -151,3 +151,61 @@ def test_status_fails_when_the_system_cannot_be_read(tmp_path):
         "error": "cannot read /proc", "hint": "mount /proc"}}) + "\n", 3)
     res = run_module(tmp_path, "status", dict(pid_file="/run/x.pid", hotreload_path=cli))
     assert res["failed"] and res["msg"] == "cannot read /proc -- what to do: mount /proc"
+
+
+# --- documentation against the argument spec (what ansible-test's validate-modules checks
+# first; ansible-test itself cannot build its virtualenv offline) --------------------------
+
+def load_module(name):
+    import importlib.util
+    sys.path.insert(0, COLLECTIONS_ROOT)
+    spec = importlib.util.spec_from_file_location(
+        "hotreload_module_" + name, os.path.join(COLLECTION, "plugins", "modules", name + ".py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", ["upgrade", "status"])
+def test_documentation_matches_the_argument_spec(name):
+    import yaml
+    module = load_module(name)
+    doc = yaml.safe_load(module.DOCUMENTATION)
+    assert doc["module"] == name
+    yaml.safe_load(module.EXAMPLES)
+    returns = yaml.safe_load(module.RETURN)
+    assert "changed" not in returns or returns["changed"]["type"] == "bool"
+    documented = doc["options"]
+    spec = module.ARGUMENT_SPEC
+    assert sorted(documented) == sorted(spec)
+    for option, rules in spec.items():
+        docs = documented[option]
+        assert docs["type"] == rules["type"], option
+        assert docs.get("required", False) == rules.get("required", False), option
+        assert docs.get("default") == rules.get("default"), option
+        assert docs.get("choices") == rules.get("choices"), option
+        assert docs.get("description"), option
+
+
+def test_every_module_outcome_is_documented():
+    from ansible_collections.hotreload.hotreload.plugins.module_utils.hotreload_cli import OUTCOMES
+    import yaml
+    text = " ".join(yaml.safe_load(load_module("upgrade").RETURN)["outcome"]["description"])
+    for outcome in OUTCOMES:
+        assert "C(%s)" % outcome in text, outcome
+
+
+@pytest.mark.parametrize("phase,outcome,changed", [("drained", "would_roll_back", True),
+                                                   ("steady", "unchanged", False)])
+def test_check_mode_of_a_rollback_reads_the_status(tmp_path, phase, outcome, changed):
+    status = {"phase": phase, "pid_file": "/run/x.pid", "new_master": None,
+              "old_master": {"pid": 5, "exe": "/usr/sbin/nginx", "workers": []},
+              "evidence": []}
+    cli = fake_cli(tmp_path, record("result", {"command": "status", "outcome": "ok",
+                                               "exit_code": 0, "changed": False,
+                                               "status": status}) + "\n", 0)
+    res = run_module(tmp_path, "upgrade", dict(pid_file="/run/x.pid", state="rolled_back",
+                                               hotreload_path=cli), check_mode=True)
+    assert not res.get("failed"), res
+    assert res["outcome"] == outcome and res["changed"] is changed
+    assert (tmp_path / "args").read_text().split()[0] == "status"
