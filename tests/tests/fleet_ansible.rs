@@ -16,9 +16,6 @@
 //! they are absent (and neither `CI=true` nor `HOTRELOAD_REQUIRE_REAL_SERVERS=1` is set), which
 //! marks them ignored.
 
-// `missing_ansible` is set by tests/build.rs (cargo::rustc-check-cfg declares it there).
-#![allow(unexpected_cfgs)]
-
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
