@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use hotreload_core::{
-    upgrade, Error, HttpCheck, OpError, OpOptions, Outcome, Phase, Pid, State, Target, TcpCheck,
-    UpgradeOptions,
+    upgrade, Error, HttpCheck, Left, OpError, OpOptions, Outcome, Phase, Pid, State, Target,
+    TcpCheck, UpgradeOptions,
 };
 use serde_json::{json, Map, Value};
 
@@ -292,6 +292,9 @@ fn upgrade_cmd(args: UpgradeArgs) -> Exit {
                     ));
                     text
                 }
+                Outcome::Unchanged => format!(
+                    "unchanged: master {old} already runs the build asked for; nothing was done"
+                ),
                 _ => "done".to_owned(),
             };
             let outcome = report.outcome.as_str();
@@ -503,21 +506,21 @@ fn step(cmd: StepCmd, args: StepArgs, terminate: bool) -> Exit {
             drained
                 .retire_old(&options, &out)
                 .map(|s| s.observation().clone())
-                .map_err(StepFailure::plain)
+                .map_err(StepFailure::from_op)
         }
         (StepCmd::Rollback, State::Spawned(spawned)) => {
             announce(&out, cmd, spawned.observation());
             spawned
                 .rollback(&options, &out)
                 .map(|s| s.observation().clone())
-                .map_err(StepFailure::plain)
+                .map_err(StepFailure::from_op)
         }
         (StepCmd::Rollback, State::Drained(drained)) => {
             announce(&out, cmd, drained.observation());
             drained
                 .rollback(&options, &out)
                 .map(|s| s.observation().clone())
-                .map_err(StepFailure::plain)
+                .map_err(StepFailure::from_op)
         }
         // An upgrade killed between the swap and the spawn (or after the old master went
         // away) leaves a steady server and a journal: finish the executable's part of it.
@@ -529,7 +532,7 @@ fn step(cmd: StepCmd, args: StepArgs, terminate: bool) -> Exit {
             steady
                 .restore_binary(&options, &out)
                 .map(|s| s.observation().clone())
-                .map_err(StepFailure::plain)
+                .map_err(StepFailure::from_op)
         }
         (StepCmd::Commit, State::Steady(steady)) if target.journal_file().exists() => {
             out.say(format!(
@@ -539,7 +542,7 @@ fn step(cmd: StepCmd, args: StepArgs, terminate: bool) -> Exit {
             steady
                 .commit_binary(&options, &out)
                 .map(|s| s.observation().clone())
-                .map_err(StepFailure::plain)
+                .map_err(StepFailure::from_op)
         }
         (StepCmd::Rollback, State::Unknown(obs)) => {
             out.say(format!(
@@ -552,7 +555,7 @@ fn step(cmd: StepCmd, args: StepArgs, terminate: bool) -> Exit {
             target
                 .abort_spawn(&options, &out)
                 .map(|s| s.observation().clone())
-                .map_err(StepFailure::plain)
+                .map_err(StepFailure::from_op)
         }
         (cmd, state) => return wrong_phase(&out, cmd, &state, &pid_file),
     };
@@ -607,18 +610,13 @@ fn step(cmd: StepCmd, args: StepArgs, terminate: bool) -> Exit {
         }
         Err(failure) => {
             let message = error_chain(&failure.error);
-            // Which code: if the library sent no signal, nothing changed (3). If the
-            // server ended where it started from before the upgrade (steady, old
-            // version), it was rolled back (1). Anything else needs a person (5).
-            let exit = if out.signals_sent() == 0 {
-                Exit::Refused
-            } else if matches!(
-                (cmd, &failure.still_in),
-                (StepCmd::Spawn, Some(Phase::Steady))
-            ) {
-                Exit::RolledBack
-            } else {
-                Exit::Unrecovered
+            // Which code: the library says what the step left. Nothing changed (3); what
+            // changed was undone, the old version serves as before (1); anything else
+            // needs a person (5).
+            let exit = match failure.left {
+                Left::Untouched => Exit::Refused,
+                Left::Reverted => Exit::RolledBack,
+                _ => Exit::Unrecovered,
             };
             if exit == Exit::Refused {
                 out.error(
@@ -707,20 +705,15 @@ fn announce(out: &Output, cmd: StepCmd, obs: &hotreload_core::Observation) {
 struct StepFailure {
     error: Error,
     still_in: Option<Phase>,
+    left: Left,
 }
 
 impl StepFailure {
     fn from_op<S: HasObservation>(err: OpError<S>) -> StepFailure {
         StepFailure {
             still_in: err.state.as_ref().map(|s| s.observation().phase),
+            left: err.left,
             error: err.error,
-        }
-    }
-
-    fn plain(error: Error) -> StepFailure {
-        StepFailure {
-            error,
-            still_in: None,
         }
     }
 }
@@ -734,6 +727,12 @@ trait HasObservation {
 impl HasObservation for hotreload_core::Steady {
     fn observation(&self) -> &hotreload_core::Observation {
         hotreload_core::Steady::observation(self)
+    }
+}
+
+impl HasObservation for hotreload_core::Drained {
+    fn observation(&self) -> &hotreload_core::Observation {
+        hotreload_core::Drained::observation(self)
     }
 }
 

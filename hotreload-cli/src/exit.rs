@@ -65,6 +65,8 @@ impl Exit {
             FailureKind::Locked => Exit::Locked,
             FailureKind::RolledBack => Exit::RolledBack,
             FailureKind::Unrecovered => Exit::Unrecovered,
+            // Whatever had changed was rolled back: the old version serves.
+            FailureKind::Cancelled => Exit::RolledBack,
             // A kind this build does not know: claim nothing about the server's health.
             #[allow(unreachable_patterns)]
             _ => Exit::Unrecovered,

@@ -97,7 +97,6 @@ struct PrintState {
     /// The last plain progress line: what it was about, and when it was printed.
     last_plain: Option<(String, Instant)>,
     /// Signals the library reported sending; a failed step that sent none changed nothing.
-    signals_sent: usize,
     /// Steps the library reported finishing, in order, for the `result` record.
     steps: Vec<(String, Duration)>,
 }
@@ -113,11 +112,6 @@ impl Output {
 
     pub fn is_json(&self) -> bool {
         self.json
-    }
-
-    /// Signals reported by the library so far (through [`Event::Signalled`]).
-    pub fn signals_sent(&self) -> usize {
-        self.lock().signals_sent
     }
 
     /// The steps finished so far as the `steps` array of a `result` record.
@@ -256,14 +250,10 @@ impl Output {
 
     /// Prints the library's events as they happen (human account or JSON records).
     pub fn event(&self, event: &Event) {
-        match event {
-            Event::Signalled { .. } => self.lock().signals_sent += 1,
-            Event::StepFinished { step, duration } => {
-                self.lock()
-                    .steps
-                    .push((step.as_str().to_owned(), *duration));
-            }
-            _ => {}
+        if let Event::StepFinished { step, duration } = event {
+            self.lock()
+                .steps
+                .push((step.as_str().to_owned(), *duration));
         }
         if let Event::Waiting {
             what,

@@ -333,8 +333,8 @@ pub enum Error {
 
     /// Old workers were still running when the drain deadline passed.
     #[error(
-        "old workers {} of master {old} still run after {:.1}s{hint}: wait longer, terminate them, or roll back",
-        PidList(remaining), timeout.as_secs_f64()
+        "old workers {} of master {old} still run after {:.1}s{}: wait longer, terminate them, or roll back",
+        PidList(remaining), timeout.as_secs_f64(), StallText(stall, *old)
     )]
     DrainTimeout {
         /// The old master.
@@ -343,8 +343,8 @@ pub enum Error {
         remaining: Vec<Pid>,
         /// The drain deadline.
         timeout: std::time::Duration,
-        /// An explanation (may be empty; starts with "; " when not).
-        hint: String,
+        /// Why they still run, as far as can be seen.
+        stall: DrainStall,
     },
 
     /// The new master does not run the installed executable.
@@ -434,6 +434,47 @@ pub enum Error {
         /// What is wrong.
         problem: String,
     },
+
+    /// The caller cancelled the operation (its [`CancelToken`](crate::CancelToken)).
+    #[error("cancelled while {during}")]
+    Cancelled {
+        /// What was going on: the wait or the step that saw the cancel.
+        during: String,
+    },
+}
+
+/// Why old workers still run at the drain deadline, as far as can be seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DrainStall {
+    /// None of them is shutting down: the master seems to ignore the stop signal (nginx
+    /// does when it is not daemonized).
+    SignalIgnored {
+        /// The signal that was sent.
+        signal: Signal,
+    },
+    /// They are shutting down, still finishing requests.
+    FinishingRequests,
+    /// Nothing tells.
+    Unknown,
+}
+
+/// The stall as the tail of the drain timeout's message: "; ..." or nothing.
+struct StallText<'a>(&'a DrainStall, Pid);
+
+impl fmt::Display for StallText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            DrainStall::SignalIgnored { signal } => write!(
+                f,
+                "; none of them is shutting down: master {} seems to ignore {signal} (nginx \
+                 does when it is not daemonized)",
+                self.1
+            ),
+            DrainStall::FinishingRequests => f.write_str("; they are still finishing requests"),
+            DrainStall::Unknown => Ok(()),
+        }
+    }
 }
 
 /// What is wrong with a pid file. Each message says what to do about it.

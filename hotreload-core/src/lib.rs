@@ -110,45 +110,52 @@
 //! # Ok::<(), hotreload_core::Error>(())
 //! ```
 
-// Low-level: identity-pinned processes, /proc, pid files, locks, swaps, health checks.
-pub mod discovery;
-pub mod health;
-pub mod lock;
-pub mod pid;
-pub mod pidfile;
-pub mod process;
-pub mod procfs;
-pub mod signal;
-pub mod swap;
-mod sys;
-
-// High-level: flavors, the process-group model, typed operations and the pipeline.
+// The layers, bottom up (DESIGN.md §4); dependencies point down only.
+// Vocabulary.
 pub mod error;
 pub mod event;
+pub mod pid;
+pub mod signal;
+// System access: crate-private /proc, pid files and system calls; pinned processes,
+// file helpers, the subprocess runner and the one wait.
+mod exec;
+mod fsutil;
+pub mod lock;
+mod pidfile;
+pub mod process;
+mod procfs;
+mod sys;
+mod wait;
+// Strategies, user-extensible.
+pub mod discovery;
 pub mod flavor;
+pub mod health;
+pub mod swap;
+// The model, the journal below the operations, the operations and the pipeline.
 mod journal;
 pub mod model;
 pub mod ops;
-pub mod upgrade;
+pub mod pipeline;
 
-pub use discovery::{Discovery, ExplicitPid, PidFileDiscovery, ProcScanDiscovery};
-pub use error::{Error, PidFileProblem};
+pub use error::{DrainStall, Error, PidFileProblem};
 pub use event::{Event, NoopObserver, Observer, Role, Step};
-pub use flavor::{ConfigTest, Flavor, PidFileName, SignalMap, TitleArgs, TitleMarkers};
-pub use health::{Attributed, CommandCheck, HealthCheck, HttpCheck, TcpCheck};
+pub use flavor::Flavor;
+pub use health::{CommandCheck, HealthCheck, HttpCheck, TcpCheck};
 pub use lock::TargetLock;
 pub use model::{MasterInfo, Observation, Phase, Target, WorkerInfo};
-pub use ops::{Drained, OpError, OpOptions, Spawned, State, Steady};
+pub use ops::{Drained, Left, OpError, OpOptions, Spawned, State, Steady};
 pub use pid::Pid;
-pub use pidfile::{read_pid_file, read_pid_file_optional};
-pub use process::ProcessHandle;
-pub use procfs::{children, proc_info, ProcInfo};
-pub use signal::{Signal, SignalSet};
-pub use swap::{swap_for, BinarySwap, SwapKind, SwapRecord};
-pub use upgrade::{
+pub use pipeline::{
     finish, rollback, upgrade, Check, DrainTimeoutAction, FailureKind, Outcome, StepTiming,
     UpgradeError, UpgradeOptions, UpgradeReport,
 };
+pub use process::ProcessHandle;
+pub use signal::Signal;
+pub use swap::{swap_for, BinarySwap, SwapKind, SwapRecord};
+pub use wait::{CancelToken, CANCEL_SLICE};
+
+#[cfg(test)]
+mod lowlevel_tests;
 
 // The README's Rust examples are compiled as doctests, so they cannot drift from the API.
 #[cfg(doctest)]

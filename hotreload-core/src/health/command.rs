@@ -118,7 +118,7 @@ impl CommandCheck {
             return Err("no command given".to_string());
         };
         let deadline = Instant::now() + timeout;
-        let no_staging = crate::swap::spawn_guard();
+        let no_staging = crate::fsutil::spawn_guard();
         let mut child = Command::new(program)
             .args(args)
             .stdin(Stdio::null())

@@ -6,7 +6,8 @@
 
 use std::path::Path;
 
-use super::{install_file_swap, BinarySwap, SwapKind, SwapRecord};
+use super::file::install_file_swap;
+use super::{BinarySwap, SwapKind, SwapRecord};
 use crate::error::Error;
 
 /// Copy-based backup, atomic rename of the new binary.

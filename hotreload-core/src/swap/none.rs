@@ -4,8 +4,9 @@
 
 use std::path::Path;
 
-use super::{absolute, file_sha256, BinarySwap, SwapKind, SwapRecord};
+use super::{BinarySwap, SwapKind, SwapRecord};
 use crate::error::Error;
+use crate::fsutil::{absolute, file_sha256};
 
 /// Installs nothing; restore and commit do nothing.
 #[derive(Debug, Clone, Copy, Default)]

@@ -9,11 +9,11 @@ use std::io;
 use std::os::unix::fs::symlink;
 use std::path::Path;
 
-use super::{
-    absolute, file_sha256, remove_stale_temps, sync_parent, temp_sibling, BinarySwap, SwapKind,
-    SwapRecord, TempGuard,
-};
+use super::{BinarySwap, SwapKind, SwapRecord};
 use crate::error::Error;
+use crate::fsutil::{
+    absolute, file_sha256, remove_stale_temps, sync_parent, temp_sibling, TempGuard,
+};
 
 /// Atomic symlink flip.
 #[derive(Debug, Clone, Copy, Default)]

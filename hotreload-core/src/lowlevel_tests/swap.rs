@@ -9,10 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use hotreload_core::swap::{
-    backup_path_for, file_sha256, BinarySwap, CopySwap, NoSwap, RenameSwap, SymlinkSwap,
-};
-use hotreload_core::{swap_for, Error, SwapKind, SwapRecord};
+use crate::fsutil::file_sha256;
+use crate::swap::{backup_path_for, BinarySwap, CopySwap, NoSwap, RenameSwap, SymlinkSwap};
+use crate::{swap_for, Error, SwapKind, SwapRecord};
 
 fn write_exe(path: &Path, content: &[u8], mode: u32) {
     fs::write(path, content).unwrap();
@@ -260,7 +259,7 @@ fn sigkill_mid_swap_leaves_a_complete_binary() {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
-                "swap_loop_helper",
+                "lowlevel_tests::swap::swap_loop_helper",
                 "--nocapture",
                 "--test-threads=1",
             ])
