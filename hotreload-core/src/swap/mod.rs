@@ -90,7 +90,7 @@ impl FromStr for SwapKind {
 ///
 /// `restore` and `commit` have default implementations for strategies that keep a
 /// backup file (rename it back; delete it).
-pub trait BinarySwap {
+pub trait BinarySwap: Send + Sync {
     /// Which strategy this is.
     fn kind(&self) -> SwapKind;
 
