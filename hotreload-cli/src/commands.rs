@@ -245,7 +245,7 @@ fn upgrade_cmd(args: UpgradeArgs) -> Exit {
     if let Some(url) = &args.health_url {
         match HttpCheck::new(url) {
             Ok(check) => options = options.health_check(Box::new(check)),
-            Err(err) => return refuse(&out, "upgrade", &err, &pid_file),
+            Err(err) => return refuse(&out, "upgrade", &Error::from(err), &pid_file),
         }
     }
     if let Some(addr) = args.health_tcp {

@@ -20,23 +20,9 @@ use crate::signal::Signal;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A value that should be a process id is not one we accept.
-    #[error("invalid process id `{value}`: {reason}")]
-    InvalidPid {
-        /// The text or number that was given.
-        value: String,
-        /// What exactly is wrong with it.
-        reason: &'static str,
-    },
-
-    /// A signal name or number we do not know.
-    #[error(
-        "unknown signal `{value}`: expected a name such as QUIT or SIGQUIT, or a number such as 3"
-    )]
-    UnknownSignal {
-        /// The text that was given.
-        value: String,
-    },
+    /// Bad input: a pid, a signal, a swap name or a URL that could not be parsed.
+    #[error(transparent)]
+    Parse(#[from] ParseError),
 
     /// A pid file exists (or should) but its content or its permissions are not acceptable.
     #[error("invalid pid file `{}`: {problem}", path.display())]
@@ -187,22 +173,6 @@ pub enum Error {
         binary: PathBuf,
         /// What is wrong.
         problem: String,
-    },
-
-    /// An unknown swap strategy name.
-    #[error("unknown swap strategy `{value}`: expected rename, copy, symlink or none")]
-    UnknownSwapKind {
-        /// The text that was given.
-        value: String,
-    },
-
-    /// A health-check URL we cannot use.
-    #[error("invalid health-check URL `{url}`: {problem}")]
-    InvalidUrl {
-        /// The URL that was given.
-        url: String,
-        /// What is wrong.
-        problem: &'static str,
     },
 
     /// Discovery by executable path found no master process.
@@ -475,6 +445,46 @@ impl fmt::Display for StallText<'_> {
             DrainStall::Unknown => Ok(()),
         }
     }
+}
+
+/// Bad input given to the library (a command line's values): what could not be parsed
+/// and why. Nothing was done with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseError {
+    /// A value that should be a process id is not one we accept.
+    #[error("invalid process id `{value}`: {reason}")]
+    InvalidPid {
+        /// The text or number that was given.
+        value: String,
+        /// What exactly is wrong with it.
+        reason: &'static str,
+    },
+
+    /// A signal name or number we do not know.
+    #[error(
+        "unknown signal `{value}`: expected a name such as QUIT or SIGQUIT, or a number such as 3"
+    )]
+    UnknownSignal {
+        /// The text that was given.
+        value: String,
+    },
+
+    /// An unknown swap strategy name.
+    #[error("unknown swap strategy `{value}`: expected rename, copy, symlink or none")]
+    UnknownSwapKind {
+        /// The text that was given.
+        value: String,
+    },
+
+    /// A health-check URL we cannot use.
+    #[error("invalid health-check URL `{url}`: {problem}")]
+    InvalidUrl {
+        /// The URL that was given.
+        url: String,
+        /// What is wrong.
+        problem: &'static str,
+    },
 }
 
 /// What is wrong with a pid file. Each message says what to do about it.

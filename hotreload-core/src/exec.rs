@@ -59,7 +59,10 @@ pub(crate) fn run_command(
             .map(|p| Box::new(p) as Box<dyn Read + Send>),
     );
     let what = format!("`{}` to finish", program.display());
-    let exited = match Pid::try_from(child.id()).and_then(ProcessHandle::open) {
+    let exited = match Pid::try_from(child.id())
+        .map_err(Error::from)
+        .and_then(ProcessHandle::open)
+    {
         Ok(handle) => waiter.exit(&handle, &what, timeout),
         // Our own child cannot vanish before we reap it; if it exited already, open
         // refuses it as a zombie.

@@ -16,7 +16,7 @@ use crate::event::{Event, Observer};
 use crate::pid::Pid;
 use crate::process::ProcessHandle;
 use crate::procfs;
-use crate::swap::{swap_for, SwapRecord};
+use crate::swap::SwapRecord;
 
 const HEADER: &str = "hotreload-journal 1";
 const SWAP_LINE: &str = "swap-record:";
@@ -158,12 +158,12 @@ pub(crate) fn commit(path: &Path, observer: &dyn Observer) -> Result<bool, Error
         });
     }
     let record = journal.record(&path)?;
-    swap_for(record.kind).commit(&record)?;
+    record.commit()?;
     observer.on_event(&Event::Observed {
         what: format!(
             "new executable at {} is final ({} swap committed)",
             record.binary.display(),
-            record.kind
+            record.swap
         ),
     });
     remove(&path).map(|()| true)
@@ -214,12 +214,12 @@ pub(crate) fn restore(
         };
         return Err(Error::Journal { path, problem });
     }
-    swap_for(record.kind).restore(&record)?;
+    record.undo()?;
     observer.on_event(&Event::Observed {
         what: format!(
             "previous executable is back at {} ({} swap undone)",
             record.binary.display(),
-            record.kind
+            record.swap
         ),
     });
     remove(&path).map(|()| true)

@@ -137,7 +137,7 @@ pub mod model;
 pub mod ops;
 pub mod pipeline;
 
-pub use error::{DrainStall, Error, PidFileProblem};
+pub use error::{DrainStall, Error, ParseError, PidFileProblem};
 pub use event::{Event, NoopObserver, Observer, Role, Step};
 pub use flavor::Flavor;
 pub use health::{CommandCheck, HealthCheck, HttpCheck, TcpCheck};

@@ -27,7 +27,6 @@ pub use options::{DrainTimeoutAction, UpgradeOptions, HEALTH_REGRESSION};
 pub use report::{Check, FailureKind, Outcome, StepTiming, UpgradeError, UpgradeReport};
 
 use std::cell::RefCell;
-use std::fs;
 
 use crate::error::Error;
 use crate::event::{Event, Observer, Step};
@@ -36,7 +35,7 @@ use crate::model::{error_chain, Observation, Target};
 use crate::ops::engine::Ctx;
 use crate::ops::{Left, OpError, OpOptions, State};
 use crate::pid::Pid;
-use crate::swap::{self, SwapKind, SwapRecord};
+use crate::swap::SwapRecord;
 use crate::wait::CancelToken;
 use plan::Plan;
 
@@ -216,7 +215,7 @@ impl Run<'_> {
         if let Err(e) = ctx.step(Step::Swap, || self.swap(&plan, &steady)) {
             // A swap refuses before changing anything, but one that failed half-way
             // (say, after the rename) must be undone like any later failure.
-            let unchanged = self.opts.swap == SwapKind::None
+            let unchanged = !self.opts.swap.installs()
                 || crate::procfs::runs_file(old.0, &plan.binary).unwrap_or(false);
             if unchanged {
                 let _ = crate::journal::remove(&self.target.journal_file());
@@ -286,27 +285,21 @@ impl Run<'_> {
         let master = steady.master();
         let new_binary = &plan.new_binary;
         let binary = std::path::absolute(&plan.binary).unwrap_or_else(|_| plan.binary.clone());
-        let predicted = SwapRecord {
-            kind: self.opts.swap,
-            backup: matches!(self.opts.swap, SwapKind::Rename | SwapKind::Copy)
-                .then(|| swap::backup_path_for(&binary)),
-            previous_target: (self.opts.swap == SwapKind::Symlink)
-                .then(|| fs::read_link(&binary).ok())
-                .flatten(),
-            binary,
-            // Unknown yet (hashing is the install's job). With no digest, a restore from
-            // this record treats a missing backup as "the old binary is still in place",
-            // which is what a crash before the backup exists leaves.
-            new_sha256: String::new(),
-            new_size: 0,
-        };
+        // Digest unknown yet (hashing is the install's job). With no digest, a restore
+        // from this record treats a missing backup as "the old binary is still in place",
+        // which is what a crash before the backup exists leaves.
+        let predicted = SwapRecord::new(
+            self.opts.swap.name(),
+            binary.clone(),
+            self.opts.swap.predict(&binary),
+        );
         let journal = |record: &SwapRecord| Journal {
             old_master: master.pid,
             old_start_time: master.start_time,
             swap: record.to_text(),
         };
         journal(&predicted).write(&journal_path)?;
-        let record = swap::swap_for(self.opts.swap).install(&plan.binary, new_binary)?;
+        let record = self.opts.swap.install(&plan.binary, new_binary)?;
         journal(&record).write(&journal_path)
     }
 

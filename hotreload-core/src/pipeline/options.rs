@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::health::HealthCheck;
 use crate::ops::OpOptions;
-use crate::swap::SwapKind;
+use crate::swap::{BinarySwap, SwapKind};
 use crate::wait::CancelToken;
 
 /// How long a health check may keep failing after the drain before the upgrade rolls
@@ -33,7 +33,7 @@ pub enum DrainTimeoutAction {
 pub struct UpgradeOptions {
     pub(crate) new_binary: Option<PathBuf>,
     pub(crate) binary: Option<PathBuf>,
-    pub(crate) swap: SwapKind,
+    pub(crate) swap: Arc<dyn BinarySwap>,
     pub(crate) config_test: bool,
     pub(crate) health_checks: Vec<Arc<dyn HealthCheck>>,
     pub(crate) health_timeout: Duration,
@@ -49,7 +49,7 @@ impl fmt::Debug for UpgradeOptions {
         f.debug_struct("UpgradeOptions")
             .field("new_binary", &self.new_binary)
             .field("binary", &self.binary)
-            .field("swap", &self.swap)
+            .field("swap", &self.swap.name())
             .field("config_test", &self.config_test)
             .field("health_checks", &checks)
             .field("health_timeout", &self.health_timeout)
@@ -75,7 +75,7 @@ impl UpgradeOptions {
         UpgradeOptions {
             new_binary: None,
             binary: None,
-            swap: SwapKind::Rename,
+            swap: SwapKind::Rename.strategy(),
             config_test: true,
             health_checks: Vec::new(),
             health_timeout: Duration::from_secs(10),
@@ -99,9 +99,15 @@ impl UpgradeOptions {
         self
     }
 
-    /// How to install the new executable.
+    /// How to install the new executable: one of the built-in strategies.
     pub fn swap(mut self, kind: SwapKind) -> Self {
-        self.swap = kind;
+        self.swap = kind.strategy();
+        self
+    }
+
+    /// How to install the new executable: any strategy, the caller's own included.
+    pub fn swap_with(mut self, swap: Arc<dyn BinarySwap>) -> Self {
+        self.swap = swap;
         self
     }
 

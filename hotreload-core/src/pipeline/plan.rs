@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use super::Run;
 use crate::model::MasterInfo;
-use crate::swap::SwapKind;
 
 /// What preflight decided: which files, which arguments, and the plan in words.
 pub(super) struct Plan {
@@ -36,14 +35,14 @@ impl Plan {
                 new_binary.display()
             ));
         }
-        if opts.swap == SwapKind::None {
+        if !opts.swap.installs() {
             steps.push(format!("use `{}` as installed (no swap)", binary.display()));
         } else {
             steps.push(format!(
                 "install `{}` at `{}` ({} swap, journal {})",
                 new_binary.display(),
                 binary.display(),
-                opts.swap,
+                opts.swap.name(),
                 run.target.journal_file().display()
             ));
         }

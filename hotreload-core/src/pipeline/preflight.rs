@@ -20,7 +20,6 @@ use crate::ops::engine::Ctx;
 use crate::ops::{installed_binary, spawn_would_be_ignored, State, Steady};
 use crate::process::ProcInfo;
 use crate::procfs;
-use crate::swap::SwapKind;
 
 use super::report::Check;
 
@@ -109,21 +108,22 @@ impl Run<'_> {
             record("binary-is-argv0", self.binary_is_argv0(&binary, &argv0));
         }
         // With no swap, the file already at the binary path is the new executable.
-        let new_binary = match (&self.opts.new_binary, self.opts.swap) {
-            (_, SwapKind::None) => Some(binary.clone()),
-            (Some(path), _) => Some(path.clone()),
-            (None, _) => None,
+        let installs = self.opts.swap.installs();
+        let new_binary = match &self.opts.new_binary {
+            _ if !installs => Some(binary.clone()),
+            Some(path) => Some(path.clone()),
+            None => None,
         };
         match &new_binary {
             None => record(
                 "new-binary",
                 Err(format!(
                     "no new executable given (needed for the {} swap)",
-                    self.opts.swap
+                    self.opts.swap.name()
                 )),
             ),
             Some(new) => {
-                if self.opts.swap != SwapKind::None {
+                if installs {
                     record(
                         "binary-is-running",
                         self.binary_is_running(&master, &binary),
@@ -134,7 +134,7 @@ impl Run<'_> {
                 if let Ok(Some(why)) = &same {
                     // With no swap on an interpreter (unicorn), the executable is the
                     // interpreter: the same file says nothing about the code that starts.
-                    if self.opts.swap != SwapKind::None || argv0_kept {
+                    if installs || argv0_kept {
                         unchanged = true;
                         ctx.emit(Event::Observed {
                             what: format!("{why}: the running build is the one asked for"),

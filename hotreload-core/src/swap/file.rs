@@ -6,7 +6,8 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-use super::{backup_path_for, SwapKind, SwapRecord};
+use super::record::same_identity;
+use super::{backup_path_for, FileIdentity, SwapKind, SwapRecord, Undo};
 use crate::error::Error;
 use crate::fsutil::{
     absolute, remove_stale_temps, sync_parent, temp_sibling, Sha256, TempGuard, EXEC_WRITE_LOCK,
@@ -16,13 +17,27 @@ use crate::fsutil::{
 
 /// Restores a backup-based install: rename the backup over the binary.
 pub(super) fn restore_backup(rec: &SwapRecord) -> Result<(), Error> {
-    let Some(backup) = &rec.backup else {
+    let Undo::RestoreBackup { backup, identity } = &rec.undo else {
         return Err(Error::Swap {
             path: rec.binary.clone(),
             problem: "the swap record names no backup, so there is nothing to restore".into(),
         });
     };
     match fs::symlink_metadata(backup) {
+        Ok(found)
+            if identity.is_some_and(|made| {
+                !same_identity(&FileIdentity::from_metadata(&found), &made)
+            }) =>
+        {
+            Err(Error::Swap {
+                path: backup.clone(),
+                problem: format!(
+                    "it is not the backup this swap made (another file has its name): not \
+                     putting it at `{}`",
+                    rec.binary.display()
+                ),
+            })
+        }
         Ok(backup_meta) if same_file(&backup_meta, &rec.binary) => {
             // The install was interrupted between linking the backup and renaming the
             // staged file over the binary: both names are links to the old file. rename(2)
@@ -268,12 +283,12 @@ pub(super) fn install_file_swap(
     staged.keep();
     backup_guard.keep();
     sync_parent(&binary, "sync directory of")?;
-    Ok(SwapRecord {
-        kind,
+    // The backup as it is now: a restore or commit refuses another file in its place.
+    let identity = FileIdentity::of(&backup).ok();
+    Ok(SwapRecord::new(
+        kind.as_str(),
         binary,
-        backup: Some(backup),
-        previous_target: None,
-        new_sha256: sha,
-        new_size: size,
-    })
+        Undo::RestoreBackup { backup, identity },
+    )
+    .installed(sha, size))
 }

@@ -20,20 +20,17 @@ mod symlink;
 
 pub use copy::CopySwap;
 pub use none::NoSwap;
-pub use record::SwapRecord;
+pub use record::{FileIdentity, SwapRecord, Undo};
 pub use rename::RenameSwap;
 pub use symlink::SymlinkSwap;
 
 use std::ffi::OsString;
 use std::fmt;
-use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 
-use crate::error::Error;
-use crate::fsutil::sync_parent;
-use file::restore_backup;
+use crate::error::{Error, ParseError};
 
 /// Suffix of the backup kept beside the binary until commit.
 pub const BACKUP_SUFFIX: &str = ".hotreload-backup";
@@ -72,27 +69,44 @@ impl fmt::Display for SwapKind {
 }
 
 impl FromStr for SwapKind {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<SwapKind, Error> {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<SwapKind, ParseError> {
         match s.to_ascii_lowercase().as_str() {
             "rename" => Ok(SwapKind::Rename),
             "copy" => Ok(SwapKind::Copy),
             "symlink" => Ok(SwapKind::Symlink),
             "none" => Ok(SwapKind::None),
-            _ => Err(Error::UnknownSwapKind {
+            _ => Err(ParseError::UnknownSwapKind {
                 value: s.to_string(),
             }),
         }
     }
 }
 
-/// A way to put a new executable at the binary path, and to undo it.
+/// A way to put a new executable at the binary path, and to undo it: the extension
+/// point of the pipeline (pass your own with
+/// [`UpgradeOptions::swap_with`](crate::UpgradeOptions::swap_with)).
 ///
-/// `restore` and `commit` have default implementations for strategies that keep a
-/// backup file (rename it back; delete it).
-pub trait BinarySwap: Send + Sync {
-    /// Which strategy this is.
-    fn kind(&self) -> SwapKind;
+/// What `install` did is a [`SwapRecord`] whose [`Undo`] says, as data, how to undo
+/// it; `restore` and `commit` default to acting on that data, so another process (a
+/// later rollback) can undo a user's strategy without knowing it.
+pub trait BinarySwap: Send + Sync + std::fmt::Debug {
+    /// The strategy's name, as recorded in the journal (`rename`, ...).
+    fn name(&self) -> &str;
+
+    /// Whether the strategy puts a new file in place. `false` means the file at the
+    /// binary path already is the new build (a package manager put it there): no new
+    /// binary is needed, and the pipeline checks that file instead.
+    fn installs(&self) -> bool {
+        true
+    }
+
+    /// What `install` will record as its undo, for the journal written before it runs
+    /// (so a crash in the middle of the install leaves enough to roll back).
+    fn predict(&self, binary: &Path) -> Undo {
+        let _ = binary;
+        Undo::Nothing
+    }
 
     /// Puts `new` at `binary`, keeping what is needed to restore. Refuses (before
     /// changing anything) when the layout does not suit the strategy.
@@ -100,27 +114,37 @@ pub trait BinarySwap: Send + Sync {
 
     /// Puts the previous binary back, atomically. Idempotent: restoring twice is fine.
     fn restore(&self, rec: &SwapRecord) -> Result<(), Error> {
-        restore_backup(rec)
+        rec.undo()
     }
 
-    /// Makes the install final: removes the backup. Idempotent.
+    /// Makes the install final (drops the backup). Idempotent.
     fn commit(&self, rec: &SwapRecord) -> Result<(), Error> {
-        let Some(backup) = &rec.backup else {
-            return Ok(());
-        };
-        match fs::remove_file(backup) {
-            Ok(()) => sync_parent(backup, "sync directory of"),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::SwapIo {
-                action: "remove backup",
-                path: backup.clone(),
-                source: e,
-            }),
+        rec.commit()
+    }
+}
+
+/// The names of the built-in strategies, for a command line: `rename` (the default),
+/// `copy`, `symlink`, `none`.
+pub const BUILTIN: &[&str] = &["rename", "copy", "symlink", "none"];
+
+/// The built-in strategy called `name` (case-insensitive), or `None`.
+pub fn builtin(name: &str) -> Option<Arc<dyn BinarySwap>> {
+    name.parse::<SwapKind>().ok().map(SwapKind::strategy)
+}
+
+impl SwapKind {
+    /// The built-in strategy of this name.
+    pub fn strategy(self) -> Arc<dyn BinarySwap> {
+        match self {
+            SwapKind::Rename => Arc::new(RenameSwap),
+            SwapKind::Copy => Arc::new(CopySwap),
+            SwapKind::Symlink => Arc::new(SymlinkSwap),
+            SwapKind::None => Arc::new(NoSwap),
         }
     }
 }
 
-/// The strategy for `kind`.
+/// The strategy for `kind`, boxed.
 pub fn swap_for(kind: SwapKind) -> Box<dyn BinarySwap> {
     match kind {
         SwapKind::Rename => Box::new(RenameSwap),
@@ -159,19 +183,39 @@ mod tests {
 
     #[test]
     fn record_text_round_trip() {
-        let rec = SwapRecord {
-            kind: SwapKind::Symlink,
-            binary: PathBuf::from("/opt/app/cur rent%\n\u{e9}"),
-            backup: None,
-            previous_target: Some(PathBuf::from(OsString::from_vec(
-                b"rel/v1/\xffnginx".to_vec(),
-            ))),
-            new_sha256: "ab".repeat(32),
-            new_size: 123,
-        };
+        let rec = SwapRecord::new(
+            "symlink",
+            PathBuf::from("/opt/app/cur rent%\n\u{e9}"),
+            Undo::RepointSymlink {
+                previous: PathBuf::from(OsString::from_vec(b"rel/v1/\xffnginx".to_vec())),
+            },
+        )
+        .installed("ab".repeat(32), 123);
         let text = rec.to_text();
         assert!(text.lines().all(|l| !l.is_empty()), "{text}");
         assert_eq!(SwapRecord::from_text(&text).unwrap(), rec);
+        let backup = SwapRecord::new(
+            "a-users-own",
+            "/b",
+            Undo::RestoreBackup {
+                backup: "/b.bak".into(),
+                identity: Some(FileIdentity {
+                    dev: 1,
+                    ino: 2,
+                    size: 3,
+                }),
+            },
+        );
+        assert_eq!(SwapRecord::from_text(&backup.to_text()).unwrap(), backup);
+        // A record of an earlier version (no `undo` line) still says how to undo.
+        let old = SwapRecord::from_text("kind=rename\nbinary=/x\nbackup=/x.b\n").unwrap();
+        assert_eq!(
+            old.undo,
+            Undo::RestoreBackup {
+                backup: "/x.b".into(),
+                identity: None
+            }
+        );
     }
 
     #[test]
@@ -182,6 +226,9 @@ mod tests {
         assert!(SwapRecord::from_text("kind=rename\nbinary=/x\nnew_size=big\n").is_err());
         assert!(SwapRecord::from_text("kind=rename\nbinary=/x%G1\n").is_err());
         let ok = SwapRecord::from_text("kind=none\nbinary=/x\nfuture_key=1\n").unwrap();
-        assert_eq!(ok.kind, SwapKind::None);
+        assert_eq!(ok.swap, "none");
+        assert_eq!(ok.undo, Undo::Nothing);
+        assert!(SwapRecord::from_text("kind=x\nbinary=/x\nundo=restore-backup\n").is_err());
+        assert!(SwapRecord::from_text("kind=x\nbinary=/x\nundo=teleport\n").is_err());
     }
 }

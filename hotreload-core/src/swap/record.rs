@@ -6,51 +6,130 @@ use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
-use super::SwapKind;
 use crate::error::Error;
 use crate::fsutil::file_digest;
 
 /// What an install did: enough for another process to restore or commit it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SwapRecord {
-    /// The strategy that installed.
-    pub kind: SwapKind,
+    /// The name of the strategy that installed (`rename`, or a user's own).
+    pub swap: String,
     /// The binary path (absolute), as the master's `argv[0]` names it.
     pub binary: PathBuf,
-    /// The backup of the previous binary, for `Rename` and `Copy`.
-    pub backup: Option<PathBuf>,
-    /// Where the symlink pointed before, for `Symlink`.
-    pub previous_target: Option<PathBuf>,
-    /// SHA-256 (hex) of the installed binary's content.
+    /// How to undo the install: plain data, so any process can do it.
+    pub undo: Undo,
+    /// SHA-256 (hex) of the installed binary's content (empty when not known yet).
     pub new_sha256: String,
     /// Size in bytes of the installed binary.
     pub new_size: u64,
 }
 
+/// How an install is undone, as data (the journal stores it; another process acts on it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Undo {
+    /// Rename the backup back over the binary (commit: delete the backup).
+    RestoreBackup {
+        /// The backup of the previous binary.
+        backup: PathBuf,
+        /// The backup's identity when it was made (`None` in the journal written before
+        /// the install): a restore refuses a backup that is another file.
+        identity: Option<FileIdentity>,
+    },
+    /// Point the symlink at the binary path back at its previous target.
+    RepointSymlink {
+        /// Where it pointed before.
+        previous: PathBuf,
+    },
+    /// Nothing to undo (the file in place was not touched).
+    Nothing,
+}
+
+/// Which file a path named: device, inode and size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileIdentity {
+    /// Device id.
+    pub dev: u64,
+    /// Inode number.
+    pub ino: u64,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+impl FileIdentity {
+    /// The identity of the file at `path` (not following a final symlink).
+    pub fn of(path: &Path) -> io::Result<FileIdentity> {
+        let m = std::fs::symlink_metadata(path)?;
+        Ok(FileIdentity::from_metadata(&m))
+    }
+
+    pub(crate) fn from_metadata(m: &std::fs::Metadata) -> FileIdentity {
+        use std::os::unix::fs::MetadataExt;
+        FileIdentity {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+        }
+    }
+}
+
 impl SwapRecord {
+    /// A record of `swap` installing at `binary`, undone by `undo`; digest unknown yet.
+    pub fn new(swap: impl Into<String>, binary: impl Into<PathBuf>, undo: Undo) -> SwapRecord {
+        SwapRecord {
+            swap: swap.into(),
+            binary: binary.into(),
+            undo,
+            new_sha256: String::new(),
+            new_size: 0,
+        }
+    }
+
+    /// The same record with the installed file's digest and size.
+    pub fn installed(mut self, sha256: String, size: u64) -> SwapRecord {
+        self.new_sha256 = sha256;
+        self.new_size = size;
+        self
+    }
+
     /// The record as `key=value` lines. Paths are stored byte-exact: `%`, control
     /// bytes and non-ASCII bytes are written as `%XX`.
     pub fn to_text(&self) -> String {
         let mut s = String::from("# hotreload swap record\n");
-        s.push_str(&format!("kind={}\n", self.kind));
+        s.push_str(&format!("kind={}\n", self.swap));
         s.push_str(&format!("binary={}\n", encode_path(&self.binary)));
-        if let Some(b) = &self.backup {
-            s.push_str(&format!("backup={}\n", encode_path(b)));
-        }
-        if let Some(t) = &self.previous_target {
-            s.push_str(&format!("previous_target={}\n", encode_path(t)));
+        match &self.undo {
+            Undo::RestoreBackup { backup, identity } => {
+                s.push_str("undo=restore-backup\n");
+                s.push_str(&format!("backup={}\n", encode_path(backup)));
+                if let Some(id) = identity {
+                    s.push_str(&format!(
+                        "backup_identity={}:{}:{}\n",
+                        id.dev, id.ino, id.size
+                    ));
+                }
+            }
+            Undo::RepointSymlink { previous } => {
+                s.push_str("undo=repoint-symlink\n");
+                s.push_str(&format!("previous_target={}\n", encode_path(previous)));
+            }
+            Undo::Nothing => s.push_str("undo=nothing\n"),
         }
         s.push_str(&format!("new_sha256={}\n", self.new_sha256));
         s.push_str(&format!("new_size={}\n", self.new_size));
         s
     }
 
-    /// Parses what [`to_text`](Self::to_text) wrote. Unknown keys are ignored (a newer
-    /// version may add some); missing required keys and duplicates are errors.
+    /// Parses what [`to_text`](Self::to_text) wrote (and records of earlier versions,
+    /// which had no `undo` line). Unknown keys are ignored (a newer version may add
+    /// some); missing required keys and duplicates are errors.
     pub fn from_text(text: &str) -> Result<SwapRecord, Error> {
-        let mut kind = None;
+        let mut kind: Option<String> = None;
         let mut binary = None;
+        let mut undo: Option<String> = None;
         let mut backup = None;
+        let mut identity: Option<String> = None;
         let mut previous_target = None;
         let mut sha = None;
         let mut size = None;
@@ -68,9 +147,11 @@ impl SwapRecord {
             };
             let slot_is_set =
                 match key {
-                    "kind" => kind.replace(value.parse::<SwapKind>()?).is_some(),
+                    "kind" => kind.replace(value.to_string()).is_some(),
                     "binary" => binary.replace(decode_path(value)?).is_some(),
+                    "undo" => undo.replace(value.to_string()).is_some(),
                     "backup" => backup.replace(decode_path(value)?).is_some(),
+                    "backup_identity" => identity.replace(value.to_string()).is_some(),
                     "previous_target" => previous_target.replace(decode_path(value)?).is_some(),
                     "new_sha256" => sha.replace(value.to_string()).is_some(),
                     "new_size" => size
@@ -88,11 +169,56 @@ impl SwapRecord {
         let Some(binary_path) = binary.clone() else {
             return Err(bad(&binary, "no `binary`".to_string()));
         };
+        let identity = match identity {
+            None => None,
+            Some(text) => {
+                let parts: Vec<Option<u64>> = text.split(':').map(|p| p.parse().ok()).collect();
+                match parts.as_slice() {
+                    [Some(dev), Some(ino), Some(size)] => Some(FileIdentity {
+                        dev: *dev,
+                        ino: *ino,
+                        size: *size,
+                    }),
+                    _ => {
+                        return Err(bad(
+                            &binary,
+                            format!("backup_identity `{text}` is not dev:ino:size"),
+                        ))
+                    }
+                }
+            }
+        };
+        let missing = |key: &str| {
+            bad(
+                &binary,
+                format!(
+                    "undo `{}` needs `{key}`",
+                    undo.as_deref().unwrap_or_default()
+                ),
+            )
+        };
+        let undo = match (undo.as_deref(), backup, previous_target) {
+            (None, Some(_), Some(_)) => {
+                return Err(bad(
+                    &binary,
+                    "both `backup` and `previous_target`".to_string(),
+                ))
+            }
+            (Some("restore-backup") | None, Some(backup), _) => {
+                Undo::RestoreBackup { backup, identity }
+            }
+            (Some("restore-backup"), None, _) => return Err(missing("backup")),
+            (Some("repoint-symlink"), _, Some(previous)) | (None, None, Some(previous)) => {
+                Undo::RepointSymlink { previous }
+            }
+            (Some("repoint-symlink"), _, None) => return Err(missing("previous_target")),
+            (Some("nothing") | None, None, None) => Undo::Nothing,
+            (Some(other), _, _) => return Err(bad(&binary, format!("unknown undo `{other}`"))),
+        };
         Ok(SwapRecord {
-            kind,
+            swap: kind,
             binary: binary_path,
-            backup,
-            previous_target,
+            undo,
             new_sha256: sha.unwrap_or_default(),
             new_size: size.unwrap_or(0),
         })
@@ -110,6 +236,47 @@ impl SwapRecord {
             }),
         }
     }
+
+    /// Undoes the install as the record says (idempotent: undoing twice is fine).
+    pub fn undo(&self) -> Result<(), Error> {
+        match &self.undo {
+            Undo::RestoreBackup { .. } => super::file::restore_backup(self),
+            Undo::RepointSymlink { previous } => super::symlink::flip(&self.binary, previous),
+            Undo::Nothing => Ok(()),
+        }
+    }
+
+    /// Makes the install final as the record says: drops the backup. Idempotent.
+    pub fn commit(&self) -> Result<(), Error> {
+        let Undo::RestoreBackup { backup, identity } = &self.undo else {
+            return Ok(());
+        };
+        match (FileIdentity::of(backup), identity) {
+            (Ok(found), Some(made)) if !same_identity(&found, made) => {
+                return Err(Error::Swap {
+                    path: backup.clone(),
+                    problem: "it is not the backup this swap made (another file has its name): \
+                              leaving it alone"
+                        .into(),
+                })
+            }
+            _ => {}
+        }
+        match std::fs::remove_file(backup) {
+            Ok(()) => crate::fsutil::sync_parent(backup, "sync directory of"),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::SwapIo {
+                action: "remove backup",
+                path: backup.clone(),
+                source: e,
+            }),
+        }
+    }
+}
+
+/// Device and inode decide; the size too, since a backup never changes.
+pub(super) fn same_identity(a: &FileIdentity, b: &FileIdentity) -> bool {
+    a == b
 }
 
 fn encode_path(p: &Path) -> String {
