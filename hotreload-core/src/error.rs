@@ -176,12 +176,16 @@ pub enum Error {
     },
 
     /// Discovery by executable path found no master process.
-    #[error("no running master process found for executable `{}`{detail}", exe.display())]
+    #[error(
+        "no running master process found for executable `{}`{}",
+        exe.display(),
+        if *unprivileged { "; not running as root, so other users' processes could not be inspected" } else { "" }
+    )]
     NoMasterFound {
         /// The executable searched for.
         exe: PathBuf,
-        /// Extra explanation (may be empty; starts with "; " when not).
-        detail: String,
+        /// Whether the scan ran without root, so other users' processes were not seen.
+        unprivileged: bool,
     },
 
     /// Discovery by executable path found more than one master process.

@@ -43,10 +43,11 @@
 //! go through the pidfd, so a recycled pid can never receive one. A zombie counts as
 //! exited.
 //!
-//! **Waits are events with deadlines.** Exits are awaited on pidfds; pid files and new
-//! workers are polled with a short, backing-off interval (1 ms doubling to 50 ms). Every
-//! wait reports itself as [`Event::Waiting`] about every 500 ms, and a deadline is an
-//! outcome, not a hang.
+//! **Waits are events with deadlines.** Every wait goes through one primitive: exits are
+//! awaited on pidfds; pid files and new workers are polled with a short, backing-off
+//! interval (1 ms doubling to 50 ms). Every wait reports itself as [`Event::Waiting`]
+//! about every 500 ms, a deadline is an outcome, not a hang, and every wait watches a
+//! [`CancelToken`] (it looks at least every [`CANCEL_SLICE`]).
 //!
 //! **The pipeline.** [`upgrade()`] runs the whole thing with gates: the target's lock,
 //! preflight checks that refuse before anything changes (the master catches `USR2` —
@@ -56,21 +57,31 @@
 //! spawn, health checks, drain, health checks, retire and commit. Any failure after the
 //! swap rolls back automatically from whatever phase the system shows.
 //!
-//! **Failures say what state they leave.** An [`UpgradeError`]'s [`FailureKind`] is
-//! `Refused` (nothing changed), `Locked` (another upgrade runs), `RolledBack` (the old
-//! master and executable are back) or `Unrecovered` (the rollback failed too; the
-//! observation says what runs). An upgrade whose orchestrator died is picked up by
-//! [`finish()`] or [`rollback()`] from any process; [`Steady::restore_binary`] and
+//! **Failures say what state they leave.** Every operation error carries a [`Left`]:
+//! `Untouched`, `Reverted`, or `Changed { phase }`. An [`UpgradeError`]'s
+//! [`FailureKind`] is `Refused` (nothing changed), `Locked` (another upgrade runs),
+//! `RolledBack` (the old master and executable are back), `Cancelled` (the caller's
+//! token; whatever had changed was rolled back) or `Unrecovered` (the rollback failed
+//! too; the observation says what runs). When the build that runs already is the one
+//! asked for, [`upgrade()`] succeeds with [`Outcome::Unchanged`] and does nothing.
+//!
+//! An upgrade whose orchestrator died is picked up by [`finish()`] or [`rollback()`]
+//! from any process; [`Steady::restore_binary`] and
 //! [`Steady::commit_binary`] settle a journal left with a steady server. A new master that
 //! dies abruptly leaves its workers serving, reparented: a rollback finds them (same
 //! session, titled as workers, parent not a master) and stops them.
 //!
 //! # Modules
 //!
-//! Low level: [`pid`], [`signal`], [`procfs`] (snapshots of `/proc`), [`process`]
-//! (pinned handles), [`pidfile`] (strict reading), [`lock`], [`swap`], [`health`],
-//! [`discovery`], [`error`]. High level: [`flavor`], [`event`], [`model`] (observation and
-//! phase), [`ops`] (typed operations), [`upgrade`](mod@upgrade) (the pipeline).
+//! In layers, dependencies pointing down only (DESIGN.md §4):
+//!
+//! - vocabulary: [`pid`], [`signal`], [`error`], [`event`];
+//! - system: [`process`] (pinned handles), [`lock`]; crate-private `/proc` and pid-file
+//!   access, file helpers, the subprocess runner and the one wait;
+//! - strategies, open to your own: [`swap`] ([`BinarySwap`]), [`health`]
+//!   ([`HealthCheck`]), [`flavor`], [`discovery`];
+//! - [`model`] (target, observation, phase); [`ops`] (typed operations); [`pipeline`]
+//!   (the whole upgrade: [`upgrade()`], [`rollback()`], [`finish()`]).
 //!
 //! **Data, not code paths.** Which signal does what, how pid files are named during an
 //! upgrade, how the config is tested and how titles say "master" or "worker" are a
@@ -78,6 +89,65 @@
 //! [`HealthCheck`] implementations.
 //!
 //! The library prints nothing: it reports to an [`Observer`] (any `Fn(&Event)`).
+//!
+//! # Blocking, threads and cancellation
+//!
+//! Every operation and [`upgrade()`] **blocks** the calling thread until it is over (at
+//! most its deadlines; an upgrade with the defaults can take minutes). The types that a
+//! tool moves between threads are `Send + Sync`, and [`UpgradeOptions`] is `Clone`. To
+//! stop an upgrade from elsewhere, give it a [`CancelToken`] and call
+//! [`CancelToken::cancel`]: it stops waiting (within [`CANCEL_SLICE`], plus the running
+//! health check or config test, each bounded by its own timeout), rolls back what it
+//! changed, and fails with [`FailureKind::Cancelled`]. Cancelled before the swap,
+//! nothing changed; once the old master was told to retire, the upgrade finishes
+//! instead (there is nothing to go back to). A cancelled typed operation returns an
+//! [`OpError`] whose [`left`](OpError::left) says where it stopped (see [`ops`]).
+//!
+//! From tokio, run it on the blocking pool and cancel on Ctrl-C (`tests/tests/
+//! embed_tokio.rs` in the repository is this, compiled and run):
+//!
+//! ```ignore
+//! use hotreload_core::{upgrade, CancelToken, NoopObserver, Target, UpgradeOptions};
+//!
+//! #[tokio::main]
+//! async fn main() {
+//!     let token = CancelToken::new();
+//!     let options = UpgradeOptions::new()
+//!         .new_binary("/tmp/nginx-1.27.1")
+//!         .cancel_token(token.clone());
+//!     let target = Target::new("/run/nginx.pid");
+//!     let mut task = tokio::task::spawn_blocking(move || upgrade(&target, &options, &NoopObserver));
+//!     let result = tokio::select! {
+//!         r = &mut task => r,
+//!         _ = tokio::signal::ctrl_c() => {
+//!             token.cancel(); // rolls back; the task ends shortly after
+//!             task.await
+//!         }
+//!     };
+//!     match result.expect("the upgrade task") {
+//!         Ok(report) => println!("{}", report.outcome.as_str()),
+//!         Err(e) => eprintln!("{e}: {} ({})", e.error, e.left),
+//!     }
+//! }
+//! ```
+//!
+//! The same with a plain thread:
+//!
+//! ```no_run
+//! use hotreload_core::{upgrade, CancelToken, FailureKind, NoopObserver, Target, UpgradeOptions};
+//!
+//! let token = CancelToken::new();
+//! let options = UpgradeOptions::new()
+//!     .new_binary("/tmp/nginx-1.27.1")
+//!     .cancel_token(token.clone());
+//! let worker = std::thread::spawn(move || {
+//!     upgrade(&Target::new("/run/nginx.pid"), &options, &NoopObserver)
+//! });
+//! token.cancel();
+//! if let Err(e) = worker.join().unwrap() {
+//!     assert!(matches!(e.kind, FailureKind::Cancelled | FailureKind::Refused));
+//! }
+//! ```
 //!
 //! # Example
 //!
@@ -89,7 +159,7 @@
 //! match upgrade(&target, &options, &|e: &Event| eprintln!("{e}")) {
 //!     Ok(report) => println!("upgraded: new master {:?}", report.new_pid),
 //!     Err(e) if e.kind == FailureKind::RolledBack => eprintln!("rolled back: {}", e.error),
-//!     Err(e) => eprintln!("{e}"),
+//!     Err(e) => eprintln!("{e}: {} ({})", e.error, e.left),
 //! }
 //! ```
 //!
@@ -136,6 +206,8 @@ mod journal;
 pub mod model;
 pub mod ops;
 pub mod pipeline;
+#[cfg(feature = "serde")]
+mod serde_impl;
 
 pub use error::{DrainStall, Error, ParseError, PidFileProblem};
 pub use event::{Event, NoopObserver, Observer, Role, Step};

@@ -54,6 +54,7 @@ impl fmt::Display for Phase {
 
 /// A worker process, as seen when observed.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct WorkerInfo {
     /// Its pid.
@@ -68,6 +69,7 @@ pub struct WorkerInfo {
 
 /// A master process and its workers, as seen when observed.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct MasterInfo {
     /// Its pid.
@@ -79,6 +81,10 @@ pub struct MasterInfo {
     /// Its start time (clock ticks since boot): with the pid, its identity.
     pub start_time: u64,
     /// Its start time as wall-clock time (to about a second).
+    #[cfg_attr(
+        feature = "serde",
+        serde(serialize_with = "crate::serde_impl::epoch_secs")
+    )]
     pub started_at: SystemTime,
     /// Its title (nginx: `nginx: master process /usr/sbin/nginx -c ...`).
     pub title: String,
@@ -101,6 +107,7 @@ impl MasterInfo {
 
 /// What [`Target::observe`] saw: the phase, the masters, and the evidence.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct Observation {
     /// The phase the evidence shows.

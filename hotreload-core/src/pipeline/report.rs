@@ -39,16 +39,22 @@ impl Outcome {
 
 /// How long one step took.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct StepTiming {
     /// The step.
     pub step: Step,
     /// Its duration.
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "duration_ms", serialize_with = "crate::serde_impl::millis")
+    )]
     pub duration: Duration,
 }
 
 /// One preflight check and its result.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct Check {
     /// Short name (`catches-spawn-signal`).
@@ -61,6 +67,7 @@ pub struct Check {
 
 /// What an upgrade did (complete on success, partial inside an [`UpgradeError`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct UpgradeReport {
     /// How it ended (on failure: how far it meant to go).

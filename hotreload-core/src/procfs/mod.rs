@@ -61,7 +61,7 @@ pub struct ProcInfo {
     pub ppid: i32,
     /// State letter: `R`, `S`, `D`, `Z` (zombie), `T`, ...
     pub state: char,
-    /// Start time in clock ticks since boot (see [`start_time_to_system_time`]).
+    /// Start time in clock ticks since boot (with the pid, the identity of the process).
     pub start_time: u64,
     /// Real user id.
     pub uid: u32,
