@@ -201,7 +201,9 @@ pub mod discovery;
 pub mod flavor;
 pub mod health;
 pub mod swap;
-// The model, the journal below the operations, the operations and the pipeline.
+// The model, the journal below the operations, the operations, the advice on their
+// failures and the pipeline.
+pub mod advice;
 mod journal;
 pub mod model;
 pub mod ops;
@@ -209,6 +211,7 @@ pub mod pipeline;
 #[cfg(feature = "serde")]
 mod serde_impl;
 
+pub use advice::Advice;
 pub use error::{DrainStall, Error, ParseError, PidFileProblem};
 pub use event::{Event, NoopObserver, Observer, Role, Step};
 pub use flavor::Flavor;

@@ -166,6 +166,11 @@ pub struct OpError<S> {
 }
 
 impl<S> OpError<S> {
+    /// What to do now, chosen from the cause and what was left.
+    pub fn advice(&self) -> crate::advice::Advice {
+        crate::advice::Advice::for_failure(&self.error, self.left, None)
+    }
+
     /// The error, dropping the state.
     pub fn into_error(self) -> Error {
         self.error

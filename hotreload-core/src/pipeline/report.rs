@@ -144,6 +144,17 @@ pub struct UpgradeError {
     pub rollback_error: Option<Box<Error>>,
 }
 
+impl UpgradeError {
+    /// What to do now, chosen from the cause, what was left and what runs.
+    pub fn advice(&self) -> crate::advice::Advice {
+        crate::advice::Advice::for_failure(
+            &self.error,
+            self.left,
+            self.observation.as_ref().map(|o| o.phase),
+        )
+    }
+}
+
 // The cause is the source, not part of this message: a caller printing the chain
 // (`{:#}`, or walking `source()`) sees it once.
 impl fmt::Display for UpgradeError {
