@@ -361,7 +361,12 @@ impl Run<'_> {
             }
             Err(e) => {
                 self.check(ctx, "config-test", false, error_chain(&e));
-                Err(self.fail(FailureKind::Refused, e, None))
+                let kind = if matches!(e, Error::Cancelled { .. }) {
+                    FailureKind::Cancelled
+                } else {
+                    FailureKind::Refused
+                };
+                Err(self.fail(kind, e, None))
             }
         }
     }
