@@ -211,6 +211,13 @@ fn identical_binary_is_unchanged() {
     let dry = upgrade(&s.target(), &options(&v1).dry_run(true), &Events::default()).unwrap();
     assert_eq!(dry.outcome, Outcome::DryRun);
     assert!(dry.unchanged, "{dry:?}");
+    // With no swap, the file in place is what runs: nothing to do either.
+    let events = Events::default();
+    let none = hotreload_core::UpgradeOptions::new().swap(hotreload_core::SwapKind::None);
+    let report = upgrade(&s.target(), &none, &events)
+        .unwrap_or_else(|e| panic!("{e}: {:#?}\n{}", e.error, events.text()));
+    assert_eq!(report.outcome, Outcome::Unchanged, "{}", events.text());
+    assert_untouched(&s, &v1, &events);
 }
 
 #[test]

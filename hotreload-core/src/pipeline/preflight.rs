@@ -131,10 +131,14 @@ impl Run<'_> {
                 }
                 record("new-binary", self.new_binary_ok(&master, new));
                 let same = self.same_build(&master, new);
+                // With no swap, the file in place counts as the build only where the
+                // executable is the server (nginx: the title carries its own argv). Under
+                // an interpreter (unicorn, gunicorn: `python3 gunicorn ...`) the same
+                // executable says nothing about the code that starts.
+                let exe_is_server =
+                    target.flavor_ref().title_args() == TitleArgs::AfterMasterMarker;
                 if let Ok(Some(why)) = &same {
-                    // With no swap on an interpreter (unicorn), the executable is the
-                    // interpreter: the same file says nothing about the code that starts.
-                    if installs || argv0_kept {
+                    if installs || exe_is_server {
                         unchanged = true;
                         ctx.emit(Event::Observed {
                             what: format!("{why}: the running build is the one asked for"),
