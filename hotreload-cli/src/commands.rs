@@ -9,14 +9,14 @@
 //! else. `rollback` and `commit` call the core's [`rollback`] and [`finish`]: the
 //! phase-to-operation table lives in the core.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::error::Error as StdError;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use hotreload_core::{
-    finish, rollback, upgrade, Error, Event, FailureKind, HttpCheck, Observation, Observer,
-    Outcome, Phase, State, Target, TcpCheck, UpgradeOptions,
+    finish, rollback, upgrade, Error, Event, FailureKind, HttpCheck, Left, Observation, Observer,
+    OpError, Outcome, Phase, State, Target, TcpCheck, UpgradeOptions,
 };
 
 use crate::advice::Advice;
@@ -64,9 +64,10 @@ pub fn outcome_of(outcome: Outcome) -> (OutcomeKind, bool) {
         Outcome::Committed => (OutcomeKind::Committed, true),
         Outcome::KeptOld => (OutcomeKind::KeptOld, true),
         Outcome::DryRun => (OutcomeKind::DryRun, false),
-        // The core's `Outcome::Unchanged` (the requested build already runs) maps to
-        // `(OutcomeKind::Unchanged, false)` once it exists. Until then an unknown success
-        // claims a change: the safer answer for a configuration-management run.
+        // The requested build already runs: nothing was swapped or signalled.
+        Outcome::Unchanged => (OutcomeKind::Unchanged, false),
+        // An outcome this build does not know claims a change: the safer answer for a
+        // configuration-management run.
         _ => (OutcomeKind::Committed, true),
     }
 }
@@ -182,7 +183,14 @@ pub fn upgrade_cmd(args: &UpgradeArgs, printer: &Printer) -> Report {
     if let Some(url) = &args.health_url {
         match HttpCheck::new(url) {
             Ok(check) => options = options.health_check(Box::new(check)),
-            Err(err) => return refusal(CommandName::Upgrade, &err, &pid_file, empty_body()),
+            Err(err) => {
+                return refusal(
+                    CommandName::Upgrade,
+                    &Error::from(err),
+                    &pid_file,
+                    empty_body(),
+                )
+            }
         }
     }
     if let Some(addr) = args.health_tcp {
@@ -272,45 +280,62 @@ fn observe_after(target: &Target, message: &mut String) -> Option<Observation> {
 }
 
 /// Forwards the core's events to the printer and keeps what a step report needs that
-/// the typed operations do not return: the step timings, and whether a signal was sent.
-///
-/// The latter stands in for the "what it left" field of the core's errors: until the
-/// core says whether a failed operation changed anything, a failed step that sent no
-/// signal is taken to have changed nothing. Re-point [`Witness::signalled`] at that
-/// field when it lands.
+/// the typed operations do not return: the step timings.
 struct Witness<'a> {
     inner: &'a dyn Observer,
-    signalled: Cell<bool>,
     steps: RefCell<Vec<StepTime>>,
 }
 
 impl Observer for Witness<'_> {
     fn on_event(&self, event: &Event) {
-        match event {
-            Event::Signalled { .. } => self.signalled.set(true),
-            Event::StepFinished { step, duration } => self.steps.borrow_mut().push(StepTime {
+        if let Event::StepFinished { step, duration } = event {
+            self.steps.borrow_mut().push(StepTime {
                 step: *step,
                 duration: *duration,
-            }),
-            _ => {}
+            });
         }
         self.inner.on_event(event);
     }
 }
 
-/// A failed step: the core's error and, for the typed operations, the phase the core
-/// says the server is still in.
+/// A failed step: the core's error, what it left, and (for the typed operations) the
+/// phase the core says the server is still in.
 struct StepFailure {
     error: Error,
+    left: Left,
     still_in: Option<Phase>,
 }
 
 impl StepFailure {
-    fn plain(error: Error) -> StepFailure {
+    fn of<S: HasObservation>(e: OpError<S>) -> StepFailure {
         StepFailure {
-            error,
-            still_in: None,
+            still_in: e.state.as_ref().map(|s| s.phase()),
+            left: e.left,
+            error: e.error,
         }
+    }
+}
+
+/// The phase a state the core gave back is in.
+trait HasObservation {
+    fn phase(&self) -> Phase;
+}
+
+impl HasObservation for () {
+    fn phase(&self) -> Phase {
+        Phase::Unknown
+    }
+}
+
+impl HasObservation for hotreload_core::Steady {
+    fn phase(&self) -> Phase {
+        self.observation().phase
+    }
+}
+
+impl HasObservation for hotreload_core::Spawned {
+    fn phase(&self) -> Phase {
+        self.observation().phase
     }
 }
 
@@ -386,12 +411,11 @@ pub fn step(cmd: StepCmd, args: &StepArgs, terminate: bool, printer: &Printer) -
 
     let witness = Witness {
         inner: printer,
-        signalled: Cell::new(false),
         steps: RefCell::new(Vec::new()),
     };
     let outcome: Result<Observation, StepFailure> = match cmd {
-        StepCmd::Rollback => rollback(&target, &options, &witness).map_err(StepFailure::plain),
-        StepCmd::Commit => finish(&target, &options, &witness).map_err(StepFailure::plain),
+        StepCmd::Rollback => rollback(&target, &options, &witness).map_err(StepFailure::of),
+        StepCmd::Commit => finish(&target, &options, &witness).map_err(StepFailure::of),
         StepCmd::Spawn | StepCmd::Drain => {
             // The same lock `upgrade` takes: a step must never interleave with an upgrade.
             let _lock = match target.lock() {
@@ -403,10 +427,7 @@ pub fn step(cmd: StepCmd, args: &StepArgs, terminate: bool, printer: &Printer) -
                 Ok(State::Steady(steady)) if cmd == StepCmd::Spawn => steady
                     .spawn_new_master(ops, &witness)
                     .map(|s| s.observation().clone())
-                    .map_err(|e| StepFailure {
-                        still_in: e.state.as_ref().map(|s| s.observation().phase),
-                        error: e.error,
-                    }),
+                    .map_err(StepFailure::of),
                 Ok(State::Spawned(spawned)) if cmd == StepCmd::Drain => {
                     let drained = if terminate {
                         spawned.terminate_old_workers(ops, &witness)
@@ -415,10 +436,7 @@ pub fn step(cmd: StepCmd, args: &StepArgs, terminate: bool, printer: &Printer) -
                     };
                     drained
                         .map(|s| s.observation().clone())
-                        .map_err(|e| StepFailure {
-                            still_in: e.state.as_ref().map(|s| s.observation().phase),
-                            error: e.error,
-                        })
+                        .map_err(StepFailure::of)
                 }
                 Ok(state) => match observation_of(&state) {
                     Some(obs) => return wrong_phase(cmd, obs.clone(), &pid_file),
@@ -429,7 +447,6 @@ pub fn step(cmd: StepCmd, args: &StepArgs, terminate: bool, printer: &Printer) -
         }
     };
     let steps = witness.steps.take();
-    let signalled = witness.signalled.get();
     let body = Body::Step { cmd, journal_only };
 
     match outcome {
@@ -448,8 +465,8 @@ pub fn step(cmd: StepCmd, args: &StepArgs, terminate: bool, printer: &Printer) -
             report.body = body;
             report
         }
-        Err(failure) if !signalled => {
-            // Nothing was signalled: nothing changed, and the state is the one just named.
+        Err(failure) if failure.left == Left::Untouched => {
+            // The core says nothing changed: the state is the one just named.
             let mut report = refusal(cmd.command(), &failure.error, &pid_file, body);
             report.steps = steps;
             report
@@ -458,7 +475,9 @@ pub fn step(cmd: StepCmd, args: &StepArgs, terminate: bool, printer: &Printer) -
             let mut message = error_chain(&failure.error);
             // Back where it started before the upgrade (steady, old version): rolled
             // back (1). Anything else needs a person (5).
-            let exit = if cmd == StepCmd::Spawn && failure.still_in == Some(Phase::Steady) {
+            let exit = if failure.left == Left::Reverted
+                || (cmd == StepCmd::Spawn && failure.still_in == Some(Phase::Steady))
+            {
                 Exit::RolledBack
             } else {
                 Exit::Unrecovered

@@ -18,9 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use hotreload_core::{
-    read_pid_file, upgrade, Event, ProcessHandle, Signal, Target, UpgradeOptions,
-};
+use hotreload_core::{upgrade, Event, ProcessHandle, Signal, Target, UpgradeOptions};
 
 type Result<T> = std::result::Result<T, Box<dyn StdError>>;
 
@@ -119,12 +117,16 @@ fn make_variant(fake_nginx: &Path, out: &Path, version: &str) -> Result<()> {
     }
 }
 
-/// Stops whatever master the pid file names (graceful, through a pinned handle).
+/// Stops the master the target observes (graceful, through a pinned handle).
 fn stop(pid_file: &Path) {
-    let Ok(pid) = read_pid_file(pid_file) else {
+    let Some(master) = Target::new(pid_file)
+        .observe()
+        .ok()
+        .and_then(|seen| seen.old_master)
+    else {
         return;
     };
-    if let Ok(master) = ProcessHandle::open(pid) {
+    if let Ok(master) = ProcessHandle::open_pinned(master.pid, master.start_time) {
         let _ = master.signal(Signal::Quit);
         let _ = master.wait_exit(Instant::now() + Duration::from_secs(20));
     }

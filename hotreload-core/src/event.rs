@@ -95,6 +95,8 @@ impl fmt::Display for Role {
 
 /// Something the library did or saw.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(tag = "event", rename_all = "snake_case"))]
 #[non_exhaustive]
 pub enum Event {
     /// A step began.
@@ -107,6 +109,10 @@ pub enum Event {
         /// Which step.
         step: Step,
         /// How long it took.
+        #[cfg_attr(
+            feature = "serde",
+            serde(rename = "duration_ms", serialize_with = "crate::serde_impl::millis")
+        )]
         duration: Duration,
     },
     /// A check passed or failed.
@@ -132,8 +138,16 @@ pub enum Event {
         /// What is awaited.
         what: String,
         /// Time spent waiting so far.
+        #[cfg_attr(
+            feature = "serde",
+            serde(rename = "elapsed_ms", serialize_with = "crate::serde_impl::millis")
+        )]
         elapsed: Duration,
         /// The wait's deadline, counted from its start.
+        #[cfg_attr(
+            feature = "serde",
+            serde(rename = "timeout_ms", serialize_with = "crate::serde_impl::millis")
+        )]
         timeout: Duration,
     },
     /// Something was observed in the process table or the pid files.

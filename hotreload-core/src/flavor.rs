@@ -124,9 +124,8 @@ impl TitleMarkers {
     /// gunicorn's titles. Without the `setproctitle` module (Debian's package) master and
     /// workers keep the same command line (`/usr/bin/python3 /usr/bin/gunicorn ...`); with
     /// it they read `gunicorn: master [app]` and `gunicorn: worker [app]`. Both contain
-    /// `gunicorn`, which is therefore the marker for both roles: equal markers mean that the
-    /// title does not tell the role, and the role comes from the parent link (see
-    /// [`Flavor::roles_from_parent_link`]).
+    /// `gunicorn`, which is therefore the marker for both roles; the flavor says the roles
+    /// come from the parent link ([`Roles::FromParentLink`]).
     pub fn gunicorn() -> Self {
         TitleMarkers {
             master: "gunicorn".into(),
@@ -134,6 +133,20 @@ impl TitleMarkers {
             shutting_down: String::new(),
         }
     }
+}
+
+/// How a flavor tells its masters from its workers: a rule per role, stated by the
+/// flavor (not inferred from its markers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Roles {
+    /// The title says: a process titled with the master marker is a master, one titled
+    /// with the worker marker is a worker (nginx, unicorn).
+    FromTitle,
+    /// The title only says "one of ours" (gunicorn without `setproctitle`): a process
+    /// titled so is a master when a pid file names it or when it has children titled so,
+    /// and a worker when it is a child of a master without such children of its own.
+    FromParentLink,
 }
 
 /// How a master's title relates to the command line it was started with (what it
@@ -203,6 +216,7 @@ pub struct Flavor {
     config_test_absent_reason: String,
     titles: TitleMarkers,
     title_args: TitleArgs,
+    roles: Roles,
 }
 
 impl Flavor {
@@ -220,6 +234,7 @@ impl Flavor {
             config_test_absent_reason: String::new(),
             titles: TitleMarkers::nginx(),
             title_args: TitleArgs::AfterMasterMarker,
+            roles: Roles::FromTitle,
         }
     }
 
@@ -239,6 +254,7 @@ impl Flavor {
                 .into(),
             titles: TitleMarkers::unicorn(),
             title_args: TitleArgs::ArgsAfterMasterMarker,
+            roles: Roles::FromTitle,
         }
     }
 
@@ -259,6 +275,7 @@ impl Flavor {
             config_test_absent_reason: String::new(),
             titles: TitleMarkers::gunicorn(),
             title_args: TitleArgs::Untouched,
+            roles: Roles::FromParentLink,
         }
     }
 
@@ -332,12 +349,21 @@ impl Flavor {
         }
     }
 
-    /// Whether roles come from the parent link rather than from the title: when the master
-    /// and worker markers are the same string (gunicorn), a process titled so is a master
-    /// when a pid file names it or when it has children titled so, and a worker when it is
-    /// a child of a master and has no such children of its own.
+    /// Whether roles come from the parent link rather than from the title
+    /// ([`Roles::FromParentLink`]).
     pub fn roles_from_parent_link(&self) -> bool {
-        self.titles.master == self.titles.worker
+        self.roles == Roles::FromParentLink
+    }
+
+    /// How this flavor tells masters from workers.
+    pub fn roles(&self) -> Roles {
+        self.roles
+    }
+
+    /// Sets how masters are told from workers.
+    pub fn with_roles(mut self, roles: Roles) -> Self {
+        self.roles = roles;
+        self
     }
 
     /// Whether the new master renames its pid file to the configured one by itself once the

@@ -12,12 +12,11 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::Error;
-use crate::event::Event;
-use crate::ops::Ctx;
+use crate::event::{Event, Observer};
 use crate::pid::Pid;
 use crate::process::ProcessHandle;
 use crate::procfs;
-use crate::swap::{swap_for, SwapRecord};
+use crate::swap::SwapRecord;
 
 const HEADER: &str = "hotreload-journal 1";
 const SWAP_LINE: &str = "swap-record:";
@@ -134,18 +133,19 @@ pub(crate) fn remove(path: &Path) -> Result<(), Error> {
     }
 }
 
-/// Commits the journal's swap (drops the backup) and removes the journal. Refuses while
-/// the master recorded in it still runs: then the upgrade is not over.
-pub(crate) fn commit(ctx: &Ctx<'_>) -> Result<(), Error> {
-    let path = ctx.target.journal_file();
+/// Commits the journal at `path` (drops the backup) and removes the journal. Refuses while
+/// the master recorded in it still runs: then the upgrade is not over. `Ok(false)` when
+/// there was no journal (nothing changed).
+pub(crate) fn commit(path: &Path, observer: &dyn Observer) -> Result<bool, Error> {
+    let path = path.to_path_buf();
     let Some(journal) = Journal::read(&path)? else {
-        ctx.emit(Event::Observed {
+        observer.on_event(&Event::Observed {
             what: format!(
                 "no journal at {}: no executable swap to commit",
                 path.display()
             ),
         });
-        return Ok(());
+        return Ok(false);
     };
     if ProcessHandle::open_pinned(journal.old_master, journal.old_start_time).is_ok() {
         return Err(Error::Journal {
@@ -158,30 +158,34 @@ pub(crate) fn commit(ctx: &Ctx<'_>) -> Result<(), Error> {
         });
     }
     let record = journal.record(&path)?;
-    swap_for(record.kind).commit(&record)?;
-    ctx.emit(Event::Observed {
+    record.commit()?;
+    observer.on_event(&Event::Observed {
         what: format!(
             "new executable at {} is final ({} swap committed)",
             record.binary.display(),
-            record.kind
+            record.swap
         ),
     });
-    remove(&path)
+    remove(&path).map(|()| true)
 }
 
-/// Undoes the journal's swap (puts the old executable back) and removes the journal.
-/// Refuses when the journal was written for another master than `master`, the one that
-/// runs now.
-pub(crate) fn restore(ctx: &Ctx<'_>, master: &ProcessHandle) -> Result<(), Error> {
-    let path = ctx.target.journal_file();
+/// Undoes the swap of the journal at `path` (puts the old executable back) and removes
+/// the journal. Refuses when the journal was written for another master than `master`,
+/// the one that runs now. `Ok(false)` when there was no journal (nothing changed).
+pub(crate) fn restore(
+    path: &Path,
+    master: &ProcessHandle,
+    observer: &dyn Observer,
+) -> Result<bool, Error> {
+    let path = path.to_path_buf();
     let Some(journal) = Journal::read(&path)? else {
-        ctx.emit(Event::Observed {
+        observer.on_event(&Event::Observed {
             what: format!(
                 "no journal at {}: no executable to put back",
                 path.display()
             ),
         });
-        return Ok(());
+        return Ok(false);
     };
     let record = journal.record(&path)?;
     if (journal.old_master, journal.old_start_time) != (master.pid(), master.start_time()) {
@@ -210,15 +214,15 @@ pub(crate) fn restore(ctx: &Ctx<'_>, master: &ProcessHandle) -> Result<(), Error
         };
         return Err(Error::Journal { path, problem });
     }
-    swap_for(record.kind).restore(&record)?;
-    ctx.emit(Event::Observed {
+    record.undo()?;
+    observer.on_event(&Event::Observed {
         what: format!(
             "previous executable is back at {} ({} swap undone)",
             record.binary.display(),
-            record.kind
+            record.swap
         ),
     });
-    remove(&path)
+    remove(&path).map(|()| true)
 }
 
 #[cfg(test)]

@@ -45,11 +45,11 @@
 //! immediately before each `kill(2)` ([`process`] says exactly what that leaves open),
 //! reported as [`Event::PidfdFallback`]; [`OpOptions::require_pidfd`] refuses instead.
 //!
-//! **Waits are events with deadlines.** Exits are awaited on pidfds (without them, by
-//! watching `/proc` with the same backing-off poll); pid files and new
-//! workers are polled with a short, backing-off interval (1 ms doubling to 50 ms). Every
-//! wait reports itself as [`Event::Waiting`] about every 500 ms, and a deadline is an
-//! outcome, not a hang.
+//! **Waits are events with deadlines.** Every wait goes through one primitive: exits are
+//! awaited on pidfds (without them, by watching `/proc` with the same backing-off poll); pid files and new workers are polled with a short, backing-off
+//! interval (1 ms doubling to 50 ms). Every wait reports itself as [`Event::Waiting`]
+//! about every 500 ms, a deadline is an outcome, not a hang, and every wait watches a
+//! [`CancelToken`] (it looks at least every [`CANCEL_SLICE`]).
 //!
 //! **The pipeline.** [`upgrade()`] runs the whole thing with gates: the target's lock,
 //! preflight checks that refuse before anything changes (the master catches `USR2` —
@@ -59,21 +59,31 @@
 //! spawn, health checks, drain, health checks, retire and commit. Any failure after the
 //! swap rolls back automatically from whatever phase the system shows.
 //!
-//! **Failures say what state they leave.** An [`UpgradeError`]'s [`FailureKind`] is
-//! `Refused` (nothing changed), `Locked` (another upgrade runs), `RolledBack` (the old
-//! master and executable are back) or `Unrecovered` (the rollback failed too; the
-//! observation says what runs). An upgrade whose orchestrator died is picked up by
-//! [`finish()`] or [`rollback()`] from any process; [`Steady::restore_binary`] and
+//! **Failures say what state they leave.** Every operation error carries a [`Left`]:
+//! `Untouched`, `Reverted`, or `Changed { phase }`. An [`UpgradeError`]'s
+//! [`FailureKind`] is `Refused` (nothing changed), `Locked` (another upgrade runs),
+//! `RolledBack` (the old master and executable are back), `Cancelled` (the caller's
+//! token; whatever had changed was rolled back) or `Unrecovered` (the rollback failed
+//! too; the observation says what runs). When the build that runs already is the one
+//! asked for, [`upgrade()`] succeeds with [`Outcome::Unchanged`] and does nothing.
+//!
+//! An upgrade whose orchestrator died is picked up by [`finish()`] or [`rollback()`]
+//! from any process; [`Steady::restore_binary`] and
 //! [`Steady::commit_binary`] settle a journal left with a steady server. A new master that
 //! dies abruptly leaves its workers serving, reparented: a rollback finds them (same
 //! session, titled as workers, parent not a master) and stops them.
 //!
 //! # Modules
 //!
-//! Low level: [`pid`], [`signal`], [`procfs`] (snapshots of `/proc`), [`process`]
-//! (pinned handles), [`pidfile`] (strict reading), [`lock`], [`swap`], [`health`],
-//! [`discovery`], [`error`]. High level: [`flavor`], [`event`], [`model`] (observation and
-//! phase), [`ops`] (typed operations), [`upgrade`](mod@upgrade) (the pipeline).
+//! In layers, dependencies pointing down only (DESIGN.md §4):
+//!
+//! - vocabulary: [`pid`], [`signal`], [`error`], [`event`];
+//! - system: [`process`] (pinned handles), [`lock`]; crate-private `/proc` and pid-file
+//!   access, file helpers, the subprocess runner and the one wait;
+//! - strategies, open to your own: [`swap`] ([`BinarySwap`]), [`health`]
+//!   ([`HealthCheck`]), [`flavor`], [`discovery`];
+//! - [`model`] (target, observation, phase); [`ops`] (typed operations); [`pipeline`]
+//!   (the whole upgrade: [`upgrade()`], [`rollback()`], [`finish()`]).
 //!
 //! **Data, not code paths.** Which signal does what, how pid files are named during an
 //! upgrade, how the config is tested and how titles say "master" or "worker" are a
@@ -81,6 +91,65 @@
 //! [`HealthCheck`] implementations.
 //!
 //! The library prints nothing: it reports to an [`Observer`] (any `Fn(&Event)`).
+//!
+//! # Blocking, threads and cancellation
+//!
+//! Every operation and [`upgrade()`] **blocks** the calling thread until it is over (at
+//! most its deadlines; an upgrade with the defaults can take minutes). The types that a
+//! tool moves between threads are `Send + Sync`, and [`UpgradeOptions`] is `Clone`. To
+//! stop an upgrade from elsewhere, give it a [`CancelToken`] and call
+//! [`CancelToken::cancel`]: it stops waiting (within [`CANCEL_SLICE`], plus the running
+//! health check or config test, each bounded by its own timeout), rolls back what it
+//! changed, and fails with [`FailureKind::Cancelled`]. Cancelled before the swap,
+//! nothing changed; once the old master was told to retire, the upgrade finishes
+//! instead (there is nothing to go back to). A cancelled typed operation returns an
+//! [`OpError`] whose [`left`](OpError::left) says where it stopped (see [`ops`]).
+//!
+//! From tokio, run it on the blocking pool and cancel on Ctrl-C (`tests/tests/
+//! embed_tokio.rs` in the repository is this, compiled and run):
+//!
+//! ```ignore
+//! use hotreload_core::{upgrade, CancelToken, NoopObserver, Target, UpgradeOptions};
+//!
+//! #[tokio::main]
+//! async fn main() {
+//!     let token = CancelToken::new();
+//!     let options = UpgradeOptions::new()
+//!         .new_binary("/tmp/nginx-1.27.1")
+//!         .cancel_token(token.clone());
+//!     let target = Target::new("/run/nginx.pid");
+//!     let mut task = tokio::task::spawn_blocking(move || upgrade(&target, &options, &NoopObserver));
+//!     let result = tokio::select! {
+//!         r = &mut task => r,
+//!         _ = tokio::signal::ctrl_c() => {
+//!             token.cancel(); // rolls back; the task ends shortly after
+//!             task.await
+//!         }
+//!     };
+//!     match result.expect("the upgrade task") {
+//!         Ok(report) => println!("{}", report.outcome.as_str()),
+//!         Err(e) => eprintln!("{e}: {} ({})", e.error, e.left),
+//!     }
+//! }
+//! ```
+//!
+//! The same with a plain thread:
+//!
+//! ```no_run
+//! use hotreload_core::{upgrade, CancelToken, FailureKind, NoopObserver, Target, UpgradeOptions};
+//!
+//! let token = CancelToken::new();
+//! let options = UpgradeOptions::new()
+//!     .new_binary("/tmp/nginx-1.27.1")
+//!     .cancel_token(token.clone());
+//! let worker = std::thread::spawn(move || {
+//!     upgrade(&Target::new("/run/nginx.pid"), &options, &NoopObserver)
+//! });
+//! token.cancel();
+//! if let Err(e) = worker.join().unwrap() {
+//!     assert!(matches!(e.kind, FailureKind::Cancelled | FailureKind::Refused));
+//! }
+//! ```
 //!
 //! # Example
 //!
@@ -92,7 +161,7 @@
 //! match upgrade(&target, &options, &|e: &Event| eprintln!("{e}")) {
 //!     Ok(report) => println!("upgraded: new master {:?}", report.new_pid),
 //!     Err(e) if e.kind == FailureKind::RolledBack => eprintln!("rolled back: {}", e.error),
-//!     Err(e) => eprintln!("{e}"),
+//!     Err(e) => eprintln!("{e}: {} ({})", e.error, e.left),
 //! }
 //! ```
 //!
@@ -113,45 +182,57 @@
 //! # Ok::<(), hotreload_core::Error>(())
 //! ```
 
-// Low-level: identity-pinned processes, /proc, pid files, locks, swaps, health checks.
-pub mod discovery;
-pub mod health;
-pub mod lock;
-pub mod pid;
-pub mod pidfile;
-pub mod process;
-pub mod procfs;
-pub mod signal;
-pub mod swap;
-mod sys;
-
-// High-level: flavors, the process-group model, typed operations and the pipeline.
+// The layers, bottom up (DESIGN.md §4); dependencies point down only.
+// Vocabulary.
 pub mod error;
 pub mod event;
+pub mod pid;
+pub mod signal;
+// System access: crate-private /proc, pid files and system calls; pinned processes,
+// file helpers, the subprocess runner and the one wait.
+mod exec;
+mod fsutil;
+pub mod lock;
+mod pidfile;
+pub mod process;
+mod procfs;
+mod sys;
+mod wait;
+// Strategies, user-extensible.
+pub mod discovery;
 pub mod flavor;
+pub mod health;
+pub mod swap;
+// The model, the journal below the operations, the operations, the advice on their
+// failures and the pipeline.
+pub mod advice;
 mod journal;
 pub mod model;
 pub mod ops;
-pub mod upgrade;
+pub mod pipeline;
+#[cfg(feature = "serde")]
+mod serde_impl;
 
-pub use discovery::{Discovery, ExplicitPid, PidFileDiscovery, ProcScanDiscovery};
-pub use error::{Error, PidFileProblem};
+pub use advice::Advice;
+pub use error::{DrainStall, Error, ParseError, PidFileProblem};
 pub use event::{Event, NoopObserver, Observer, Role, Step};
-pub use flavor::{ConfigTest, Flavor, PidFileName, SignalMap, TitleArgs, TitleMarkers};
-pub use health::{Attributed, CommandCheck, HealthCheck, HttpCheck, TcpCheck};
+pub use flavor::Flavor;
+pub use health::{CommandCheck, HealthCheck, HttpCheck, TcpCheck};
 pub use lock::TargetLock;
 pub use model::{MasterInfo, Observation, Phase, Target, WorkerInfo};
-pub use ops::{Drained, OpError, OpOptions, Spawned, State, Steady};
+pub use ops::{Drained, Left, OpError, OpOptions, Spawned, State, Steady};
 pub use pid::Pid;
-pub use pidfile::{read_pid_file, read_pid_file_optional};
-pub use process::{pidfd_available, pidfd_support, PidfdSupport, ProcessHandle};
-pub use procfs::{children, proc_info, ProcInfo};
-pub use signal::{Signal, SignalSet};
-pub use swap::{swap_for, BinarySwap, SwapKind, SwapRecord};
-pub use upgrade::{
+pub use pipeline::{
     finish, rollback, upgrade, Check, DrainTimeoutAction, FailureKind, Outcome, StepTiming,
     UpgradeError, UpgradeOptions, UpgradeReport,
 };
+pub use process::{pidfd_available, pidfd_support, PidfdSupport, ProcessHandle};
+pub use signal::Signal;
+pub use swap::{swap_for, BinarySwap, SwapKind, SwapRecord};
+pub use wait::{CancelToken, CANCEL_SLICE};
+
+#[cfg(test)]
+mod lowlevel_tests;
 
 // The README's Rust examples are compiled as doctests, so they cannot drift from the API.
 #[cfg(doctest)]

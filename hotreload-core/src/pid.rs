@@ -7,7 +7,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::error::Error;
+use crate::error::{Error, ParseError};
 
 /// A process id greater than 1 (and at most `i32::MAX`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -15,9 +15,9 @@ pub struct Pid(i32);
 
 impl Pid {
     /// Makes a `Pid`, refusing values ≤ 1 and values above `i32::MAX`.
-    pub fn new(raw: i64) -> Result<Pid, Error> {
+    pub fn new(raw: i64) -> Result<Pid, ParseError> {
         if raw <= 1 {
-            return Err(Error::InvalidPid {
+            return Err(ParseError::InvalidPid {
                 value: raw.to_string(),
                 reason: if raw < 0 {
                     "negative values address process groups, never one process"
@@ -30,7 +30,7 @@ impl Pid {
         }
         match i32::try_from(raw) {
             Ok(v) => Ok(Pid(v)),
-            Err(_) => Err(Error::InvalidPid {
+            Err(_) => Err(ParseError::InvalidPid {
                 value: raw.to_string(),
                 reason: "larger than any process id",
             }),
@@ -44,7 +44,7 @@ impl Pid {
 
     /// The pid of the calling process (never ≤ 1 except inside a fresh pid namespace's init).
     pub fn this_process() -> Result<Pid, Error> {
-        Pid::new(i64::from(std::process::id()))
+        Ok(Pid::new(i64::from(std::process::id()))?)
     }
 }
 
@@ -55,11 +55,11 @@ impl fmt::Display for Pid {
 }
 
 impl FromStr for Pid {
-    type Err = Error;
+    type Err = ParseError;
 
     /// Strict: decimal digits only (leading zeros allowed), no sign, no white space.
-    fn from_str(s: &str) -> Result<Pid, Error> {
-        let invalid = |reason| Error::InvalidPid {
+    fn from_str(s: &str) -> Result<Pid, ParseError> {
+        let invalid = |reason| ParseError::InvalidPid {
             value: s.to_string(),
             reason,
         };
@@ -76,7 +76,7 @@ impl FromStr for Pid {
             .parse()
             .map_err(|_| invalid("larger than any process id"))?;
         Pid::new(raw).map_err(|e| match e {
-            Error::InvalidPid { reason, .. } => invalid(reason),
+            ParseError::InvalidPid { reason, .. } => invalid(reason),
             other => other,
         })
     }
@@ -89,15 +89,15 @@ impl From<Pid> for i32 {
 }
 
 impl TryFrom<i32> for Pid {
-    type Error = Error;
-    fn try_from(raw: i32) -> Result<Pid, Error> {
+    type Error = ParseError;
+    fn try_from(raw: i32) -> Result<Pid, ParseError> {
         Pid::new(i64::from(raw))
     }
 }
 
 impl TryFrom<u32> for Pid {
-    type Error = Error;
-    fn try_from(raw: u32) -> Result<Pid, Error> {
+    type Error = ParseError;
+    fn try_from(raw: u32) -> Result<Pid, ParseError> {
         Pid::new(i64::from(raw))
     }
 }

@@ -28,7 +28,8 @@ use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::pid::Pid;
-use crate::procfs::{self, ProcInfo};
+use crate::procfs;
+pub use crate::procfs::ProcInfo;
 use crate::signal::Signal;
 use crate::sys;
 

@@ -7,7 +7,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::error::Error;
+use crate::error::ParseError;
 
 macro_rules! signals {
     ($( $(#[$doc:meta])* $variant:ident = $name:literal, $num:expr; )*) => {
@@ -90,11 +90,11 @@ impl fmt::Display for Signal {
 }
 
 impl FromStr for Signal {
-    type Err = Error;
+    type Err = ParseError;
 
     /// Accepts `QUIT`, `SIGQUIT`, any letter case, and the number (`3`).
-    fn from_str(s: &str) -> Result<Signal, Error> {
-        let unknown = || Error::UnknownSignal {
+    fn from_str(s: &str) -> Result<Signal, ParseError> {
+        let unknown = || ParseError::UnknownSignal {
             value: s.to_string(),
         };
         if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {

@@ -270,9 +270,7 @@ fn variant_at(out: &Path, version: &str) {
     harness::settle_executable(out).expect("variant is executable");
 }
 
-fn sha(path: &Path) -> Option<String> {
-    hotreload_core::swap::file_sha256(path).ok().map(|(h, _)| h)
-}
+use hotreload_tests::fake::sha;
 
 fn read_pid(path: &Path) -> Option<i32> {
     fs::read_to_string(path).ok()?.trim().parse().ok()

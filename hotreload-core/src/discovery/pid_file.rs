@@ -8,7 +8,8 @@ use crate::error::Error;
 use crate::pid::Pid;
 use crate::pidfile::read_pid_file;
 
-/// Reads the master's pid from a pid file, strictly (see [`read_pid_file`]).
+/// Reads the master's pid from a pid file, strictly (one decimal pid, no symlink, not
+/// writable by others when running as root).
 #[derive(Debug, Clone)]
 pub struct PidFileDiscovery {
     path: PathBuf,

@@ -106,12 +106,7 @@ impl Discovery for ProcScanDiscovery {
             [one] => Ok(*one),
             [] => Err(Error::NoMasterFound {
                 exe: self.exe.clone(),
-                detail: if crate::sys::geteuid() == 0 {
-                    String::new()
-                } else {
-                    "; not running as root, so other users' processes could not be inspected"
-                        .to_string()
-                },
+                unprivileged: crate::sys::geteuid() != 0,
             }),
             _ => Err(Error::AmbiguousMaster {
                 exe: self.exe.clone(),

@@ -16,7 +16,7 @@ use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use super::{at_least_1ms, Attributed, HealthCheck};
-use crate::error::Error;
+use crate::error::ParseError;
 use crate::pid::Pid;
 use crate::procfs;
 
@@ -50,8 +50,8 @@ pub struct HttpCheck {
 impl HttpCheck {
     /// Parses `http://host[:port][/path]` (IPv6 as `[::1]`). `https`, user info and
     /// empty hosts are refused.
-    pub fn new(url: &str) -> Result<HttpCheck, Error> {
-        let invalid = |problem| Error::InvalidUrl {
+    pub fn new(url: &str) -> Result<HttpCheck, ParseError> {
+        let invalid = |problem| ParseError::InvalidUrl {
             url: url.to_string(),
             problem,
         };

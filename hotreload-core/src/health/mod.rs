@@ -17,8 +17,9 @@ use std::time::Duration;
 
 use crate::pid::Pid;
 
-/// A way to tell whether the server is healthy.
-pub trait HealthCheck {
+/// A way to tell whether the server is healthy. `Send + Sync`: the options that hold
+/// checks are handed to other threads.
+pub trait HealthCheck: Send + Sync {
     /// What is checked, e.g. "HTTP GET http://127.0.0.1:8080/health".
     fn describe(&self) -> String;
 

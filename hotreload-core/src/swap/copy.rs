@@ -6,7 +6,8 @@
 
 use std::path::Path;
 
-use super::{install_file_swap, BinarySwap, SwapKind, SwapRecord};
+use super::file::install_file_swap;
+use super::{backup_path_for, BinarySwap, SwapKind, SwapRecord, Undo};
 use crate::error::Error;
 
 /// Copy-based backup, atomic rename of the new binary.
@@ -14,8 +15,15 @@ use crate::error::Error;
 pub struct CopySwap;
 
 impl BinarySwap for CopySwap {
-    fn kind(&self) -> SwapKind {
-        SwapKind::Copy
+    fn name(&self) -> &str {
+        "copy"
+    }
+
+    fn predict(&self, binary: &Path) -> Undo {
+        Undo::RestoreBackup {
+            backup: backup_path_for(binary),
+            identity: None,
+        }
     }
 
     fn install(&self, binary: &Path, new: &Path) -> Result<SwapRecord, Error> {

@@ -4,37 +4,28 @@
 
 use std::path::Path;
 
-use super::{absolute, file_sha256, BinarySwap, SwapKind, SwapRecord};
+use super::{BinarySwap, SwapRecord, Undo};
 use crate::error::Error;
+use crate::fsutil::{absolute, file_sha256};
 
 /// Installs nothing; restore and commit do nothing.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoSwap;
 
 impl BinarySwap for NoSwap {
-    fn kind(&self) -> SwapKind {
-        SwapKind::None
+    fn name(&self) -> &str {
+        "none"
+    }
+
+    /// The file in place is the new build: nothing to install.
+    fn installs(&self) -> bool {
+        false
     }
 
     /// Records what is at `binary` (`new` is not used: it is already in place).
     fn install(&self, binary: &Path, _new: &Path) -> Result<SwapRecord, Error> {
         let binary = absolute(binary)?;
         let (new_sha256, new_size) = file_sha256(&binary)?;
-        Ok(SwapRecord {
-            kind: SwapKind::None,
-            binary,
-            backup: None,
-            previous_target: None,
-            new_sha256,
-            new_size,
-        })
-    }
-
-    fn restore(&self, _rec: &SwapRecord) -> Result<(), Error> {
-        Ok(())
-    }
-
-    fn commit(&self, _rec: &SwapRecord) -> Result<(), Error> {
-        Ok(())
+        Ok(SwapRecord::new("none", binary, Undo::Nothing).installed(new_sha256, new_size))
     }
 }

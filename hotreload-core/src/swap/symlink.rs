@@ -9,18 +9,18 @@ use std::io;
 use std::os::unix::fs::symlink;
 use std::path::Path;
 
-use super::{
-    absolute, file_sha256, remove_stale_temps, sync_parent, temp_sibling, BinarySwap, SwapKind,
-    SwapRecord, TempGuard,
-};
+use super::{BinarySwap, SwapRecord, Undo};
 use crate::error::Error;
+use crate::fsutil::{
+    absolute, file_sha256, remove_stale_temps, sync_parent, temp_sibling, TempGuard,
+};
 
 /// Atomic symlink flip.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SymlinkSwap;
 
 /// Points the symlink `link` at `target` atomically (new link beside it, renamed over).
-fn flip(link: &Path, target: &Path) -> Result<(), Error> {
+pub(super) fn flip(link: &Path, target: &Path) -> Result<(), Error> {
     let tmp = temp_sibling(link, "link");
     symlink(target, &tmp).map_err(|e| Error::SwapIo {
         action: "create symlink",
@@ -38,8 +38,15 @@ fn flip(link: &Path, target: &Path) -> Result<(), Error> {
 }
 
 impl BinarySwap for SymlinkSwap {
-    fn kind(&self) -> SwapKind {
-        SwapKind::Symlink
+    fn name(&self) -> &str {
+        "symlink"
+    }
+
+    fn predict(&self, binary: &Path) -> Undo {
+        match fs::read_link(binary) {
+            Ok(previous) => Undo::RepointSymlink { previous },
+            Err(_) => Undo::Nothing,
+        }
     }
 
     fn install(&self, binary: &Path, new: &Path) -> Result<SwapRecord, Error> {
@@ -89,23 +96,9 @@ impl BinarySwap for SymlinkSwap {
         let (new_sha256, new_size) = file_sha256(&target)?;
         remove_stale_temps(&binary);
         flip(&binary, &target)?;
-        Ok(SwapRecord {
-            kind: SwapKind::Symlink,
-            binary,
-            backup: None,
-            previous_target: Some(previous),
-            new_sha256,
-            new_size,
-        })
-    }
-
-    fn restore(&self, rec: &SwapRecord) -> Result<(), Error> {
-        let Some(previous) = &rec.previous_target else {
-            return Err(Error::Swap {
-                path: rec.binary.clone(),
-                problem: "the swap record names no previous symlink target to restore".into(),
-            });
-        };
-        flip(&rec.binary, previous)
+        Ok(
+            SwapRecord::new("symlink", binary, Undo::RepointSymlink { previous })
+                .installed(new_sha256, new_size),
+        )
     }
 }

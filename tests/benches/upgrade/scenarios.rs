@@ -8,7 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fake_nginx::load::{Load, LoadConfig, LoadStats};
-use hotreload_core::{Discovery, Phase, ProcScanDiscovery, Target};
+use hotreload_core::discovery::{Discovery, ProcScanDiscovery};
+use hotreload_core::{Phase, Target};
 
 use crate::methods::{self, Method, RunResult, Tools};
 use crate::server::{Builds, Kind, Server};

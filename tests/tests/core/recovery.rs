@@ -128,9 +128,7 @@ fn workers_of_a_killed_new_master_are_stopped_by_the_rollback() {
         let mut procs = s.inst.processes();
         procs.sort_unstable();
         assert_eq!(procs, expected, "{}", s.why());
-        hotreload_core::swap_for(record.kind)
-            .restore(&record)
-            .unwrap();
+        record.undo().unwrap();
     });
 }
 
@@ -161,9 +159,7 @@ fn a_spawn_left_hanging_is_rolled_back_by_a_fresh_process() {
             .unwrap_or_else(|e| panic!("{e}\n{}\n{}", events.text(), s.why()));
         assert_eq!(now.phase, Phase::Steady);
         wait_gone(pid(hung));
-        hotreload_core::swap_for(record.kind)
-            .restore(&record)
-            .unwrap();
+        record.undo().unwrap();
         s.assert_steady(old, "1.0");
         // Anything else unknown is still refused: a pid file naming nothing.
         let bogus = s.dir.path().join("bogus.pid");

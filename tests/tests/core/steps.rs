@@ -6,7 +6,7 @@ use std::fs;
 use std::time::Duration;
 
 use crate::common::*;
-use hotreload_core::{swap_for, upgrade, Error, NoopObserver, Phase, Signal, State, Target};
+use hotreload_core::{upgrade, Error, NoopObserver, Phase, Signal, State, Target};
 use hotreload_tests::{poll, procs};
 
 /// Attaches as a new process would: a new `Target`, nothing carried over.
@@ -61,7 +61,7 @@ fn each_step_from_a_fresh_process() {
         assert_eq!(steady.master_pid(), new);
         wait_gone(old);
         s.assert_steady(new, "2.0");
-        swap_for(record.kind).commit(&record).unwrap();
+        record.commit().unwrap();
         assert!(s.installed_is(&v2));
 
         // Only stop signals, to the old master, besides the spawn: never USR2/WINCH to the new.
@@ -103,7 +103,7 @@ fn rollback_from_spawned_in_a_fresh_process() {
         assert_eq!(events.signals(), [(new, Signal::Quit)], "{}", events.text());
         wait_gone(new);
         s.assert_steady(old, "1.0");
-        swap_for(record.kind).restore(&record).unwrap();
+        record.undo().unwrap();
     });
 }
 
@@ -207,7 +207,7 @@ fn drain_past_the_deadline_gives_the_state_back_with_the_remaining_workers() {
             .retire_old(&op_options(), &NoopObserver)
             .expect("retire");
         s.assert_steady(steady.master_pid(), "2.0");
-        swap_for(record.kind).commit(&record).unwrap();
+        record.commit().unwrap();
     });
 }
 

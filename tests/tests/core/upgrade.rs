@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 use fake_nginx::load::{Load, LoadConfig};
 use hotreload_core::{
-    upgrade, DrainTimeoutAction, Error, Event, FailureKind, HealthCheck, Outcome, Role, Signal,
-    Step, UpgradeError,
+    upgrade, DrainStall, DrainTimeoutAction, Error, Event, FailureKind, HealthCheck, Outcome, Role,
+    Signal, Step, UpgradeError,
 };
 use hotreload_tests::{poll, procs};
 
@@ -168,7 +168,7 @@ fn bad_config_is_refused_by_the_config_test() {
         let e = expect_failure(upgrade(&s.target(), &options(&v2), &events), &events);
         assert_eq!(e.kind, FailureKind::Refused, "{e}");
         assert!(matches!(e.error, Error::ConfigTest { .. }), "{e}");
-        assert!(e.to_string().contains("-t"), "{e}");
+        assert!(e.error.to_string().contains("-t"), "{e}");
         assert_untouched(&s, &v1, &events);
     });
 }
@@ -188,7 +188,7 @@ fn daemon_off_is_refused_fast() {
             started.elapsed()
         );
         assert_eq!(e.kind, FailureKind::Refused, "{e}");
-        assert!(e.to_string().contains("daemon off"), "{e}");
+        assert!(e.error.to_string().contains("daemon off"), "{e}");
         assert!(e
             .report
             .preflight
@@ -199,15 +199,63 @@ fn daemon_off_is_refused_fast() {
 }
 
 #[test]
-fn identical_binary_is_refused() {
+fn identical_binary_is_unchanged() {
     hotreload_tests::watchdog(|| {
         let s = start(&[]);
         let v1 = copy_of_v1(&s);
         let events = Events::default();
-        let e = expect_failure(upgrade(&s.target(), &options(&v1), &events), &events);
-        assert_eq!(e.kind, FailureKind::Refused);
-        assert!(e.to_string().contains("identical"), "{e}");
+        // The build asked for is the build that runs: success, and nothing is done.
+        let report = upgrade(&s.target(), &options(&v1), &events)
+            .unwrap_or_else(|e| panic!("{e}: {:#?}\n{}", e.error, events.text()));
+        assert_eq!(report.outcome, Outcome::Unchanged, "{}", events.text());
+        assert!(report.unchanged);
+        assert!(report.new_pid.is_none());
+        assert!(report
+            .preflight
+            .iter()
+            .any(|c| c.name == "new-binary-differs" && c.detail.contains("identical")));
         assert_untouched(&s, &v1, &events);
+        // A dry run says the same.
+        let dry = upgrade(&s.target(), &options(&v1).dry_run(true), &Events::default()).unwrap();
+        assert_eq!(dry.outcome, Outcome::DryRun);
+        assert!(dry.unchanged, "{dry:?}");
+        // With no swap, the file in place is what runs: nothing to do either.
+        let events = Events::default();
+        let none = hotreload_core::UpgradeOptions::new().swap(hotreload_core::SwapKind::None);
+        let report = upgrade(&s.target(), &none, &events)
+            .unwrap_or_else(|e| panic!("{e}: {:#?}\n{}", e.error, events.text()));
+        assert_eq!(report.outcome, Outcome::Unchanged, "{}", events.text());
+        assert_untouched(&s, &v1, &events);
+    });
+}
+
+#[test]
+fn a_rerun_of_the_same_upgrade_sends_no_signal() {
+    hotreload_tests::watchdog(|| {
+        let s = start(&[]);
+        let v2 = s.variant("2.0", &[]);
+        let first = upgrade(&s.target(), &options(&v2), &Events::default()).expect("first upgrade");
+        let new = first.new_pid.expect("a new master");
+        s.assert_steady(new, "2.0");
+        let before = s.target().observe().unwrap().old_master.unwrap();
+        let events = Events::default();
+        let again = upgrade(&s.target(), &options(&v2), &events)
+            .unwrap_or_else(|e| panic!("{e}: {:#?}\n{}", e.error, events.text()));
+        assert_eq!(again.outcome, Outcome::Unchanged, "{}", events.text());
+        assert!(
+            events.signals().is_empty(),
+            "signals were sent:\n{}",
+            events.text()
+        );
+        let after = s.target().observe().unwrap().old_master.unwrap();
+        assert_eq!(
+            (after.pid, after.start_time),
+            (before.pid, before.start_time),
+            "the master was replaced"
+        );
+        s.assert_steady(new, "2.0");
+        assert!(!s.backup().exists(), "a backup was left");
+        assert!(!s.journal().exists(), "a journal was left");
     });
 }
 
@@ -222,7 +270,9 @@ fn a_held_lock_is_reported_with_its_holder() {
         let e = expect_failure(upgrade(&s.target(), &options(&v2), &events), &events);
         assert_eq!(e.kind, FailureKind::Locked, "{e}");
         assert!(
-            e.to_string().contains(&std::process::id().to_string()),
+            e.error
+                .to_string()
+                .contains(&std::process::id().to_string()),
             "{e}"
         );
         assert_untouched(&s, &v1, &events);
@@ -458,7 +508,13 @@ fn ignored_winch_times_out_the_drain_and_rolls_back() {
         let opts = options(&v2).drain_timeout(Duration::from_secs(2));
         let e = expect_failure(upgrade(&s.target(), &opts, &events), &events);
         match &e.error {
-            Error::DrainTimeout { hint, .. } => assert!(hint.contains("ignore"), "{e}"),
+            Error::DrainTimeout { stall, .. } => {
+                assert!(
+                    matches!(stall, DrainStall::SignalIgnored { .. }),
+                    "{stall:?}: {e}"
+                );
+                assert!(e.error.to_string().contains("ignore"), "{e}");
+            }
             other => panic!("{other}\n{}", events.text()),
         }
         assert_rolled_back(&s, &v1, &e, &events);

@@ -358,7 +358,7 @@ fn real_nginx_daemon_off_is_refused_before_any_change() {
             "{err}\n{}",
             events.text()
         );
-        assert!(err.to_string().contains("daemon"), "{err}");
+        assert!(err.error.to_string().contains("daemon"), "{err}");
         assert!(events.signals().is_empty(), "signalled: {}", events.text());
         assert_eq!(sha(&prefix.join("sbin/nginx")), before);
         assert!(!prefix.join("logs/nginx.pid.oldbin").exists());

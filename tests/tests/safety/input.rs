@@ -285,14 +285,16 @@ fn bad_new_binaries_are_refused_naming_the_problem() {
         let copy = builds.join("nginx-copy");
         fs::copy(&server.installed, &copy).unwrap();
 
-        let cases: Vec<(&PathBuf, &[&str])> = vec![
-            (&directory, &["not a regular file"]),
-            (&aarch64, &["AArch64", "x86-64"]),
-            (&script, &["not an ELF executable"]),
-            (&copy, &["identical"]),
-            (&server.installed, &["very file"]),
+        // The last two are the build that runs: not refused but unchanged (issue 12.6/13):
+        // success, and nothing done.
+        let cases: Vec<(&PathBuf, &[&str], bool)> = vec![
+            (&directory, &["not a regular file"], false),
+            (&aarch64, &["AArch64", "x86-64"], false),
+            (&script, &["not an ELF executable"], false),
+            (&copy, &["identical"], true),
+            (&server.installed, &["very file"], true),
         ];
-        for (new, needles) in cases {
+        for (new, needles, same_build) in cases {
             let shown = new.display().to_string();
             let run = hotreload(&[
                 "upgrade",
@@ -302,11 +304,23 @@ fn bad_new_binaries_are_refused_naming_the_problem() {
                 &shown,
                 "--json",
             ]);
-            run.expect_code(3).expect_stderr(&shown);
-            for needle in needles {
-                run.expect_stderr(needle);
+            if same_build {
+                run.expect_code(0);
+                for needle in needles {
+                    assert!(
+                        run.stdout.contains(&shown) && run.stdout.contains(needle),
+                        "stdout lacks {shown:?} or {needle:?}{run}"
+                    );
+                }
+                assert_eq!(run.result()["outcome"], "unchanged", "{run}");
+                assert_eq!(run.result()["changed"], false, "{run}");
+            } else {
+                run.expect_code(3).expect_stderr(&shown);
+                for needle in needles {
+                    run.expect_stderr(needle);
+                }
+                assert_eq!(run.result()["outcome"], "refused", "{run}");
             }
-            assert_eq!(run.result()["outcome"], "refused", "{run}");
             assert!(run.signals().is_empty(), "signals sent{run}");
             canary.assert_alive(&run);
             assert_eq!(fingerprint(&server), before, "the server changed{run}");

@@ -9,9 +9,9 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use hotreload_core::discovery::{Discovery, ExplicitPid, PidFileDiscovery, ProcScanDiscovery};
-use hotreload_core::swap::{BinarySwap, RenameSwap};
-use hotreload_core::{Error, Pid};
+use crate::discovery::{Discovery, ExplicitPid, PidFileDiscovery, ProcScanDiscovery};
+use crate::swap::{BinarySwap, RenameSwap};
+use crate::{Error, Pid};
 use nix::sys::signal::{kill, Signal as NixSignal};
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid as NixPid;
@@ -122,7 +122,7 @@ fn proc_scan_finds_the_master_not_its_worker() {
     // After a binary swap, the old master's exe shows "(deleted)": still found by path.
     let new = copy_sh(dir.path(), "new-build");
     let rec = RenameSwap.install(&exe, &new).unwrap();
-    let info = hotreload_core::proc_info(first.master_pid()).unwrap();
+    let info = crate::procfs::proc_info(first.master_pid()).unwrap();
     assert!(info.exe_deleted, "{info:?}");
     assert_eq!(info.exe.as_deref(), Some(exe.as_path()));
     assert_eq!(scan.discover().unwrap(), first.master_pid());
@@ -155,7 +155,7 @@ fn pid_file_and_explicit() {
     }
     let mut child = Reap(spawn_retrying(Command::new("sleep").arg("600")));
     let pid = Pid::try_from(child.0.id()).unwrap();
-    let handle = hotreload_core::ProcessHandle::open(pid).unwrap();
+    let handle = crate::ProcessHandle::open(pid).unwrap();
     child.0.kill().unwrap();
     assert!(handle
         .wait_exit(std::time::Instant::now() + std::time::Duration::from_secs(10))

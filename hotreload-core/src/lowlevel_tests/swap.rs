@@ -9,10 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use hotreload_core::swap::{
-    backup_path_for, file_sha256, BinarySwap, CopySwap, NoSwap, RenameSwap, SymlinkSwap,
+use crate::fsutil::file_sha256;
+use crate::swap::{
+    backup_path_for, BinarySwap, CopySwap, FileIdentity, NoSwap, RenameSwap, SymlinkSwap, Undo,
 };
-use hotreload_core::{swap_for, Error, SwapKind, SwapRecord};
+use crate::{swap_for, Error, SwapKind, SwapRecord};
 
 fn write_exe(path: &Path, content: &[u8], mode: u32) {
     fs::write(path, content).unwrap();
@@ -39,7 +40,7 @@ fn check_backup_strategy(swap: &dyn BinarySwap, hard_linked: bool) {
     let old_ino = fs::metadata(&binary).unwrap().ino();
 
     let rec = swap.install(&binary, &new).unwrap();
-    assert_eq!(rec.kind, swap.kind());
+    assert_eq!(rec.swap, swap.name());
     assert_eq!(rec.binary, binary);
     assert_eq!(fs::read(&binary).unwrap(), b"new binary, longer");
     assert_eq!(
@@ -47,8 +48,11 @@ fn check_backup_strategy(swap: &dyn BinarySwap, hard_linked: bool) {
         0o750,
         "mode of the old one"
     );
-    let backup = rec.backup.clone().unwrap();
+    let Undo::RestoreBackup { backup, identity } = rec.undo.clone() else {
+        panic!("{:?} records no backup", rec.undo);
+    };
     assert_eq!(backup, backup_path_for(&binary));
+    assert_eq!(identity, Some(FileIdentity::of(&backup).unwrap()));
     assert_eq!(fs::read(&backup).unwrap(), b"old binary");
     assert_eq!(fs::metadata(&backup).unwrap().ino() == old_ino, hard_linked);
     assert_eq!(rec.new_size, 18);
@@ -63,7 +67,9 @@ fn check_backup_strategy(swap: &dyn BinarySwap, hard_linked: bool) {
 
     // Restore, from the text form as another process would.
     let rec2 = SwapRecord::from_text(&rec.to_text()).unwrap();
-    swap_for(rec2.kind).restore(&rec2).unwrap();
+    swap_for(rec2.swap.parse::<SwapKind>().unwrap())
+        .restore(&rec2)
+        .unwrap();
     assert_eq!(fs::read(&binary).unwrap(), b"old binary");
     assert!(!backup.exists());
     // Idempotent.
@@ -142,8 +148,10 @@ fn symlink_flip_and_back() {
     assert_eq!(fs::read_link(&current).unwrap(), new);
     assert_eq!(fs::read(&current).unwrap(), b"nginx v2");
     assert_eq!(
-        rec.previous_target.as_deref(),
-        Some(Path::new("releases/v1/nginx"))
+        rec.undo,
+        Undo::RepointSymlink {
+            previous: Path::new("releases/v1/nginx").to_path_buf()
+        }
     );
     assert!(rec.installed_matches().unwrap());
 
@@ -176,8 +184,8 @@ fn none_changes_nothing() {
     let binary = dir.path().join("nginx");
     write_exe(&binary, b"already new", 0o755);
     let rec = NoSwap.install(&binary, &binary).unwrap();
-    assert_eq!(rec.kind, SwapKind::None);
-    assert_eq!(rec.backup, None);
+    assert_eq!(rec.swap, "none");
+    assert_eq!(rec.undo, Undo::Nothing);
     NoSwap.restore(&rec).unwrap();
     NoSwap.commit(&rec).unwrap();
     assert_eq!(fs::read(&binary).unwrap(), b"already new");
@@ -260,7 +268,7 @@ fn sigkill_mid_swap_leaves_a_complete_binary() {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
-                "swap_loop_helper",
+                "lowlevel_tests::swap::swap_loop_helper",
                 "--nocapture",
                 "--test-threads=1",
             ])

@@ -10,7 +10,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use crate::error::Error;
 use crate::flavor::Flavor;
@@ -18,6 +18,9 @@ use crate::lock::TargetLock;
 use crate::pid::Pid;
 use crate::pidfile::read_pid_file_optional;
 use crate::procfs::{self, ProcInfo};
+
+mod roles;
+pub(crate) use roles::{is_child_master, is_worker_child, master_info, workers_of};
 
 /// Where an upgrade of a target stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -54,6 +57,7 @@ impl fmt::Display for Phase {
 
 /// A worker process, as seen when observed.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct WorkerInfo {
     /// Its pid.
@@ -68,6 +72,7 @@ pub struct WorkerInfo {
 
 /// A master process and its workers, as seen when observed.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct MasterInfo {
     /// Its pid.
@@ -79,6 +84,10 @@ pub struct MasterInfo {
     /// Its start time (clock ticks since boot): with the pid, its identity.
     pub start_time: u64,
     /// Its start time as wall-clock time (to about a second).
+    #[cfg_attr(
+        feature = "serde",
+        serde(serialize_with = "crate::serde_impl::epoch_secs")
+    )]
     pub started_at: SystemTime,
     /// Its title (nginx: `nginx: master process /usr/sbin/nginx -c ...`).
     pub title: String,
@@ -101,6 +110,7 @@ impl MasterInfo {
 
 /// What [`Target::observe`] saw: the phase, the masters, and the evidence.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct Observation {
     /// The phase the evidence shows.
@@ -560,64 +570,6 @@ impl Seen<'_> {
                 master.pid, child.pid, child.title
             ));
         }
-    }
-}
-
-/// Whether `child` (of a master) has children of its own titled as workers: with roles
-/// from the parent link (gunicorn) that makes it a master, not a worker.
-fn has_worker_children(flavor: &Flavor, child: &ProcInfo) -> bool {
-    procfs::children(child.pid).is_ok_and(|grandchildren| {
-        grandchildren
-            .iter()
-            .any(|g| !g.is_zombie() && flavor.is_worker_title(&g.title))
-    })
-}
-
-/// Whether a child of a master is a worker: titled as one, and, where titles do not tell
-/// the roles apart ([`Flavor::roles_from_parent_link`]), without workers of its own.
-/// Zombies are included (they are not masters); callers that need live workers filter
-/// them out.
-pub(crate) fn is_worker_child(flavor: &Flavor, child: &ProcInfo) -> bool {
-    flavor.is_worker_title(&child.title)
-        && !(flavor.roles_from_parent_link() && has_worker_children(flavor, child))
-}
-
-/// Whether a child of a master is itself a (new) master: live, titled as a master, and,
-/// where titles do not tell the roles apart, with workers of its own.
-pub(crate) fn is_child_master(flavor: &Flavor, child: &ProcInfo) -> bool {
-    !child.is_zombie()
-        && flavor.is_master_title(&child.title)
-        && (!flavor.roles_from_parent_link() || has_worker_children(flavor, child))
-}
-
-/// The children of a master that are live workers, sorted by pid.
-pub(crate) fn workers_of(flavor: &Flavor, children: &[ProcInfo]) -> Vec<WorkerInfo> {
-    let mut workers: Vec<WorkerInfo> = children
-        .iter()
-        .filter(|c| !c.is_zombie() && is_worker_child(flavor, c))
-        .map(|c| WorkerInfo {
-            pid: c.pid,
-            start_time: c.start_time,
-            title: c.title.clone(),
-            shutting_down: flavor.is_shutting_down_title(&c.title),
-        })
-        .collect();
-    workers.sort_by_key(|w| w.pid);
-    workers
-}
-
-pub(crate) fn master_info(info: ProcInfo, workers: Vec<WorkerInfo>) -> MasterInfo {
-    MasterInfo {
-        pid: info.pid,
-        started_at: procfs::start_time_to_system_time(info.start_time).unwrap_or(UNIX_EPOCH),
-        exe: info.exe,
-        exe_deleted: info.exe_deleted,
-        start_time: info.start_time,
-        title: info.title,
-        cmdline: info.cmdline,
-        ppid: info.ppid,
-        sid: info.sid,
-        workers,
     }
 }
 

@@ -7,7 +7,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hotreload_core::{children, proc_info, Error, Pid, ProcessHandle, Signal};
+use crate::procfs::{children, proc_info};
+use crate::{Error, Pid, ProcessHandle, Signal};
 
 /// Kills and reaps the child when dropped.
 struct Guard(Child);

@@ -6,7 +6,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, Command};
 
-use hotreload_core::{read_pid_file, read_pid_file_optional, Error, Pid, PidFileProblem};
+use crate::pidfile::{read_pid_file, read_pid_file_optional};
+use crate::{Error, Pid, PidFileProblem};
 
 fn problem_of(path: &Path) -> PidFileProblem {
     match read_pid_file(path) {

@@ -16,27 +16,16 @@ use std::path::PathBuf;
 use crate::pid::Pid;
 use crate::signal::Signal;
 
+mod pid_file;
+pub use pid_file::PidFileProblem;
+
 /// Everything that can go wrong in `hotreload-core`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A value that should be a process id is not one we accept.
-    #[error("invalid process id `{value}`: {reason}")]
-    InvalidPid {
-        /// The text or number that was given.
-        value: String,
-        /// What exactly is wrong with it.
-        reason: &'static str,
-    },
-
-    /// A signal name or number we do not know.
-    #[error(
-        "unknown signal `{value}`: expected a name such as QUIT or SIGQUIT, or a number such as 3"
-    )]
-    UnknownSignal {
-        /// The text that was given.
-        value: String,
-    },
+    /// Bad input: a pid, a signal, a swap name or a URL that could not be parsed.
+    #[error(transparent)]
+    Parse(#[from] ParseError),
 
     /// A pid file exists (or should) but its content or its permissions are not acceptable.
     #[error("invalid pid file `{}`: {problem}", path.display())]
@@ -189,29 +178,17 @@ pub enum Error {
         problem: String,
     },
 
-    /// An unknown swap strategy name.
-    #[error("unknown swap strategy `{value}`: expected rename, copy, symlink or none")]
-    UnknownSwapKind {
-        /// The text that was given.
-        value: String,
-    },
-
-    /// A health-check URL we cannot use.
-    #[error("invalid health-check URL `{url}`: {problem}")]
-    InvalidUrl {
-        /// The URL that was given.
-        url: String,
-        /// What is wrong.
-        problem: &'static str,
-    },
-
     /// Discovery by executable path found no master process.
-    #[error("no running master process found for executable `{}`{detail}", exe.display())]
+    #[error(
+        "no running master process found for executable `{}`{}",
+        exe.display(),
+        if *unprivileged { "; not running as root, so other users' processes could not be inspected" } else { "" }
+    )]
     NoMasterFound {
         /// The executable searched for.
         exe: PathBuf,
-        /// Extra explanation (may be empty; starts with "; " when not).
-        detail: String,
+        /// Whether the scan ran without root, so other users' processes were not seen.
+        unprivileged: bool,
     },
 
     /// Discovery by executable path found more than one master process.
@@ -333,8 +310,8 @@ pub enum Error {
 
     /// Old workers were still running when the drain deadline passed.
     #[error(
-        "old workers {} of master {old} still run after {:.1}s{hint}: wait longer, terminate them, or roll back",
-        PidList(remaining), timeout.as_secs_f64()
+        "old workers {} of master {old} still run after {:.1}s{}: wait longer, terminate them, or roll back",
+        PidList(remaining), timeout.as_secs_f64(), StallText(stall, *old)
     )]
     DrainTimeout {
         /// The old master.
@@ -343,8 +320,8 @@ pub enum Error {
         remaining: Vec<Pid>,
         /// The drain deadline.
         timeout: std::time::Duration,
-        /// An explanation (may be empty; starts with "; " when not).
-        hint: String,
+        /// Why they still run, as far as can be seen.
+        stall: DrainStall,
     },
 
     /// The new master does not run the installed executable.
@@ -443,128 +420,87 @@ pub enum Error {
         /// (...; Linux 5.3 or later needed; this kernel is 4.18.0 from uname)".
         detail: String,
     },
+
+    /// The caller cancelled the operation (its [`CancelToken`](crate::CancelToken)).
+    #[error("cancelled while {during}")]
+    Cancelled {
+        /// What was going on: the wait or the step that saw the cancel.
+        during: String,
+    },
 }
 
-/// What is wrong with a pid file. Each message says what to do about it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why old workers still run at the drain deadline, as far as can be seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum PidFileProblem {
-    /// The file does not exist.
-    Missing,
-    /// The file is empty (nginx truncates then writes it, so this can be a moment in a write).
-    Empty,
-    /// The file holds only white space.
-    Whitespace,
-    /// The file is a symbolic link; we never follow one (it could aim signals anywhere).
-    Symlink,
-    /// The path is not a regular file.
-    NotRegularFile {
-        /// What it is instead ("directory", "FIFO", ...).
-        kind: &'static str,
+pub enum DrainStall {
+    /// None of them is shutting down: the master seems to ignore the stop signal (nginx
+    /// does when it is not daemonized).
+    SignalIgnored {
+        /// The signal that was sent.
+        signal: Signal,
     },
-    /// The file is larger than any pid file could be.
-    TooLong {
-        /// Its size in bytes.
-        len: u64,
-    },
-    /// More than one line (or text after the trailing newline).
-    MultipleLines,
-    /// The number carries a sign (`+5`, `-5`).
-    Signed {
-        /// The content, escaped.
-        content: String,
-    },
-    /// Not a decimal number (letters, spaces, `\r`, ...).
-    NotANumber {
-        /// The content, escaped.
-        content: String,
-    },
-    /// 0 or 1: never the pid of a server master.
-    Reserved {
-        /// The number read.
-        value: u64,
-    },
-    /// Greater than the kernel's `pid_max`.
-    TooLarge {
-        /// The number read (as text: it may not fit any integer).
-        value: String,
-        /// `/proc/sys/kernel/pid_max`.
-        pid_max: u64,
-    },
-    /// Running as root, the file or its directory can be written by someone who is not root,
-    /// who could therefore aim our signals at any process.
-    WritableByOthers {
-        /// The file or directory at fault.
-        what: PathBuf,
-        /// Who can write it, e.g. "user 1000 (its owner)" or "every user".
-        who: String,
-    },
+    /// They are shutting down, still finishing requests.
+    FinishingRequests,
+    /// Nothing tells.
+    Unknown,
 }
 
-impl PidFileProblem {
-    /// True when the problem can be a moment in the server's own write of the file
-    /// (it truncates, then writes), so reading again shortly may succeed.
-    pub fn may_be_transient(&self) -> bool {
-        matches!(self, PidFileProblem::Empty | PidFileProblem::Missing)
-    }
-}
+/// The stall as the tail of the drain timeout's message: "; ..." or nothing.
+struct StallText<'a>(&'a DrainStall, Pid);
 
-impl fmt::Display for PidFileProblem {
+impl fmt::Display for StallText<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PidFileProblem::Missing => f.write_str(
-                "it does not exist: is the server running, and is this the path of its `pid` directive?",
-            ),
-            PidFileProblem::Empty => f.write_str(
-                "it is empty: the server may be writing it right now; try again, or check that the \
-                 server is running",
-            ),
-            PidFileProblem::Whitespace => f.write_str(
-                "it holds only white space, not a process id: check which program writes it",
-            ),
-            PidFileProblem::Symlink => f.write_str(
-                "it is a symbolic link, which is never followed (it could aim signals at any \
-                 process): name the real file",
-            ),
-            PidFileProblem::NotRegularFile { kind } => {
-                write!(f, "it is a {kind}, not a regular file: name the file the server writes")
-            }
-            PidFileProblem::TooLong { len } => write!(
+        match self.0 {
+            DrainStall::SignalIgnored { signal } => write!(
                 f,
-                "it is {len} bytes long, far longer than one process id: is this really a pid file?"
+                "; none of them is shutting down: master {} seems to ignore {signal} (nginx \
+                 does when it is not daemonized)",
+                self.1
             ),
-            PidFileProblem::MultipleLines => f.write_str(
-                "it holds more than one line; a pid file holds exactly one process id and at most \
-                 one trailing newline",
-            ),
-            PidFileProblem::Signed { content } => write!(
-                f,
-                "it holds `{content}`: a process id has no sign; check which program writes it"
-            ),
-            PidFileProblem::NotANumber { content } => write!(
-                f,
-                "it holds `{content}`, not a decimal process id (nothing but digits and one \
-                 optional trailing newline is accepted)"
-            ),
-            PidFileProblem::Reserved { value } => write!(
-                f,
-                "it holds {value}, which is never the pid of a server master (0 is no process, 1 \
-                 is init): the file is stale or was written by something else"
-            ),
-            PidFileProblem::TooLarge { value, pid_max } => write!(
-                f,
-                "it holds {value}, which is above the kernel's pid_max ({pid_max}): the file is \
-                 corrupt or not a pid file"
-            ),
-            PidFileProblem::WritableByOthers { what, who } => write!(
-                f,
-                "`{}` can be written by {who}, who could aim root's signals at any process: make \
-                 it owned by root and not writable by group or others (chown root; chmod go-w), \
-                 or run hotreload as the server's user",
-                what.display()
-            ),
+            DrainStall::FinishingRequests => f.write_str("; they are still finishing requests"),
+            DrainStall::Unknown => Ok(()),
         }
     }
+}
+
+/// Bad input given to the library (a command line's values): what could not be parsed
+/// and why. Nothing was done with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseError {
+    /// A value that should be a process id is not one we accept.
+    #[error("invalid process id `{value}`: {reason}")]
+    InvalidPid {
+        /// The text or number that was given.
+        value: String,
+        /// What exactly is wrong with it.
+        reason: &'static str,
+    },
+
+    /// A signal name or number we do not know.
+    #[error(
+        "unknown signal `{value}`: expected a name such as QUIT or SIGQUIT, or a number such as 3"
+    )]
+    UnknownSignal {
+        /// The text that was given.
+        value: String,
+    },
+
+    /// An unknown swap strategy name.
+    #[error("unknown swap strategy `{value}`: expected rename, copy, symlink or none")]
+    UnknownSwapKind {
+        /// The text that was given.
+        value: String,
+    },
+
+    /// A health-check URL we cannot use.
+    #[error("invalid health-check URL `{url}`: {problem}")]
+    InvalidUrl {
+        /// The URL that was given.
+        url: String,
+        /// What is wrong.
+        problem: &'static str,
+    },
 }
 
 /// Formats evidence as ": a; b" (nothing when empty).

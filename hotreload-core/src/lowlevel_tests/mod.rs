@@ -1,0 +1,8 @@
+//! Tests of the system layer against real processes and files: they need the crate's
+//! private items (`/proc` snapshots, pid-file parsing, digests), so they live inside it.
+//! Each file was an integration test before those items became crate-private.
+
+mod discovery;
+mod pidfile;
+mod process;
+mod swap;

@@ -1,0 +1,462 @@
+//! The whole upgrade pipeline on top of the typed operations, with its gates:
+//!
+//! lock (held throughout) → preflight (refuses before anything changes) → config test →
+//! swap (journal first) → spawn → health → drain → health → retire and commit (or stop
+//! there with `keep_old`). Any failure after the swap rolls back automatically, from
+//! whatever phase the live system shows, and says so ([`FailureKind::RolledBack`]); a
+//! rollback that fails leaves [`FailureKind::Unrecovered`] with the observation.
+//! A cancel ([`UpgradeOptions::cancel_token`]) rolls back the same way and ends in
+//! [`FailureKind::Cancelled`]. When the build that runs is already the one asked for,
+//! nothing is done and the outcome is [`Outcome::Unchanged`].
+//!
+//! The pipeline prints nothing: it reports to the caller's [`Observer`] and returns an
+//! [`UpgradeReport`] with per-step durations. Every call here blocks the calling thread
+//! until it is over (at most the sum of its deadlines): from async code, run it with
+//! `spawn_blocking` (see the crate documentation).
+//!
+//! Files: `options` (what to do), `report` (what was done, how it failed), `preflight`
+//! (the checks), `health` (the gates), `plan` (the steps in words).
+
+mod health;
+mod options;
+mod plan;
+mod preflight;
+mod report;
+
+pub use options::{DrainTimeoutAction, UpgradeOptions, HEALTH_REGRESSION};
+pub use report::{Check, FailureKind, Outcome, StepTiming, UpgradeError, UpgradeReport};
+
+use std::cell::{Cell, RefCell};
+
+use crate::error::Error;
+use crate::event::{Event, Observer, Step};
+use crate::journal::Journal;
+use crate::model::{error_chain, Observation, Target};
+use crate::ops::engine::Ctx;
+use crate::ops::{Left, OpError, OpOptions, State};
+use crate::pid::Pid;
+use crate::swap::SwapRecord;
+use crate::wait::CancelToken;
+use plan::Plan;
+
+/// Forwards events to the caller's observer and keeps what the report needs.
+struct Recorder<'a> {
+    inner: &'a dyn Observer,
+    steps: RefCell<Vec<StepTiming>>,
+    /// The fallback is chosen once per process: report it once per upgrade, not per step.
+    fallback_reported: Cell<bool>,
+}
+
+impl Observer for Recorder<'_> {
+    fn on_event(&self, event: &Event) {
+        match event {
+            Event::StepFinished { step, duration } => self.steps.borrow_mut().push(StepTiming {
+                step: *step,
+                duration: *duration,
+            }),
+            Event::PidfdFallback { .. } if self.fallback_reported.replace(true) => return,
+            _ => {}
+        }
+        self.inner.on_event(event);
+    }
+}
+
+/// The running pipeline: the target, the options, the recorder and the report so far.
+struct Run<'a> {
+    target: &'a Target,
+    opts: &'a UpgradeOptions,
+    recorder: Recorder<'a>,
+    report: RefCell<UpgradeReport>,
+}
+
+/// Upgrades the server of `target` to a new executable without dropping a connection.
+///
+/// See the [module documentation](self) for the steps. Returns the report, or an
+/// [`UpgradeError`] whose [`kind`](UpgradeError::kind) and [`left`](UpgradeError::left)
+/// say whether anything changed. Blocks until the upgrade is over.
+///
+/// ```no_run
+/// use hotreload_core::{upgrade, Event, Target, UpgradeOptions};
+///
+/// let target = Target::new("/run/nginx.pid");
+/// let options = UpgradeOptions::new().new_binary("/tmp/nginx-1.27");
+/// let report = upgrade(&target, &options, &|e: &Event| eprintln!("{e}"))?;
+/// println!("new master: {:?}", report.new_pid);
+/// # Ok::<(), hotreload_core::UpgradeError>(())
+/// ```
+pub fn upgrade(
+    target: &Target,
+    opts: &UpgradeOptions,
+    observer: &dyn Observer,
+) -> Result<UpgradeReport, UpgradeError> {
+    // The spawn checks what the new master runs against the target's executable path.
+    let target = match &opts.binary {
+        Some(binary) => target.clone().binary(binary.clone()),
+        None => target.clone(),
+    };
+    let run = Run {
+        target: &target,
+        opts,
+        recorder: Recorder {
+            inner: observer,
+            steps: RefCell::new(Vec::new()),
+            fallback_reported: Cell::new(false),
+        },
+        report: RefCell::new(UpgradeReport {
+            outcome: if opts.dry_run {
+                Outcome::DryRun
+            } else if opts.keep_old {
+                Outcome::KeptOld
+            } else {
+                Outcome::Committed
+            },
+            old_pid: None,
+            new_pid: None,
+            steps: Vec::new(),
+            preflight: Vec::new(),
+            plan: Vec::new(),
+            unchanged: false,
+        }),
+    };
+    run.run()
+}
+
+impl Run<'_> {
+    fn ctx(&self) -> Ctx<'_> {
+        Ctx::new(self.target, &self.opts.ops, &self.recorder)
+    }
+
+    fn report(&self) -> UpgradeReport {
+        let mut report = self.report.borrow().clone();
+        report.steps = self.recorder.steps.borrow().clone();
+        report
+    }
+
+    fn fail(
+        &self,
+        kind: FailureKind,
+        error: Error,
+        observation: Option<Observation>,
+    ) -> UpgradeError {
+        let left = match kind {
+            FailureKind::Refused | FailureKind::Locked => Left::Untouched,
+            FailureKind::RolledBack => Left::Reverted,
+            FailureKind::Cancelled if self.report.borrow().new_pid.is_none() && !self.swapped() => {
+                Left::Untouched
+            }
+            FailureKind::Cancelled => Left::Reverted,
+            _ => Left::Changed {
+                phase: observation
+                    .as_ref()
+                    .map_or(crate::model::Phase::Unknown, |o| o.phase),
+            },
+        };
+        UpgradeError {
+            kind,
+            error,
+            left,
+            report: Box::new(self.report()),
+            observation: observation.map(Box::new),
+            rollback_error: None,
+        }
+    }
+
+    /// Whether the swap step ran (it is in the report's steps).
+    fn swapped(&self) -> bool {
+        self.recorder
+            .steps
+            .borrow()
+            .iter()
+            .any(|s| s.step == Step::Swap)
+    }
+
+    /// Refuses with [`FailureKind::Cancelled`] (nothing changed) when cancelled before
+    /// the swap.
+    fn check_cancel(&self, ctx: &Ctx<'_>, before: &str) -> Result<(), UpgradeError> {
+        ctx.waiter()
+            .check_cancel(before)
+            .map_err(|e| self.fail(FailureKind::Cancelled, e, None))
+    }
+
+    fn run(&self) -> Result<UpgradeReport, UpgradeError> {
+        let ctx = self.ctx();
+        let _lock = ctx
+            .step(Step::Lock, || self.target.lock())
+            .map_err(|e| match e {
+                e @ Error::Locked { .. } => self.fail(FailureKind::Locked, e, None),
+                e => self.fail(FailureKind::Refused, e, None),
+            })?;
+        self.check_cancel(&ctx, "preflight")?;
+        let (steady, plan) = ctx.step(Step::Preflight, || self.preflight(&ctx))?;
+        for line in &plan.steps {
+            ctx.emit(Event::Decision {
+                message: format!("plan: {line}"),
+            });
+        }
+        self.report.borrow_mut().plan = plan.steps.clone();
+        if plan.unchanged {
+            ctx.emit(Event::Decision {
+                message: "the running build is the one asked for: nothing to do".into(),
+            });
+            self.report.borrow_mut().outcome = if self.opts.dry_run {
+                Outcome::DryRun
+            } else {
+                Outcome::Unchanged
+            };
+            self.report.borrow_mut().unchanged = true;
+            return Ok(self.report());
+        }
+        if self.opts.config_test {
+            self.check_cancel(&ctx, "the config test")?;
+            ctx.step(Step::ConfigTest, || {
+                self.config_test(&ctx, steady.master(), &plan)
+            })?;
+        }
+        if self.opts.dry_run {
+            return Ok(self.report());
+        }
+        self.check_cancel(&ctx, "the swap")?;
+        let old = (steady.master_pid(), steady.master().start_time);
+        if let Err(e) = ctx.step(Step::Swap, || self.swap(&plan, &steady)) {
+            // A swap refuses before changing anything, but one that failed half-way
+            // (say, after the rename) must be undone like any later failure.
+            let unchanged = !self.opts.swap.installs()
+                || crate::procfs::runs_file(old.0, &plan.binary).unwrap_or(false);
+            if unchanged {
+                let _ = crate::journal::remove(&self.target.journal_file());
+                return Err(self.fail(FailureKind::Refused, e, None));
+            }
+            return Err(self.roll_back(e, Some(State::Steady(steady)), old));
+        }
+        // From here on, every failure rolls back.
+        let spawned = match steady.spawn_new_master(&self.opts.ops, &self.recorder) {
+            Ok(s) => s,
+            Err(e) => return Err(self.roll_back(e.error, e.state.map(State::Steady), old)),
+        };
+        self.report.borrow_mut().new_pid = Some(spawned.new_pid());
+        let new_workers = health::NewWorkers::of(&spawned);
+        if let Err(e) = self.health(&ctx, "after spawn", false, Some(&new_workers)) {
+            return Err(self.roll_back(e, Some(State::Spawned(spawned)), old));
+        }
+        let drained = match spawned.drain_old_workers(&self.opts.ops, &self.recorder) {
+            Ok(d) => d,
+            Err(e) => match (e.state, &e.error) {
+                (Some(spawned), Error::DrainTimeout { .. })
+                    if self.opts.on_drain_timeout == DrainTimeoutAction::TerminateWorkers =>
+                {
+                    ctx.emit(Event::Decision {
+                        message: format!("{}: stopping them now", e.error),
+                    });
+                    match spawned.terminate_old_workers(&self.opts.ops, &self.recorder) {
+                        Ok(d) => d,
+                        Err(e) => {
+                            return Err(self.roll_back(e.error, e.state.map(State::Spawned), old))
+                        }
+                    }
+                }
+                (state, _) => return Err(self.roll_back(e.error, state.map(State::Spawned), old)),
+            },
+        };
+        if let Err(e) = self.health(&ctx, "after drain", true, None) {
+            return Err(self.roll_back(e, Some(State::Drained(drained)), old));
+        }
+        if self.opts.keep_old {
+            ctx.emit(Event::Decision {
+                message: format!(
+                    "keeping old master {} without workers: retire it or roll back later",
+                    drained.old_pid()
+                ),
+            });
+            return Ok(self.report());
+        }
+        match drained.retire_old(&self.opts.ops, &self.recorder) {
+            Ok(_) => Ok(self.report()),
+            Err(e) if e.left == Left::Untouched => {
+                Err(self.roll_back(e.error, e.state.map(State::Drained), old))
+            }
+            Err(e) => {
+                // The old master was told to stop: there is nothing to go back to.
+                let observation = self.target.observe().ok();
+                Err(self.fail(FailureKind::Unrecovered, e.error, observation))
+            }
+        }
+    }
+
+    /// Writes the journal, then installs the new executable, then records what the
+    /// install did. The first journal already names the backup-to-be, so a crash in the
+    /// middle leaves enough for a later rollback.
+    fn swap(&self, plan: &Plan, steady: &crate::ops::Steady) -> Result<(), Error> {
+        let journal_path = self.target.journal_file();
+        let master = steady.master();
+        let new_binary = &plan.new_binary;
+        let binary = std::path::absolute(&plan.binary).unwrap_or_else(|_| plan.binary.clone());
+        // Digest unknown yet (hashing is the install's job). With no digest, a restore
+        // from this record treats a missing backup as "the old binary is still in place",
+        // which is what a crash before the backup exists leaves.
+        let predicted = SwapRecord::new(
+            self.opts.swap.name(),
+            binary.clone(),
+            self.opts.swap.predict(&binary),
+        );
+        let journal = |record: &SwapRecord| Journal {
+            old_master: master.pid,
+            old_start_time: master.start_time,
+            swap: record.to_text(),
+        };
+        journal(&predicted).write(&journal_path)?;
+        let record = self.opts.swap.install(&plan.binary, new_binary)?;
+        journal(&record).write(&journal_path)
+    }
+
+    /// Rolls back from whatever phase the system is in after `error`, and builds the
+    /// error to return. `old` is the master (pid, start time) the upgrade started from.
+    /// The rollback itself ignores the cancel token: it is what a cancel asks for.
+    fn roll_back(&self, error: Error, state: Option<State>, old: (Pid, u64)) -> UpgradeError {
+        let ops = OpOptions {
+            cancel: CancelToken::new(),
+            ..self.opts.ops.clone()
+        };
+        let ctx = Ctx::new(self.target, &ops, &self.recorder);
+        ctx.emit(Event::Decision {
+            message: format!("{}: rolling back", error_chain(&error)),
+        });
+        let state = match state {
+            Some(state) => Ok(state),
+            None => self.attach_settled(&ctx),
+        };
+        let is_old = |pid: Pid, start: u64| (pid, start) == old;
+        let result = match state {
+            Ok(State::Steady(s)) if is_old(s.master_pid(), s.master().start_time) => s
+                .restore_binary(&ops, &self.recorder)
+                .map_err(OpError::into_error),
+            Ok(State::Spawned(s)) if is_old(s.old_pid(), master_start(s.observation())) => s
+                .rollback(&ops, &self.recorder)
+                .map_err(OpError::into_error),
+            Ok(State::Drained(s)) if is_old(s.old_pid(), master_start(s.observation())) => s
+                .rollback(&ops, &self.recorder)
+                .map_err(OpError::into_error),
+            Ok(other) => Err(Error::WrongPhase {
+                operation: "roll back",
+                expected: "the original master in steady, spawned or drained phase",
+                found: other.observation().to_string(),
+                evidence: other.observation().evidence.clone(),
+            }),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(steady) => {
+                let observation = steady.observation().clone();
+                let kind = if matches!(error, Error::Cancelled { .. }) {
+                    FailureKind::Cancelled
+                } else {
+                    FailureKind::RolledBack
+                };
+                self.fail(kind, error, Some(observation))
+            }
+            Err(rollback_error) => {
+                ctx.emit(Event::Warning {
+                    message: format!("rollback failed: {}", error_chain(&rollback_error)),
+                });
+                let mut failure =
+                    self.fail(FailureKind::Unrecovered, error, self.target.observe().ok());
+                failure.rollback_error = Some(Box::new(rollback_error));
+                failure
+            }
+        }
+    }
+
+    /// Attaches, giving a target in transition (a master exiting, a pid file being
+    /// renamed back) up to the quit timeout to settle into a known phase.
+    fn attach_settled(&self, ctx: &Ctx<'_>) -> Result<State, Error> {
+        let mut state = None;
+        ctx.poll(
+            "the server to settle in a known phase",
+            self.opts.ops.quit_timeout,
+            || match self.target.attach()? {
+                State::Unknown(o) => {
+                    state = Some(State::Unknown(o));
+                    Ok(None)
+                }
+                known => Ok(Some(known)),
+            },
+        )?
+        .or(state)
+        .ok_or_else(|| Error::Timeout {
+            pid: Pid::this_process().unwrap_or_else(|_| Pid::new(2).expect("2 is a valid pid")),
+            what: "the server to settle".into(),
+            timeout: self.opts.ops.quit_timeout,
+        })
+    }
+}
+
+fn master_start(observation: &Observation) -> u64 {
+    observation.old_master.as_ref().map_or(0, |m| m.start_time)
+}
+
+/// Rolls back an upgrade left in any phase by any process: from spawned or drained,
+/// the typed rollback; from steady with a journal (the swap happened but the spawn did
+/// not), the executable is put back; from a spawn left hanging, [`Target::abort_spawn`].
+/// Any other unknown state is refused with its evidence. Takes the lock. Blocks.
+pub fn rollback(
+    target: &Target,
+    opts: &UpgradeOptions,
+    observer: &dyn Observer,
+) -> Result<Observation, OpError<()>> {
+    let untouched = |error| OpError {
+        state: None,
+        error,
+        left: Left::Untouched,
+    };
+    let _lock = target.lock().map_err(untouched)?;
+    let ops = &opts.ops;
+    let steady = match target.attach().map_err(untouched)? {
+        State::Steady(s) => s.restore_binary(ops, observer).map_err(forget)?,
+        State::Spawned(s) => s.rollback(ops, observer).map_err(forget)?,
+        State::Drained(s) => s.rollback(ops, observer).map_err(forget)?,
+        // Only one unknown shape can be rolled back: a spawn left hanging.
+        State::Unknown(_) => target.abort_spawn(ops, observer).map_err(forget)?,
+    };
+    Ok(steady.observation().clone())
+}
+
+/// Finishes an upgrade left in any phase by any process: from spawned, drains and
+/// retires; from drained, retires; then commits the swap. Takes the lock. Blocks.
+pub fn finish(
+    target: &Target,
+    opts: &UpgradeOptions,
+    observer: &dyn Observer,
+) -> Result<Observation, OpError<()>> {
+    let untouched = |error| OpError {
+        state: None,
+        error,
+        left: Left::Untouched,
+    };
+    let _lock = target.lock().map_err(untouched)?;
+    let ops = &opts.ops;
+    let steady = match target.attach().map_err(untouched)? {
+        State::Spawned(s) => {
+            let drained = s.drain_old_workers(ops, observer).map_err(forget)?;
+            drained.retire_old(ops, observer).map_err(forget)?
+        }
+        State::Drained(s) => s.retire_old(ops, observer).map_err(forget)?,
+        State::Steady(s) => s.commit_binary(ops, observer).map_err(forget)?,
+        State::Unknown(o) => {
+            return Err(untouched(Error::WrongPhase {
+                operation: "finish the upgrade",
+                expected: "spawned or drained",
+                found: o.phase.to_string(),
+                evidence: o.evidence,
+            }))
+        }
+    };
+    Ok(steady.observation().clone())
+}
+
+/// The error and what it left, without the state (which the caller attaches again).
+fn forget<S>(e: OpError<S>) -> OpError<()> {
+    OpError {
+        state: None,
+        error: e.error,
+        left: e.left,
+    }
+}
