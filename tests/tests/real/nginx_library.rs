@@ -60,6 +60,9 @@ impl Server {
             fs::create_dir_all(prefix.join(sub)).unwrap();
         }
         fs::copy(build, prefix.join("sbin/nginx")).unwrap();
+        // Another test thread's fork may still hold the copy's write descriptor: start
+        // nginx only once an exec of it succeeds (ETXTBSY retried).
+        fake_nginx::harness::settle_executable(&prefix.join("sbin/nginx")).unwrap();
         for attempt in 1..=3 {
             let port = TcpListener::bind("127.0.0.1:0")
                 .unwrap()
@@ -310,6 +313,7 @@ fn real_nginx_daemon_off_is_refused_before_any_change() {
             fs::create_dir_all(prefix.join(sub)).unwrap();
         }
         fs::copy(&old_build, prefix.join("sbin/nginx")).unwrap();
+        fake_nginx::harness::settle_executable(&prefix.join("sbin/nginx")).unwrap();
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()

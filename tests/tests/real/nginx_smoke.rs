@@ -140,6 +140,8 @@ impl Nginx {
             fs::create_dir_all(prefix.join(sub)).expect("mkdir");
         }
         fs::copy(build, prefix.join("sbin/nginx")).expect("copy nginx build into the prefix");
+        // Another test thread's fork may still hold the copy's write descriptor.
+        fake_nginx::harness::settle_executable(&prefix.join("sbin/nginx")).expect("nginx runs");
         let cleanup = Cleanup {
             prefix: prefix.clone(),
         };
