@@ -148,8 +148,8 @@ fn spawned(server: &Server, new: &Path) -> (i32, i32) {
 }
 
 /// A zombie child of this test (exited, not reaped until the guard drops) whose
-/// executable is a copy of `true` named `name`: the kernel keeps its `comm`, so its
-/// title in `/proc` is `[name]`.
+/// executable is a copy of `true` named `name`: the kernel keeps its `comm` (a zombie has
+/// no command line), so hotreload titles it `[name]`.
 fn zombie_named(dir: &Path, name: &str) -> KillOnDrop {
     let exe = dir.join(name);
     fs::copy("/bin/true", &exe).unwrap();
@@ -180,13 +180,12 @@ fn pid_file_naming_a_zombie_with_a_master_title_is_no_master() {
             fs::create_dir_all(&sub).unwrap();
             let zombie = zombie_named(&sub, comm);
             let z = zombie.pid();
-            let title = procs::title_of(z).unwrap_or_default();
             let pid_file = sub.join("server.pid");
             fs::write(&pid_file, format!("{z}\n")).unwrap();
             let p = pid_file.display().to_string();
             let run = hotreload(&["status", "--pid-file", &p, "--flavor", flavor, "--json"]);
             let status = run.status_json();
-            let ctx = format!("\n{flavor}: zombie {z} titled {title:?}{run}");
+            let ctx = format!("\n{flavor}: zombie {z} named `{comm}`{run}");
             assert_ne!(status["phase"], "steady", "{ctx}");
             assert!(status["old_master"].is_null(), "zombie as master{ctx}");
             let evidence = status["evidence"].to_string();
@@ -319,11 +318,7 @@ fn commit_is_refused_while_the_old_master_runs() {
         let old = server.master_now();
         let p = server.pid_file();
         for (new, at, phase) in [
-            (
-                server.build("2.0", &[]),
-                "swap finished",
-                "steady",
-            ),
+            (server.build("2.0", &[]), "swap finished", "steady"),
             (
                 server.build("2.0", &["hang-on-start"]),
                 "inside the spawn wait",
@@ -406,7 +401,9 @@ fn rollback_does_not_stop_a_new_master_whose_old_master_died() {
         assert!(!status.success(), "the rollback reported success{ctx}");
         let signals = signals_of(&events);
         assert!(
-            !signals.iter().any(|s| s.ends_with("->new-master") && s != "SIGQUIT->new-master"),
+            !signals
+                .iter()
+                .any(|s| s.ends_with("->new-master") && s != "SIGQUIT->new-master"),
             "the orphaned new master was signalled again: {signals:?}{ctx}"
         );
         assert!(alive(new_master), "the new master was stopped{ctx}");
@@ -416,7 +413,10 @@ fn rollback_does_not_stop_a_new_master_whose_old_master_died() {
         );
         // The old master's orphaned workers still share the listening socket, so either
         // version may answer; what matters is that the server answers.
-        assert!(server.serving().contains("fake-nginx/"), "nothing answers{ctx}");
+        assert!(
+            server.serving().contains("fake-nginx/"),
+            "nothing answers{ctx}"
+        );
     });
 }
 
@@ -445,7 +445,11 @@ fn rollback_leaves_the_new_master_when_the_old_one_exits_on_hup() {
             run.signals().contains(&"SIGHUP->old-master".to_owned()),
             "{run}"
         );
-        wait_until("the old master to exit on HUP", || !alive(old), || run.to_string());
+        wait_until(
+            "the old master to exit on HUP",
+            || !alive(old),
+            || run.to_string(),
+        );
         assert!(
             !run.signals().iter().any(|s| s.ends_with("->new-master")),
             "{run}"
@@ -532,9 +536,11 @@ fn swap_is_durable_in_order_by_its_system_calls() {
         // The directory fsynced after the rename, before the old master is told to quit
         // and before the result is printed.
         let dir_fd = format!("<{dir}>");
-        let dir_sync = find("fsync of the binary's directory after the rename", rename, &|l| {
-            l.contains("fsync(") && l.contains(&dir_fd)
-        });
+        let dir_sync = find(
+            "fsync of the binary's directory after the rename",
+            rename,
+            &|l| l.contains("fsync(") && l.contains(&dir_fd),
+        );
         let quit = find("QUIT of the old master", rename, &|l| {
             (l.contains("kill(") || l.contains("pidfd_send_signal(")) && l.contains("SIGQUIT")
         });
