@@ -344,8 +344,12 @@ fn commit_is_refused_while_the_old_master_runs() {
             let ctx = format!("\nkilled at {at}\n{}", server.why());
             assert_eq!(sha(&server.installed), sha(&new), "{ctx}");
             assert!(server.journal().exists(), "{ctx}");
-            let status = server.status();
-            assert_eq!(status["phase"], phase, "{status}{ctx}");
+            // The old master may still be handling the USR2 sent just before the kill.
+            wait_until(
+                &format!("status to report phase {phase}"),
+                || server.status()["phase"] == phase,
+                || format!("{}{ctx}", server.status()),
+            );
 
             let run = hotreload(&["commit", "--pid-file", &p, "--json"]);
             let ctx = format!("{run}{ctx}");
@@ -382,8 +386,10 @@ fn rollback_does_not_stop_a_new_master_whose_old_master_died() {
             "rollback",
             "--pid-file",
             &server.pid_file(),
+            // The test must kill the old master within this window (a wide one: the
+            // machine is shared); the re-check before the TERM comes at its end.
             "--quit-timeout",
-            "2s",
+            "10s",
             "--json",
         ]));
         rollback.wait_event("the QUIT to the new master", |e| {
