@@ -20,6 +20,19 @@ pub(crate) fn run_command(
     timeout: Duration,
     waiter: Waiter<'_>,
 ) -> Result<(bool, String, String), Error> {
+    run_command_as(program, args, cwd, None, timeout, waiter)
+}
+
+/// [`run_command`] as user and group `ids` (when given): what a server reads must be
+/// read with its own rights, not hotreload's.
+pub(crate) fn run_command_as(
+    program: &Path,
+    args: &[String],
+    cwd: Option<&Path>,
+    ids: Option<(u32, u32)>,
+    timeout: Duration,
+    waiter: Waiter<'_>,
+) -> Result<(bool, String, String), Error> {
     let run_err = |source| Error::RunCommand {
         program: program.to_path_buf(),
         source,
@@ -32,6 +45,10 @@ pub(crate) fn run_command(
         .stderr(Stdio::piped());
     if let Some(cwd) = cwd {
         command.current_dir(cwd);
+    }
+    if let Some((uid, gid)) = ids {
+        use std::os::unix::process::CommandExt;
+        command.uid(uid).gid(gid);
     }
     let mut child = {
         let _no_staging = crate::fsutil::spawn_guard();

@@ -131,6 +131,8 @@ pub mod discovery;
 pub mod flavor;
 pub mod health;
 pub mod swap;
+// Where servers run: the service manager (systemd) around the master.
+pub mod systemd;
 // The model, the journal below the operations, the operations and the pipeline.
 mod journal;
 pub mod model;

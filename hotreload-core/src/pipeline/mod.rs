@@ -17,11 +17,13 @@
 //! Files: `options` (what to do), `report` (what was done, how it failed), `preflight`
 //! (the checks), `health` (the gates), `plan` (the steps in words).
 
+mod daemon;
 mod health;
 mod options;
 mod plan;
 mod preflight;
 mod report;
+mod systemd;
 
 pub use options::{DrainTimeoutAction, UpgradeOptions, HEALTH_REGRESSION};
 pub use report::{Check, FailureKind, Outcome, StepTiming, UpgradeError, UpgradeReport};
@@ -64,6 +66,8 @@ struct Run<'a> {
     opts: &'a UpgradeOptions,
     recorder: Recorder<'a>,
     report: RefCell<UpgradeReport>,
+    /// The systemd unit whose main process the old master is (seen by the preflight).
+    systemd_unit: RefCell<Option<String>>,
 }
 
 /// Upgrades the server of `target` to a new executable without dropping a connection.
@@ -113,6 +117,7 @@ pub fn upgrade(
             plan: Vec::new(),
             unchanged: false,
         }),
+        systemd_unit: RefCell::new(None),
     };
     run.run()
 }
@@ -266,7 +271,10 @@ impl Run<'_> {
             return Ok(self.report());
         }
         match drained.retire_old(&self.opts.ops, &self.recorder) {
-            Ok(_) => Ok(self.report()),
+            Ok(steady) => {
+                self.systemd_after_retire(steady.master_pid())?;
+                Ok(self.report())
+            }
             Err(e) if e.left == Left::Untouched => {
                 Err(self.roll_back(e.error, e.state.map(State::Drained), old))
             }
