@@ -58,7 +58,9 @@
 //!   "pid_file": str,
 //!   "old_master": <master> | null,   // in steady, the only master
 //!   "new_master": <master> | null,
-//!   "evidence": [str]                // how the phase was established
+//!   "evidence": [str],               // how the phase was established
+//!   "systemd": {"unit", "active_state", "main_pid": i32 | null, "type",
+//!               "pid_file": str | null} | null   // the master's service, if any
 //! }
 //! master = {
 //!   "pid": i32, "exe": str | null, "title": str,
@@ -431,7 +433,21 @@ pub fn observation_json(obs: &Observation, pid_file: &Path) -> Value {
         "old_master": obs.old_master.as_ref().map(master_json),
         "new_master": obs.new_master.as_ref().map(master_json),
         "evidence": obs.evidence,
+        "systemd": systemd_of(obs).map(|u| json!({
+            "unit": u.name,
+            "active_state": u.active_state,
+            "main_pid": u.main_pid.map(|p| p.get()),
+            "type": u.service_type,
+            "pid_file": u.pid_file.map(|p| p.display().to_string()),
+        })),
     })
+}
+
+/// The systemd service the (old) master runs in, as systemd describes it; `None` outside
+/// systemd or when systemd cannot be asked.
+fn systemd_of(obs: &Observation) -> Option<hotreload_core::systemd::Unit> {
+    let master = obs.old_master.as_ref().or(obs.new_master.as_ref())?;
+    hotreload_core::systemd::unit_for(master.pid).ok().flatten()
 }
 
 /// One sentence per phase: what it means for the service.
@@ -552,6 +568,9 @@ pub fn observation_human(obs: &Observation, pid_file: &Path) -> Vec<String> {
     }
     if let Some(new) = &obs.new_master {
         lines.extend(master_human("new master", new));
+    }
+    if let Some(unit) = systemd_of(obs) {
+        lines.push(format!("{:<11} {unit}", "systemd"));
     }
     if !obs.evidence.is_empty() {
         lines.push("evidence".to_owned());
