@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use fake_nginx::load::{Load, LoadConfig};
-use hotreload_tests::server::{fake_variant, wait_for, FAKE_NEW, FAKE_OLD};
+use hotreload_tests::server::{fake_variant, wait_for, Kind, FAKE_NEW, FAKE_OLD};
 use serde_json::Value;
 
 /// Until the title's argv is put back together by nginx's grammar (issue 12 item 1, another
@@ -184,14 +184,20 @@ impl Site {
     /// `daemon` is left out of the file when `None` (Debian's nginx.conf sets none: its
     /// unit passes it with -g).
     fn new(daemon: Option<bool>) -> Site {
+        Site::with(&fake_variant(FAKE_OLD, &[]), daemon)
+    }
+
+    /// A site running `old` (fake-nginx or real nginx: the config suits both; fake-nginx
+    /// ignores the temp paths real nginx needs inside the prefix).
+    fn with(old: &Path, daemon: Option<bool>) -> Site {
         let dir = tempfile::Builder::new()
             .prefix("systemd-site-")
             .tempdir()
             .unwrap();
-        for sub in ["sbin", "conf", "logs"] {
+        for sub in ["sbin", "conf", "logs", "tmp"] {
             fs::create_dir_all(dir.path().join(sub)).unwrap();
         }
-        fs::copy(fake_variant(FAKE_OLD, &[]), dir.path().join("sbin/nginx")).unwrap();
+        fs::copy(old, dir.path().join("sbin/nginx")).unwrap();
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -206,8 +212,10 @@ impl Site {
             format!(
                 "worker_processes 2;\n{daemon}pid logs/nginx.pid;\nerror_log logs/error.log notice;\n\
                  events {{ worker_connections 64; }}\n\
-                 http {{ access_log off; server {{ listen 127.0.0.1:{port}; \
-                 location / {{ return 200 \"ok\\n\"; }} }} }}\n"
+                 http {{ access_log off;\n\
+                 client_body_temp_path tmp/body; proxy_temp_path tmp/proxy; fastcgi_temp_path tmp/fastcgi;\n\
+                 uwsgi_temp_path tmp/uwsgi; scgi_temp_path tmp/scgi;\n\
+                 server {{ listen 127.0.0.1:{port}; location / {{ return 200 \"ok\\n\"; }} }} }}\n"
             ),
         )
         .unwrap();
@@ -575,6 +583,102 @@ fn simple_unit_with_daemon_off_is_refused_in_preflight() {
     assert_eq!(sandbox.main_pid("web.service"), master, "{run}");
     assert_eq!(
         sandbox.show("web.service", "ActiveState"),
+        "active",
+        "{run}"
+    );
+}
+
+/// Real nginx (Debian's builds) in Debian's unit: upgraded under load with no failed
+/// request, MainPID following the new master, which runs the new build.
+#[test]
+#[cfg_attr(
+    missing_systemd,
+    ignore = "needs systemd and unshare (systemd-sandbox)"
+)]
+fn real_nginx_debian_unit_upgrades_and_main_pid_follows() {
+    let Some(builds) = Kind::RealNginx.builds() else {
+        return;
+    };
+    let site = Site::with(&builds.old, None);
+    let pid_file = site.pid_file();
+    let sandbox = Sandbox::start(&[("nginx.service", site.debian_unit(Some(&pid_file)))]);
+    let old = sandbox.wait_active("nginx.service", &site);
+    let load = Load::start(LoadConfig::new(site.addr()).clients(4));
+    let new = builds.new.display().to_string();
+    let mut args = vec![
+        "upgrade",
+        "--pid-file",
+        &pid_file,
+        "--new-binary",
+        &new,
+        "--json",
+    ];
+    args.extend(UNTIL_ARGV_FIX);
+    let run = sandbox.hotreload(&args);
+    let stats = load.stop();
+    run.expect_code(0);
+    assert_eq!(stats.failed, 0, "failed requests: {:?}{run}", stats.errors);
+    assert!(stats.ok > 0, "no request answered{run}");
+    let new_master = site.pid().unwrap();
+    assert_ne!(new_master, old, "{run}");
+    assert_eq!(sandbox.main_pid("nginx.service"), new_master, "{run}");
+    assert_eq!(sandbox.show("nginx.service", "ActiveState"), "active");
+    let same = sandbox.exec(&["cmp", &format!("/proc/{new_master}/exe"), &new]);
+    assert!(
+        same.status.success(),
+        "the new master does not run the new build{run}"
+    );
+    let out = sandbox.exec(&["systemctl", "stop", "nginx.service"]);
+    assert!(out.status.success(), "{}", sandbox.status("nginx.service"));
+    assert!(
+        !sandbox.alive(new_master),
+        "new master {new_master} still runs"
+    );
+}
+
+/// Real nginx with `daemon off;` in its configuration file (nothing on the command line),
+/// under `Type=simple`: the setting is read from `nginx -T` and the upgrade refused in
+/// preflight (exit 3), changing nothing.
+#[test]
+#[cfg_attr(
+    missing_systemd,
+    ignore = "needs systemd and unshare (systemd-sandbox)"
+)]
+fn real_nginx_daemon_off_in_the_config_is_refused_under_type_simple() {
+    let Some(builds) = Kind::RealNginx.builds() else {
+        return;
+    };
+    let site = Site::with(&builds.old, Some(false));
+    let unit = format!(
+        "[Unit]\nDefaultDependencies=no\n\n[Service]\nType=simple\nExecStart={}\n",
+        site.command("")
+    );
+    let sandbox = Sandbox::start(&[("nginx.service", unit)]);
+    let master = sandbox.wait_active("nginx.service", &site);
+    let exe = fs::read(site.exe()).unwrap();
+    let pid_file = site.pid_file();
+    let new = builds.new.display().to_string();
+    let run = sandbox.hotreload(&[
+        "upgrade",
+        "--pid-file",
+        &pid_file,
+        "--new-binary",
+        &new,
+        "--json",
+    ]);
+    run.expect_code(3);
+    let conf = format!(
+        "in {}/conf/nginx.conf, as `nginx -T` shows it",
+        site.prefix()
+    );
+    for needle in ["daemon off", conf.as_str(), "Type=forking"] {
+        assert!(run.stderr.contains(needle), "stderr lacks {needle:?}{run}");
+    }
+    assert_eq!(run.signals(), 0, "signals sent{run}");
+    assert_eq!(fs::read(site.exe()).unwrap(), exe, "{run}");
+    assert_eq!(sandbox.main_pid("nginx.service"), master, "{run}");
+    assert_eq!(
+        sandbox.show("nginx.service", "ActiveState"),
         "active",
         "{run}"
     );
