@@ -683,3 +683,52 @@ fn real_nginx_daemon_off_in_the_config_is_refused_under_type_simple() {
         "{run}"
     );
 }
+
+/// Step by step (`spawn`, `drain`, then `commit`) on a unit without `PIDFile=`: the commit
+/// refuses (exit 3) before the old master is told to stop, the service stays active on the
+/// old master, and a rollback takes the server back.
+#[test]
+#[cfg_attr(
+    missing_systemd,
+    ignore = "needs systemd and unshare (systemd-sandbox)"
+)]
+fn step_commit_is_refused_when_it_would_end_the_service() {
+    let site = Site::new(None);
+    let pid_file = site.pid_file();
+    let sandbox = Sandbox::start(&[("web.service", site.debian_unit(None))]);
+    let old = sandbox.wait_active("web.service", &site);
+    let saved = format!("{}/old-nginx", site.prefix());
+    fs::copy(site.exe(), &saved).unwrap();
+    let staged = format!("{}.staged", site.exe());
+    fs::copy(new_build(), &staged).unwrap();
+    fs::rename(&staged, site.exe()).unwrap();
+    for step in ["spawn", "drain"] {
+        sandbox
+            .hotreload(&[step, "--pid-file", &pid_file])
+            .expect_code(0);
+    }
+    let run = sandbox.hotreload(&["commit", "--pid-file", &pid_file, "--json"]);
+    run.expect_code(3);
+    assert!(run.stderr.contains("has no PIDFile="), "{run}");
+    assert_eq!(run.signals(), 0, "signals sent{run}");
+    assert_eq!(sandbox.main_pid("web.service"), old, "{run}");
+    assert_eq!(
+        sandbox.show("web.service", "ActiveState"),
+        "active",
+        "{run}"
+    );
+    assert!(sandbox.alive(old), "{run}");
+    wait_for("the new build to serve", || match site.serves() {
+        Ok(r) if r.contains(FAKE_NEW) => Ok(()),
+        other => Err(format!("{other:?}")),
+    });
+    let back = sandbox.hotreload(&["rollback", "--pid-file", &pid_file]);
+    back.expect_code(0);
+    assert_eq!(site.pid(), Some(old), "{back}");
+    assert_eq!(sandbox.main_pid("web.service"), old, "{back}");
+    assert_eq!(
+        sandbox.show("web.service", "ActiveState"),
+        "active",
+        "{back}"
+    );
+}

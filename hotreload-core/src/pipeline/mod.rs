@@ -66,8 +66,6 @@ struct Run<'a> {
     opts: &'a UpgradeOptions,
     recorder: Recorder<'a>,
     report: RefCell<UpgradeReport>,
-    /// The systemd unit whose main process the old master is (seen by the preflight).
-    systemd_unit: RefCell<Option<String>>,
 }
 
 /// Upgrades the server of `target` to a new executable without dropping a connection.
@@ -117,7 +115,6 @@ pub fn upgrade(
             plan: Vec::new(),
             unchanged: false,
         }),
-        systemd_unit: RefCell::new(None),
     };
     run.run()
 }
@@ -271,10 +268,7 @@ impl Run<'_> {
             return Ok(self.report());
         }
         match drained.retire_old(&self.opts.ops, &self.recorder) {
-            Ok(steady) => {
-                self.systemd_after_retire(steady.master_pid())?;
-                Ok(self.report())
-            }
+            Ok(_) => Ok(self.report()),
             Err(e) if e.left == Left::Untouched => {
                 Err(self.roll_back(e.error, e.state.map(State::Drained), old))
             }

@@ -1,19 +1,15 @@
-//! The pipeline's systemd gates: before anything changes, refuse an upgrade whose retire
-//! would end the service (the `systemd` check); after the retire, check that systemd took
-//! the new master as the service's main process, and say so loudly when it did not.
+//! The pipeline's systemd gate: before anything changes, refuse an upgrade whose retire
+//! would end the service (the `systemd` preflight check). The retire itself checks again
+//! and then watches systemd follow the new master (`ops::unit_guard`).
 
-use super::report::FailureKind;
-use super::{Run, UpgradeError};
-use crate::error::Error;
+use super::Run;
 use crate::event::Event;
 use crate::model::MasterInfo;
 use crate::ops::engine::Ctx;
-use crate::pid::Pid;
-use crate::systemd::{self, retire_would_end_service, Unit, SHOW_TIMEOUT};
+use crate::systemd::{self, retire_would_end_service, SHOW_TIMEOUT};
 
 impl Run<'_> {
-    /// The `systemd` preflight check. Remembers the unit when the master is its main
-    /// process, for [`Run::systemd_after_retire`].
+    /// The `systemd` preflight check.
     pub(super) fn systemd_check(
         &self,
         ctx: &Ctx<'_>,
@@ -43,7 +39,6 @@ impl Run<'_> {
             return Err(why);
         }
         if unit.main_pid == Some(master.pid) {
-            *self.systemd_unit.borrow_mut() = Some(name.clone());
             Ok(format!(
                 "master {} is the main process of {name} (Type=forking, PIDFile= is its pid \
                  file): systemd follows the new master",
@@ -56,65 +51,5 @@ impl Run<'_> {
                 master.pid
             ))
         }
-    }
-
-    /// After the retire: waits (up to the quit timeout) for systemd to name `new_master`
-    /// the main process of the unit the old master was, and reports it; an
-    /// [`FailureKind::Unrecovered`] error when systemd lost track of the server.
-    pub(super) fn systemd_after_retire(&self, new_master: Pid) -> Result<(), UpgradeError> {
-        let Some(name) = self.systemd_unit.borrow().clone() else {
-            return Ok(());
-        };
-        // The upgrade is done: this look must not be cut short by a cancel.
-        let ctx = self.ctx();
-        ctx.ignore_cancel();
-        let mut last: Option<Unit> = None;
-        let mut asked: Option<Error> = None;
-        let followed = ctx.poll(
-            &format!("systemd to take master {new_master} as the main process of {name}"),
-            self.opts.ops.quit_timeout,
-            || match systemd::show(&name, SHOW_TIMEOUT, ctx.waiter()) {
-                Ok(unit) => {
-                    let done = unit.main_pid == Some(new_master)
-                        || !matches!(unit.active_state.as_str(), "active" | "reloading");
-                    last = Some(unit);
-                    Ok(done.then_some(()))
-                }
-                Err(e) => {
-                    asked = Some(e);
-                    Ok(None)
-                }
-            },
-        );
-        let lost = match (&followed, &last) {
-            (Ok(Some(())), Some(unit)) if unit.main_pid == Some(new_master) => {
-                ctx.emit(Event::Observed {
-                    what: format!(
-                        "systemd: MainPID of {name} is the new master {new_master} ({})",
-                        unit.active_state
-                    ),
-                });
-                return Ok(());
-            }
-            (_, Some(unit)) => format!("it shows {unit}"),
-            (Err(e), None) => crate::model::error_chain(e),
-            (Ok(_), None) => asked
-                .as_ref()
-                .map_or_else(|| "no answer".into(), |e| crate::model::error_chain(e)),
-        };
-        let pid_file = self.target.pid_file().display();
-        let error = Error::Systemd {
-            unit: name.clone(),
-            detail: format!(
-                "systemd lost track of the server after the old master was retired: {lost}, \
-                 while the new master is {new_master}. systemd may stop it or not restart it \
-                 as it should. Check `systemctl status {name}`; if the new master is gone, \
-                 `systemctl start {name}`; else restart the service once at a quiet moment \
-                 so that systemd tracks it again. Make sure the unit says `Type=forking` and \
-                 `PIDFile={pid_file}` (nginx's `pid`)"
-            ),
-        };
-        ctx.warning(error.to_string());
-        Err(self.fail(FailureKind::Unrecovered, error, self.target.observe().ok()))
     }
 }
