@@ -732,3 +732,44 @@ fn step_commit_is_refused_when_it_would_end_the_service() {
         "{back}"
     );
 }
+
+/// Item 3 outside systemd: `daemon off` whose first parent has exited (the master is PID
+/// 1's child, a session leader: what the parent-pid heuristic took for daemonized). nginx
+/// takes USR2 there but ignores WINCH; hotreload must refuse in preflight (exit 3) from
+/// the `daemon off` in the configuration, before any signal.
+#[test]
+fn orphaned_daemon_off_is_refused_in_preflight() {
+    use hotreload_tests::server::{Options, Server};
+    let builds = Kind::FakeNginx.builds().unwrap();
+    let server = Server::start(Kind::FakeNginx, &builds, Options::ForegroundOrphaned);
+    let pid_file = server.pid_file().display().to_string();
+    let master = server.pid("A");
+    let exe = fs::read(server.exe_path()).unwrap();
+    let new = new_build();
+    let out = Command::new(hotreload_tests::hotreload_bin())
+        .args([
+            "upgrade",
+            "--pid-file",
+            &pid_file,
+            "--new-binary",
+            &new,
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let run = Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    run.expect_code(3);
+    assert!(run.stderr.contains("daemon off"), "{run}");
+    assert!(
+        run.stderr
+            .contains(&format!("in {}", server.conf_path().display())),
+        "the refusal does not name the configuration{run}"
+    );
+    assert_eq!(run.signals(), 0, "signals sent{run}");
+    assert_eq!(fs::read(server.exe_path()).unwrap(), exe, "{run}");
+    assert_eq!(server.pid("A"), master, "{run}");
+}
