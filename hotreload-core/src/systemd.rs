@@ -164,8 +164,9 @@ pub(crate) fn same_path(a: &Path, b: &Path) -> bool {
 }
 
 /// Why retiring `master` (the old master of an upgrade of the server whose pid file is
-/// `pid_file`) would end the service `unit`, with the unit lines that fix it; `None` when
-/// systemd will follow the new master.
+/// `pid_file`, the new master writing `new_pid_file` while the old one runs) would end the
+/// service `unit`, with the unit lines that fix it; `None` when systemd will follow the new
+/// master.
 ///
 /// systemd follows a new main process only for `Type=forking` with `PIDFile=` naming the
 /// file the new master writes: it reads the file again when its main process exits.
@@ -175,9 +176,29 @@ pub(crate) fn retire_would_end_service(
     unit: &Unit,
     master: Pid,
     pid_file: &Path,
+    new_pid_file: &Path,
 ) -> Option<String> {
     if unit.main_pid != Some(master) {
         return None;
+    }
+    if new_pid_file != pid_file {
+        // gunicorn: the new master renames its own file to the pid file only once it sees
+        // the old master gone, after systemd has read PIDFile= (measured: the unit ends).
+        return Some(format!(
+            "master {master} is the main process of {}, and its new master writes {} until \
+             the old one has exited, too late for systemd, which reads PIDFile= as the old \
+             master exits: the service would end (and, KillMode={}, the new master with it). \
+             Under systemd, upgrade this server with `systemctl restart {}` (or a reload, if \
+             its code reloads), not a binary upgrade",
+            unit.name,
+            new_pid_file.display(),
+            if unit.kill_mode.is_empty() {
+                "control-group"
+            } else {
+                &unit.kill_mode
+            },
+            unit.name
+        ));
     }
     let target = pid_file.display();
     let lines = format!("`Type=forking` and `PIDFile={target}`");
@@ -288,28 +309,30 @@ mod tests {
         let f = file.to_str().unwrap();
         // Debian's shape: followed.
         assert_eq!(
-            retire_would_end_service(&unit("forking", Some(f), 812), pid(812), &file),
+            retire_would_end_service(&unit("forking", Some(f), 812), pid(812), &file, &file),
             None
         );
         // The same file by another name.
         let dotted = format!("{}/./nginx.pid", dir.path().display());
         assert_eq!(
-            retire_would_end_service(&unit("forking", Some(&dotted), 812), pid(812), &file),
+            retire_would_end_service(&unit("forking", Some(&dotted), 812), pid(812), &file, &file),
             None
         );
         let no_file =
-            retire_would_end_service(&unit("forking", None, 812), pid(812), &file).unwrap();
+            retire_would_end_service(&unit("forking", None, 812), pid(812), &file, &file).unwrap();
         assert!(no_file.contains("no PIDFile="), "{no_file}");
         assert!(no_file.contains(&format!("`PIDFile={f}`")), "{no_file}");
         let other = retire_would_end_service(
             &unit("forking", Some("/run/other.pid"), 812),
             pid(812),
             &file,
+            &file,
         )
         .unwrap();
         assert!(other.contains("PIDFile=/run/other.pid is not"), "{other}");
         let simple =
-            retire_would_end_service(&unit("simple", Some(f), 812), pid(812), &file).unwrap();
+            retire_would_end_service(&unit("simple", Some(f), 812), pid(812), &file, &file)
+                .unwrap();
         assert!(
             simple.contains("Type=simple") && simple.contains("`Type=forking`"),
             "{simple}"
@@ -317,12 +340,21 @@ mod tests {
         // Not the main process (a server started by a script unit, or MainPID=0): the
         // service does not end with it.
         assert_eq!(
-            retire_would_end_service(&unit("forking", None, 900), pid(812), &file),
+            retire_would_end_service(&unit("forking", None, 900), pid(812), &file, &file),
             None
         );
         assert_eq!(
-            retire_would_end_service(&unit("forking", None, 0), pid(812), &file),
+            retire_would_end_service(&unit("forking", None, 0), pid(812), &file, &file),
             None
+        );
+        // gunicorn: the new master's own file becomes the pid file only after the old exit.
+        let two = dir.path().join("nginx.pid.2");
+        let gunicorn =
+            retire_would_end_service(&unit("forking", Some(f), 812), pid(812), &file, &two)
+                .unwrap();
+        assert!(
+            gunicorn.contains("systemctl restart nginx.service"),
+            "{gunicorn}"
         );
     }
 }

@@ -773,3 +773,199 @@ fn orphaned_daemon_off_is_refused_in_preflight() {
     assert_eq!(fs::read(server.exe_path()).unwrap(), exe, "{run}");
     assert_eq!(server.pid("A"), master, "{run}");
 }
+
+/// unicorn or gunicorn at `/usr/bin`, or `None` (after saying why) when it is not installed
+/// and real servers are not required.
+fn interpreter_server(name: &str) -> Option<String> {
+    let path = format!("/usr/bin/{name}");
+    if Path::new(&path).is_file() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var("HOTRELOAD_REQUIRE_REAL_SERVERS").as_deref() != Ok("1"),
+        "HOTRELOAD_REQUIRE_REAL_SERVERS=1 but {path} is not installed"
+    );
+    eprintln!("SKIPPED: {path} not installed");
+    None
+}
+
+/// A tiny app for unicorn (`config.ru`) and gunicorn (`app.py`) in a temp dir, on a port
+/// of its own, with its pid file `app.pid` there.
+struct App {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl App {
+    fn new() -> App {
+        let dir = tempfile::Builder::new()
+            .prefix("systemd-app-")
+            .tempdir()
+            .unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let p = dir.path().display().to_string();
+        fs::write(
+            dir.path().join("config.ru"),
+            "run lambda { |env| [200, { \"content-type\" => \"text/plain\", \
+             \"content-length\" => \"3\" }, [\"ok\\n\"]] }\n",
+        )
+        .unwrap();
+        fs::write(
+            dir.path().join("u.conf.rb"),
+            format!(
+                "listen \"127.0.0.1:{port}\"\nworker_processes 2\npid \"{p}/app.pid\"\n\
+                 stderr_path \"{p}/app.log\"\nstdout_path \"{p}/app.log\"\nworking_directory \"{p}\"\n"
+            ),
+        )
+        .unwrap();
+        fs::write(
+            dir.path().join("app.py"),
+            "def app(environ, start_response):\n    start_response(\"200 OK\", \
+             [(\"Content-Type\", \"text/plain\"), (\"Content-Length\", \"3\")])\n    return [b\"ok\\n\"]\n",
+        )
+        .unwrap();
+        App { dir, port }
+    }
+
+    fn path(&self) -> String {
+        self.dir.path().display().to_string()
+    }
+
+    fn pid_file(&self) -> String {
+        format!("{}/app.pid", self.path())
+    }
+
+    fn pid(&self) -> Option<i32> {
+        fs::read_to_string(self.pid_file())
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// The README's unit: `Type=forking`, `PIDFile=` its pid file, daemonized with `-D`.
+    fn unit(&self, exec_start: &str) -> String {
+        format!(
+            "[Unit]\nDefaultDependencies=no\n\n[Service]\nType=forking\nPIDFile={}\n\
+             WorkingDirectory={}\nExecStart={exec_start}\nExecReload=/bin/kill -HUP $MAINPID\n\
+             KillMode=mixed\n",
+            self.pid_file(),
+            self.path()
+        )
+    }
+
+    fn wait_active(&self, sandbox: &Sandbox, unit: &str) -> i32 {
+        wait_for(&format!("{unit} to be active"), || {
+            let main = sandbox.main_pid(unit);
+            match self.pid() {
+                Some(p) if p == main && sandbox.show(unit, "ActiveState") == "active" => Ok(p),
+                p => Err(format!("pid file {p:?}: {}", sandbox.status(unit))),
+            }
+        })
+    }
+}
+
+/// The README's unicorn unit: `hotreload upgrade --flavor unicorn --swap none` under load,
+/// no failed request, MainPID following the new master.
+#[test]
+#[cfg_attr(
+    missing_systemd,
+    ignore = "needs systemd and unshare (systemd-sandbox)"
+)]
+fn unicorn_unit_upgrades_under_load_and_main_pid_follows() {
+    let Some(unicorn) = interpreter_server("unicorn") else {
+        return;
+    };
+    let app = App::new();
+    let exec = format!(
+        "{unicorn} -D -c {p}/u.conf.rb {p}/config.ru",
+        p = app.path()
+    );
+    let sandbox = Sandbox::start(&[("app.service", app.unit(&exec))]);
+    let old = app.wait_active(&sandbox, "app.service");
+    let load = Load::start(LoadConfig::new(app.addr()).clients(4).keepalive(false));
+    let pid_file = app.pid_file();
+    let run = sandbox.hotreload(&[
+        "upgrade",
+        "--flavor",
+        "unicorn",
+        "--swap",
+        "none",
+        "--pid-file",
+        &pid_file,
+        "--json",
+    ]);
+    let stats = load.stop();
+    run.expect_code(0);
+    assert!(stats.ok > 0, "no request answered{run}");
+    assert_eq!(stats.failed, 0, "failed requests: {:?}{run}", stats.errors);
+    let new_master = app.pid().unwrap();
+    assert_ne!(new_master, old, "{run}");
+    assert_eq!(sandbox.main_pid("app.service"), new_master, "{run}");
+    assert_eq!(
+        sandbox.show("app.service", "ActiveState"),
+        "active",
+        "{run}"
+    );
+}
+
+/// gunicorn under systemd: its new master renames `app.pid.2` to the pid file only after the
+/// old master exited, too late for systemd (measured: the unit ends). hotreload refuses the
+/// upgrade before any change, and a step-by-step commit before the old master is stopped;
+/// the service stays active.
+#[test]
+#[cfg_attr(
+    missing_systemd,
+    ignore = "needs systemd and unshare (systemd-sandbox)"
+)]
+fn gunicorn_unit_is_refused_before_the_retire() {
+    let Some(gunicorn) = interpreter_server("gunicorn") else {
+        return;
+    };
+    let app = App::new();
+    let exec = format!(
+        "{gunicorn} -D -w 2 -b 127.0.0.1:{} -p {} --chdir {p} --error-logfile {p}/app.log app:app",
+        app.port,
+        app.pid_file(),
+        p = app.path()
+    );
+    let sandbox = Sandbox::start(&[("app.service", app.unit(&exec))]);
+    let old = app.wait_active(&sandbox, "app.service");
+    let pid_file = app.pid_file();
+    let flavor = ["--flavor", "gunicorn", "--pid-file", &pid_file];
+    let run = sandbox.hotreload(&[&["upgrade", "--swap", "none", "--json"][..], &flavor].concat());
+    run.expect_code(3);
+    assert!(
+        run.stderr.contains("systemctl restart app.service"),
+        "{run}"
+    );
+    assert_eq!(run.signals(), 0, "signals sent{run}");
+    for step in ["spawn", "drain"] {
+        sandbox
+            .hotreload(&[&[step][..], &flavor].concat())
+            .expect_code(0);
+    }
+    let commit = sandbox.hotreload(&[&["commit", "--json"][..], &flavor].concat());
+    commit.expect_code(3);
+    assert_eq!(commit.signals(), 0, "signals sent{commit}");
+    assert_eq!(sandbox.main_pid("app.service"), old, "{commit}");
+    assert_eq!(
+        sandbox.show("app.service", "ActiveState"),
+        "active",
+        "{commit}"
+    );
+    sandbox
+        .hotreload(&[&["rollback"][..], &flavor].concat())
+        .expect_code(0);
+    assert_eq!(app.pid(), Some(old));
+    assert_eq!(sandbox.main_pid("app.service"), old);
+    assert_eq!(sandbox.show("app.service", "ActiveState"), "active");
+}

@@ -25,7 +25,12 @@ pub(crate) fn before_retire(ctx: &Ctx<'_>, old: Pid) -> Result<Option<String>, E
         // said so already.
         Err(_) => return Ok(None),
     };
-    if let Some(why) = retire_would_end_service(&unit, old, ctx.target.pid_file()) {
+    if let Some(why) = retire_would_end_service(
+        &unit,
+        old,
+        ctx.target.pid_file(),
+        &ctx.target.flavor_ref().new_pid_file(ctx.target.pid_file()),
+    ) {
         return Err(Error::Preflight {
             check: "systemd".into(),
             detail: why,

@@ -35,7 +35,15 @@ impl Run<'_> {
         ctx.emit(Event::Observed {
             what: format!("systemd: master {} runs in {unit}", master.pid),
         });
-        if let Some(why) = retire_would_end_service(&unit, master.pid, self.target.pid_file()) {
+        if let Some(why) = retire_would_end_service(
+            &unit,
+            master.pid,
+            self.target.pid_file(),
+            &self
+                .target
+                .flavor_ref()
+                .new_pid_file(self.target.pid_file()),
+        ) {
             return Err(why);
         }
         if unit.main_pid == Some(master.pid) {
