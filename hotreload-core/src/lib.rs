@@ -50,8 +50,9 @@
 //!
 //! **The pipeline.** [`upgrade()`] runs the whole thing with gates: the target's lock,
 //! preflight checks that refuse before anything changes (the master catches `USR2` —
-//! its default action would kill it —, is daemonized, was started with an absolute
-//! `argv[0]`; the new executable is an ELF file for this machine and differs from the
+//! its default action would kill it —, is daemonized (nginx: its effective `daemon`
+//! setting), is not a systemd service's main process that systemd could not follow
+//! ([`systemd`]), was started with an absolute `argv[0]`; the new executable is an ELF file for this machine and differs from the
 //! running one; the configuration passes the new executable's config test), the swap,
 //! spawn, health checks, drain, health checks, retire and commit. Any failure after the
 //! swap rolls back automatically from whatever phase the system shows.
@@ -69,7 +70,7 @@
 //!
 //! Low level: [`pid`], [`signal`], [`procfs`] (snapshots of `/proc`), [`process`]
 //! (pinned handles), [`pidfile`] (strict reading), [`lock`], [`swap`], [`health`],
-//! [`discovery`], [`error`]. High level: [`flavor`], [`event`], [`model`] (observation and
+//! [`discovery`], [`error`], [`systemd`]. High level: [`flavor`], [`event`], [`model`] (observation and
 //! phase), [`ops`] (typed operations), [`upgrade`](mod@upgrade) (the pipeline).
 //!
 //! **Data, not code paths.** Which signal does what, how pid files are named during an
