@@ -138,8 +138,24 @@ pub(crate) fn run(
     timeout: Duration,
     waiter: Option<Waiter<'_>>,
 ) -> Result<Finished, RunError> {
+    run_as(program, args, cwd, None, timeout, waiter)
+}
+
+/// [`run`] as user and group `ids` (when given): what a server reads must be read with
+/// its own rights, not hotreload's.
+fn run_as(
+    program: &Path,
+    args: &[String],
+    cwd: Option<&Path>,
+    ids: Option<(u32, u32)>,
+    timeout: Duration,
+    waiter: Option<Waiter<'_>>,
+) -> Result<Finished, RunError> {
     let deadline = Instant::now() + timeout;
     let mut command = Command::new(program);
+    if let Some((uid, gid)) = ids {
+        command.uid(uid).gid(gid);
+    }
     command
         .args(args)
         .stdin(Stdio::null())
@@ -251,7 +267,19 @@ pub(crate) fn run_command(
     timeout: Duration,
     waiter: Waiter<'_>,
 ) -> Result<(bool, String, String), crate::error::Error> {
-    match run(program, args, cwd, timeout, Some(waiter)) {
+    run_command_as(program, args, cwd, None, timeout, waiter)
+}
+
+/// [`run_command`] as user and group `ids` (when given).
+pub(crate) fn run_command_as(
+    program: &Path,
+    args: &[String],
+    cwd: Option<&Path>,
+    ids: Option<(u32, u32)>,
+    timeout: Duration,
+    waiter: Waiter<'_>,
+) -> Result<(bool, String, String), crate::error::Error> {
+    match run_as(program, args, cwd, ids, timeout, Some(waiter)) {
         Ok(done) => Ok((
             done.status.success(),
             done.status.to_string(),

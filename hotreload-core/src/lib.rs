@@ -53,8 +53,9 @@
 //!
 //! **The pipeline.** [`upgrade()`] runs the whole thing with gates: the target's lock,
 //! preflight checks that refuse before anything changes (the master catches `USR2` —
-//! its default action would kill it —, is daemonized, was started with an absolute
-//! `argv[0]`; the new executable is an ELF file for this machine and differs from the
+//! its default action would kill it —, is daemonized (nginx: its effective `daemon`
+//! setting), is not a systemd service's main process that systemd could not follow
+//! ([`systemd`]), was started with an absolute `argv[0]`; the new executable is an ELF file for this machine and differs from the
 //! running one; the configuration passes the new executable's config test), the swap,
 //! spawn, health checks, drain, health checks, retire and commit. Any failure after the
 //! swap rolls back automatically from whatever phase the system shows.
@@ -82,6 +83,7 @@
 //!   access, file helpers, the subprocess runner and the one wait;
 //! - strategies, open to your own: [`swap`] ([`BinarySwap`]), [`health`]
 //!   ([`HealthCheck`]), [`flavor`], [`discovery`];
+//! - where servers run: [`systemd`] (the service manager around the master);
 //! - [`model`] (target, observation, phase); [`ops`] (typed operations); [`pipeline`]
 //!   (the whole upgrade: [`upgrade()`], [`rollback()`], [`finish()`]).
 //!
@@ -203,6 +205,8 @@ pub mod discovery;
 pub mod flavor;
 pub mod health;
 pub mod swap;
+// Where servers run: the service manager (systemd) around the master.
+pub mod systemd;
 // The model, the journal below the operations, the operations, the advice on their
 // failures and the pipeline.
 pub mod advice;

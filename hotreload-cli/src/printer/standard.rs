@@ -549,6 +549,9 @@ pub fn observation_lines(obs: &Observation, ctx: &HintContext<'_>) -> Vec<String
     if let Some(new) = &obs.new_master {
         lines.extend(master_lines("new master", new));
     }
+    if let Some(unit) = super::wire::systemd_of(obs) {
+        lines.push(format!("{:<11} {unit}", "systemd"));
+    }
     if !obs.evidence.is_empty() {
         lines.push("evidence".to_owned());
         lines.extend(obs.evidence.iter().map(|e| format!("  - {e}")));

@@ -224,6 +224,26 @@ pub struct StatusWire<'a> {
     pub evidence: &'a [String],
     /// Whether this kernel gives hotreload pidfds (false: the kill(2) fallback).
     pub pidfd: bool,
+    /// The systemd service the master runs in, as systemd describes it.
+    pub systemd: Option<UnitWire>,
+}
+
+/// A master's systemd service.
+#[derive(Debug, Serialize)]
+pub struct UnitWire {
+    pub unit: String,
+    pub active_state: String,
+    pub main_pid: Option<i32>,
+    #[serde(rename = "type")]
+    pub service_type: String,
+    pub pid_file: Option<String>,
+}
+
+/// The systemd service the (old) master runs in; `None` outside systemd or when systemd
+/// cannot be asked.
+pub fn systemd_of(obs: &Observation) -> Option<hotreload_core::systemd::Unit> {
+    let master = obs.old_master.as_ref().or(obs.new_master.as_ref())?;
+    hotreload_core::systemd::unit_for(master.pid).ok().flatten()
 }
 
 impl<'a> StatusWire<'a> {
@@ -235,6 +255,13 @@ impl<'a> StatusWire<'a> {
             new_master: obs.new_master.as_ref().map(MasterWire::of),
             evidence: &obs.evidence,
             pidfd: hotreload_core::pidfd_available(),
+            systemd: systemd_of(obs).map(|u| UnitWire {
+                unit: u.name,
+                active_state: u.active_state,
+                main_pid: u.main_pid.map(|p| p.get()),
+                service_type: u.service_type,
+                pid_file: u.pid_file.map(|p| p.display().to_string()),
+            }),
         }
     }
 }

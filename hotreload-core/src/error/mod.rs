@@ -427,6 +427,15 @@ pub enum Error {
         /// What was going on: the wait or the step that saw the cancel.
         during: String,
     },
+
+    /// systemd could not be asked about the server's unit, or lost track of the server.
+    #[error("systemd unit {unit}: {detail}")]
+    Systemd {
+        /// The unit (`nginx.service`).
+        unit: String,
+        /// What went wrong and what to do.
+        detail: String,
+    },
 }
 
 /// Why old workers still run at the drain deadline, as far as can be seen.

@@ -3,6 +3,7 @@
 
 use super::engine::{pid_named_by, pin_workers, verify_master, verify_new_master, Ctx};
 use super::spawned::rollback;
+use super::unit_guard;
 use super::{Drained, OpError, OpOptions, Steady};
 use crate::error::Error;
 use crate::event::{Observer, Role, Step};
@@ -48,8 +49,8 @@ impl Drained {
         if let Err(e) = ctx.pidfd_gate() {
             return Err(ctx.fail(Some(self), e, |_| Phase::Drained, false));
         }
-        let observation = match ctx.step(Step::Retire, || self.retire(&ctx)) {
-            Ok(observation) => observation,
+        let (observation, unit) = match ctx.step(Step::Retire, || self.retire(&ctx)) {
+            Ok(done) => done,
             Err(e) => {
                 let state = (!ctx.has_changed()).then_some(self);
                 return Err(ctx.fail(state, e, |_| Phase::Drained, false));
@@ -63,13 +64,19 @@ impl Drained {
                 error_chain(&e)
             ));
         }
+        if let Some(unit) = unit {
+            if let Err(e) = unit_guard::after_retire(&ctx, &unit, self.new.pid()) {
+                return Err(ctx.fail(None, e, |_: &Drained| Phase::Steady, false));
+            }
+        }
         Ok(Steady {
             at: self.at.seeing(observation),
             master: self.new,
         })
     }
 
-    fn retire(&self, ctx: &Ctx<'_>) -> Result<Observation, Error> {
+    /// The retire, and the systemd unit to check afterwards (see [`unit_guard`]).
+    fn retire(&self, ctx: &Ctx<'_>) -> Result<(Observation, Option<String>), Error> {
         let target = ctx.target;
         let old = self.old.pid();
         let new = self.new.pid();
@@ -84,6 +91,7 @@ impl Drained {
             });
         }
         let verify_old = || verify_master(target, &self.old, "the old master").map(|_| ());
+        let unit = unit_guard::before_retire(ctx, old)?;
         ctx.waiter().check_cancel("retiring the old master")?;
         // The point of no return: a cancel from here on is ignored.
         ctx.ignore_cancel();
@@ -108,7 +116,7 @@ impl Drained {
             },
         )?;
         match seen {
-            Some(seen) => Ok(seen),
+            Some(seen) => Ok((seen, unit)),
             None => Err(Error::Timeout {
                 pid: new,
                 what: format!(

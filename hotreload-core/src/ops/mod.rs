@@ -38,6 +38,7 @@ pub(crate) mod engine;
 mod interrupted;
 mod spawned;
 mod steady;
+mod unit_guard;
 
 use std::fmt;
 use std::time::Duration;

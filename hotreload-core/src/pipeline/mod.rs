@@ -17,11 +17,13 @@
 //! Files: `options` (what to do), `report` (what was done, how it failed), `preflight`
 //! (the checks), `health` (the gates), `plan` (the steps in words).
 
+mod daemon;
 mod health;
 mod options;
 mod plan;
 mod preflight;
 mod report;
+mod systemd;
 
 pub use options::{DrainTimeoutAction, UpgradeOptions, HEALTH_REGRESSION};
 pub use report::{Check, FailureKind, Outcome, StepTiming, UpgradeError, UpgradeReport};

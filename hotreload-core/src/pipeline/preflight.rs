@@ -17,7 +17,7 @@ use crate::fsutil::{elf_header, same_content, same_file};
 use crate::journal::Journal;
 use crate::model::{error_chain, MasterInfo};
 use crate::ops::engine::Ctx;
-use crate::ops::{installed_binary, spawn_would_be_ignored, State, Steady};
+use crate::ops::{installed_binary, State, Steady};
 use crate::process::ProcInfo;
 use crate::procfs;
 
@@ -76,13 +76,8 @@ impl Run<'_> {
         };
         record("no-journal", self.no_journal());
         record("catches-spawn-signal", self.catches_spawn(&info));
-        record(
-            "spawn-not-ignored",
-            match spawn_would_be_ignored(&info) {
-                None => Ok("the master is daemonized: it acts on the spawn signal".into()),
-                Some(reason) => Err(reason),
-            },
-        );
+        record("spawn-not-ignored", self.daemon_check(ctx, &master, &info));
+        record("systemd", self.systemd_check(ctx, &master));
         let argv = target.flavor_ref().master_argv(&master.cmdline);
         let argv0 = PathBuf::from(argv.first().cloned().unwrap_or_default());
         let argv0_kept = target.flavor_ref().title_args() != TitleArgs::ArgsAfterMasterMarker;
