@@ -272,6 +272,7 @@ pub(super) fn rollback(
         let verify_new = || verify_new_master(target, new, old_pid).map(|_| ());
         ctx.stop_master(new, Role::NewMaster, &verify_new)?;
     }
+    let restarted = std::cell::Cell::new(false);
     let restored = ctx.poll(
         &format!(
             "{} to name old master {old_pid} again",
@@ -280,9 +281,30 @@ pub(super) fn rollback(
         ctx.opts.quit_timeout,
         || {
             let seen = target.observe_now()?;
-            Ok((seen.phase == Phase::Steady
-                && seen.old_master.as_ref().map(|m| m.pid) == Some(old_pid))
-            .then_some(seen))
+            let named = seen.old_master.as_ref().map(|m| m.pid) == Some(old_pid);
+            if seen.phase == Phase::Steady && named {
+                return Ok(Some(seen));
+            }
+            // The old master is alone again but has no workers: a stop-workers signal sent
+            // before this rollback looked (an interrupted drain's, still in flight) reached
+            // it after its workers were counted. Tell it once more to start them.
+            if !restarted.get()
+                && named
+                && seen.new_master.is_none()
+                && new.has_exited()
+                && !target.old_pid_file().exists()
+                && active(old_pid)? == 0
+            {
+                restarted.set(true);
+                ctx.decision(format!(
+                    "old master {old_pid} is alone again without workers (a stop signal from \
+                     before the rollback arrived late): sending {} to start them",
+                    signals.restart_workers
+                ));
+                verify_master(target, old, "the old master")?;
+                ctx.signal(old, signals.restart_workers, Role::OldMaster)?;
+            }
+            Ok(None)
         },
     )?;
     let Some(seen) = restored else {
