@@ -313,18 +313,23 @@ fn retire_is_refused_when_the_new_master_has_lost_its_workers() {
 #[test]
 fn commit_is_refused_while_the_old_master_runs() {
     hotreload_tests::watchdog(|| {
-        let server = Server::start(&[]);
-        let old_sha = sha(&server.installed).unwrap();
-        let old = server.master_now();
-        let p = server.pid_file();
-        for (new, at, phase) in [
-            (server.build("2.0", &[]), "swap finished", "steady"),
+        // The kill after the swap races the USR2 that follows it: an old master that
+        // ignores USR2 stays steady whichever comes first (without it the kill could
+        // land after the USR2, and the phase would end spawned instead).
+        for (old_faults, new_faults, at, phase) in [
+            (&["ignore=USR2"][..], &[][..], "swap finished", "steady"),
             (
-                server.build("2.0", &["hang-on-start"]),
+                &[][..],
+                &["hang-on-start"][..],
                 "inside the spawn wait",
                 "unknown",
             ),
         ] {
+            let server = Server::start(old_faults);
+            let old_sha = sha(&server.installed).unwrap();
+            let old = server.master_now();
+            let p = server.pid_file();
+            let new = server.build("2.0", new_faults);
             let args = strings(&[
                 "upgrade",
                 "--pid-file",
