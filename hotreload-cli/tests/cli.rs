@@ -374,6 +374,13 @@ fn completions_and_the_man_page() {
             "bash completion lacks {command}{run}"
         );
     }
+    // Every subcommand completes after `hotreload` (the demo only when built in).
+    for command in COMMANDS {
+        assert!(
+            run.stdout.contains(&format!("hotreload,{command})")),
+            "bash completion does not complete the subcommand {command}{run}"
+        );
+    }
     let run = hotreload(&["completions", "zsh"]);
     assert!(run.stdout.contains("#compdef hotreload"), "{run}");
 
@@ -389,7 +396,32 @@ fn completions_and_the_man_page() {
             "man page lacks {section}{run}"
         );
     }
+    // A section-1 roff page whose SUBCOMMANDS section names every command.
+    assert!(run.stdout.contains("\n.TH hotreload 1 "), "{run}");
+    let (_, commands) = run
+        .stdout
+        .split_once(".SH SUBCOMMANDS")
+        .unwrap_or_else(|| panic!("man page lacks SUBCOMMANDS{run}"));
+    for command in COMMANDS {
+        // roff escapes the hyphen.
+        assert!(
+            commands.contains(&format!("hotreload\\-{command}(1)")),
+            "man page does not list {command}{run}"
+        );
+    }
 }
+
+/// The subcommands every build has (`demo` is a default feature packagers may drop).
+const COMMANDS: [&str; 8] = [
+    "status",
+    "upgrade",
+    "spawn",
+    "drain",
+    "commit",
+    "rollback",
+    "completions",
+    "man",
+];
 
 #[test]
 fn help_teaches_with_examples() {
