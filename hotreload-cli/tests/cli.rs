@@ -363,6 +363,96 @@ fn quiet_color_and_the_pid_file_from_the_environment() {
     assert!(esc(&run), "{run}");
 }
 
+/// The events of a line come from hotreload-core's `serde` feature: every kind, also the
+/// ones real runs here never show (`pidfd_fallback` needs an old kernel), is a v1 line
+/// once the CLI puts it in its envelope, with the `type` the README documents.
+#[test]
+fn every_core_event_as_the_core_serialises_it_is_a_v1_line() {
+    use hotreload_core::{Event, Pid, Role, Signal, Step};
+    let pid = Pid::try_from(4242).unwrap();
+    let events = [
+        (
+            "step_started",
+            Event::StepStarted {
+                step: Step::ConfigTest,
+            },
+        ),
+        (
+            "step_finished",
+            Event::StepFinished {
+                step: Step::RestoreBinary,
+                duration: Duration::from_millis(1234),
+            },
+        ),
+        (
+            "check",
+            Event::Check {
+                name: "catches-spawn-signal".into(),
+                ok: false,
+                detail: "d".into(),
+            },
+        ),
+        (
+            "signalled",
+            Event::Signalled {
+                pid,
+                signal: Signal::Usr2,
+                role: Role::OldMaster,
+            },
+        ),
+        (
+            "waiting",
+            Event::Waiting {
+                what: "w".into(),
+                elapsed: Duration::from_millis(500),
+                timeout: Duration::from_secs(30),
+            },
+        ),
+        ("observed", Event::Observed { what: "o".into() }),
+        (
+            "decision",
+            Event::Decision {
+                message: "m".into(),
+            },
+        ),
+        (
+            "warning",
+            Event::Warning {
+                message: "m".into(),
+            },
+        ),
+        (
+            "pidfd_fallback",
+            Event::PidfdFallback {
+                detail: "pidfd_open: ENOSYS".into(),
+            },
+        ),
+    ];
+    let schema = schema();
+    for (kind, event) in events {
+        let mut record = serde_json::to_value(&event).unwrap();
+        assert_eq!(record["type"], kind, "{record}");
+        let line = serde_json::json!({
+            "schema_version": 1,
+            "type": record["type"].take(),
+            "time": "2026-12-01T10:00:00.123Z",
+            "data": record["data"].take(),
+        });
+        let errors = schema.errors(&line);
+        assert!(errors.is_empty(), "{line}: {}", errors.join("; "));
+        if kind == "signalled" {
+            assert_eq!(
+                line["data"],
+                serde_json::json!({"pid": 4242, "signal": "SIGUSR2", "role": "old-master"})
+            );
+        }
+        if kind == "step_finished" {
+            assert_eq!(line["data"]["duration_ms"], 1234);
+            assert_eq!(line["data"]["step"], "restore-binary");
+        }
+    }
+}
+
 #[test]
 fn completions_and_the_man_page() {
     let run = hotreload(&["completions", "bash"]);
@@ -372,6 +462,13 @@ fn completions_and_the_man_page() {
         assert!(
             run.stdout.contains(command),
             "bash completion lacks {command}{run}"
+        );
+    }
+    // Every subcommand completes after `hotreload` (the demo only when built in).
+    for command in COMMANDS {
+        assert!(
+            run.stdout.contains(&format!("hotreload,{command})")),
+            "bash completion does not complete the subcommand {command}{run}"
         );
     }
     let run = hotreload(&["completions", "zsh"]);
@@ -389,7 +486,32 @@ fn completions_and_the_man_page() {
             "man page lacks {section}{run}"
         );
     }
+    // A section-1 roff page whose SUBCOMMANDS section names every command.
+    assert!(run.stdout.contains("\n.TH hotreload 1 "), "{run}");
+    let (_, commands) = run
+        .stdout
+        .split_once(".SH SUBCOMMANDS")
+        .unwrap_or_else(|| panic!("man page lacks SUBCOMMANDS{run}"));
+    for command in COMMANDS {
+        // roff escapes the hyphen.
+        assert!(
+            commands.contains(&format!("hotreload\\-{command}(1)")),
+            "man page does not list {command}{run}"
+        );
+    }
 }
+
+/// The subcommands every build has (`demo` is a default feature packagers may drop).
+const COMMANDS: [&str; 8] = [
+    "status",
+    "upgrade",
+    "spawn",
+    "drain",
+    "commit",
+    "rollback",
+    "completions",
+    "man",
+];
 
 #[test]
 fn help_teaches_with_examples() {

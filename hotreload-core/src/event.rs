@@ -96,7 +96,11 @@ impl fmt::Display for Role {
 /// Something the library did or saw.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
-#[cfg_attr(feature = "serde", serde(tag = "event", rename_all = "snake_case"))]
+// `{"type": "signalled", "data": {...}}`: the CLI's line without its envelope.
+#[cfg_attr(
+    feature = "serde",
+    serde(tag = "type", content = "data", rename_all = "snake_case")
+)]
 #[non_exhaustive]
 pub enum Event {
     /// A step began.

@@ -37,6 +37,12 @@ impl JsonPrinter {
         self.raw(&text);
     }
 
+    fn event(&self, event: &Event) {
+        if let Some(text) = wire::event_line(event) {
+            self.raw(&text);
+        }
+    }
+
     fn raw(&self, text: &str) {
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = std::io::stdout().lock();
@@ -56,7 +62,12 @@ impl JsonPrinter {
 
     pub fn progress(&self, what: &str, elapsed: Duration, timeout: Duration) {
         if !self.opts.quiet {
-            self.line("waiting", wire::waiting(what, elapsed, timeout));
+            // The CLI's own progress (the demo's load) is written as the core's event.
+            self.event(&Event::Waiting {
+                what: what.to_owned(),
+                elapsed,
+                timeout,
+            });
         }
     }
 
@@ -83,8 +94,6 @@ impl Observer for JsonPrinter {
         if self.opts.quiet {
             return;
         }
-        if let Some((kind, data)) = wire::event(event) {
-            self.line(kind, data);
-        }
+        self.event(event);
     }
 }

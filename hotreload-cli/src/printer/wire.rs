@@ -1,14 +1,18 @@
 //! The JSON Lines wire types, version 1: what `--json` writes, one envelope per line.
 //!
-//! These types are the contract (described by `schema/hotreload-jsonl-v1.schema.json`,
-//! which a test checks every line against); they are built from the core's events and
-//! the CLI's [`Report`]s, and nothing else writes JSON. Adding a field is compatible;
+//! The contract is described by `schema/hotreload-jsonl-v1.schema.json`, which a test
+//! checks every line against. Events, observations and preflight checks are written by
+//! hotreload-core's `serde` feature (so the library and the CLI share one schema); the
+//! envelope, the `result` and the demo's lines are the CLI's own, here. Nothing else
+//! writes JSON. Adding a field is compatible;
 //! removing or renaming one, or changing a meaning, needs a new `schema_version`.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use hotreload_core::model::Phase;
 use hotreload_core::{Check, Event, MasterInfo, Observation};
 use serde::Serialize;
 
@@ -24,17 +28,17 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub struct Envelope<T> {
     pub schema_version: u32,
     #[serde(rename = "type")]
-    pub kind: &'static str,
+    pub kind: Cow<'static, str>,
     /// RFC 3339, UTC, milliseconds: `2026-12-01T10:00:00.123Z`.
     pub time: String,
     pub data: T,
 }
 
 impl<T: Serialize> Envelope<T> {
-    pub fn now(kind: &'static str, data: T) -> Self {
+    pub fn now(kind: impl Into<Cow<'static, str>>, data: T) -> Self {
         Envelope {
             schema_version: SCHEMA_VERSION,
-            kind,
+            kind: kind.into(),
             time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
             data,
         }
@@ -45,96 +49,20 @@ pub fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// The `data` of an event line. Untagged: the envelope's `type` says which.
-#[derive(Debug, Serialize)]
-#[serde(untagged)]
-pub enum EventData<'a> {
-    Step {
-        step: &'static str,
-    },
-    StepFinished {
-        step: &'static str,
-        duration_ms: u64,
-    },
-    Check {
-        name: &'a str,
-        ok: bool,
-        detail: &'a str,
-    },
-    Signalled {
-        pid: i32,
-        signal: String,
-        role: &'static str,
-    },
-    Waiting {
-        what: &'a str,
-        elapsed_ms: u64,
-        timeout_ms: u64,
-    },
-    Observed {
-        what: &'a str,
-    },
-    Message {
-        message: &'a str,
-    },
-    Fallback {
-        detail: &'a str,
-    },
-}
-
-/// The `type` and `data` of a core event; `None` for kinds this build does not know.
-pub fn event(event: &Event) -> Option<(&'static str, EventData<'_>)> {
-    #[allow(unreachable_patterns)] // Event is non-exhaustive: new kinds are skipped, not fatal
-    let record = match event {
-        Event::StepStarted { step } => (
-            "step_started",
-            EventData::Step {
-                step: step.as_str(),
-            },
-        ),
-        Event::StepFinished { step, duration } => (
-            "step_finished",
-            EventData::StepFinished {
-                step: step.as_str(),
-                duration_ms: millis(*duration),
-            },
-        ),
-        Event::Check { name, ok, detail } => (
-            "check",
-            EventData::Check {
-                name,
-                ok: *ok,
-                detail,
-            },
-        ),
-        Event::Signalled { pid, signal, role } => (
-            "signalled",
-            EventData::Signalled {
-                pid: pid.get(),
-                signal: signal.to_string(),
-                role: role.as_str(),
-            },
-        ),
-        Event::Waiting {
-            what,
-            elapsed,
-            timeout,
-        } => ("waiting", waiting(what, *elapsed, *timeout)),
-        Event::Observed { what } => ("observed", EventData::Observed { what }),
-        Event::Decision { message } => ("decision", EventData::Message { message }),
-        Event::Warning { message } => ("warning", EventData::Message { message }),
-        Event::PidfdFallback { detail } => ("pidfd_fallback", EventData::Fallback { detail }),
-        _ => return None,
+/// An event's line: the core's own serialisation (`{"type": .., "data": ..}`, the
+/// `serde` feature of hotreload-core) inside the envelope. `None` only if that is not an
+/// object with a `type`, which the core does not write.
+pub fn event_line(event: &Event) -> Option<String> {
+    let Ok(serde_json::Value::Object(mut record)) = serde_json::to_value(event) else {
+        return None;
     };
-    Some(record)
-}
-
-pub fn waiting(what: &str, elapsed: Duration, timeout: Duration) -> EventData<'_> {
-    EventData::Waiting {
-        what,
-        elapsed_ms: millis(elapsed),
-        timeout_ms: millis(timeout),
-    }
+    let Some(serde_json::Value::String(kind)) = record.remove("type") else {
+        return None;
+    };
+    let data = record
+        .remove("data")
+        .unwrap_or_else(|| serde_json::Value::Object(serde_json::Map::new()));
+    serde_json::to_string(&Envelope::now(kind, data)).ok()
 }
 
 #[derive(Debug, Serialize)]
@@ -153,74 +81,16 @@ fn steps(steps: &[StepTime]) -> Vec<StepWire> {
         .collect()
 }
 
-#[derive(Debug, Serialize)]
-pub struct CheckWire<'a> {
-    pub name: &'a str,
-    pub ok: bool,
-    pub detail: &'a str,
-}
-
-fn checks(checks: &[Check]) -> Vec<CheckWire<'_>> {
-    checks
-        .iter()
-        .map(|c| CheckWire {
-            name: &c.name,
-            ok: c.ok,
-            detail: &c.detail,
-        })
-        .collect()
-}
-
-#[derive(Debug, Serialize)]
-pub struct WorkerWire<'a> {
-    pub pid: i32,
-    pub start_time: u64,
-    pub title: &'a str,
-    pub shutting_down: bool,
-}
-
-#[derive(Debug, Serialize)]
-pub struct MasterWire<'a> {
-    pub pid: i32,
-    pub exe: Option<String>,
-    pub title: &'a str,
-    /// Clock ticks after boot (`/proc/<pid>/stat` field 22): with the pid, its identity.
-    pub start_time: u64,
-    pub started_at: String,
-    pub workers: Vec<i32>,
-    pub worker_details: Vec<WorkerWire<'a>>,
-}
-
-impl<'a> MasterWire<'a> {
-    fn of(master: &'a MasterInfo) -> Self {
-        MasterWire {
-            pid: master.pid.get(),
-            exe: master.exe.as_ref().map(|p| p.display().to_string()),
-            title: &master.title,
-            start_time: master.start_time,
-            started_at: humantime::format_rfc3339_seconds(master.started_at).to_string(),
-            workers: master.workers.iter().map(|w| w.pid.get()).collect(),
-            worker_details: master
-                .workers
-                .iter()
-                .map(|w| WorkerWire {
-                    pid: w.pid.get(),
-                    start_time: w.start_time,
-                    title: &w.title,
-                    shutting_down: w.shutting_down,
-                })
-                .collect(),
-        }
-    }
-}
-
 /// The status object: `status`'s answer, and `result.state` of the other commands.
+///
+/// The observation's parts are the core's own serialisation; the pid file, pidfd and
+/// systemd are the CLI's additions.
 #[derive(Debug, Serialize)]
 pub struct StatusWire<'a> {
-    pub phase: &'static str,
+    pub phase: Phase,
     pub pid_file: String,
-    pub old_master: Option<MasterWire<'a>>,
-    pub new_master: Option<MasterWire<'a>>,
+    pub old_master: Option<&'a MasterInfo>,
+    pub new_master: Option<&'a MasterInfo>,
     pub evidence: &'a [String],
     /// Whether this kernel gives hotreload pidfds (false: the kill(2) fallback).
     pub pidfd: bool,
@@ -249,10 +119,10 @@ pub fn systemd_of(obs: &Observation) -> Option<hotreload_core::systemd::Unit> {
 impl<'a> StatusWire<'a> {
     pub fn of(obs: &'a Observation, pid_file: &Path) -> Self {
         StatusWire {
-            phase: obs.phase.as_str(),
+            phase: obs.phase,
             pid_file: pid_file.display().to_string(),
-            old_master: obs.old_master.as_ref().map(MasterWire::of),
-            new_master: obs.new_master.as_ref().map(MasterWire::of),
+            old_master: obs.old_master.as_ref(),
+            new_master: obs.new_master.as_ref(),
             evidence: &obs.evidence,
             pidfd: hotreload_core::pidfd_available(),
             systemd: systemd_of(obs).map(|u| UnitWire {
@@ -303,7 +173,7 @@ pub struct CommandResult<'a> {
 pub enum Extra<'a> {
     None {},
     Upgrade {
-        preflight: Vec<CheckWire<'a>>,
+        preflight: &'a [Check],
         #[serde(skip_serializing_if = "Option::is_none")]
         plan: Option<&'a [String]>,
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -449,7 +319,7 @@ pub fn result_line(report: &Report, ctx: &HintContext<'_>) -> String {
                 plan,
                 total,
             } => Extra::Upgrade {
-                preflight: checks(preflight),
+                preflight,
                 plan: total.is_some().then_some(plan.as_slice()),
                 total_ms: total.map(millis),
             },
@@ -497,11 +367,10 @@ mod tests {
 
     #[test]
     fn the_envelope_carries_version_type_and_a_millisecond_utc_time() {
-        let line = serde_json::to_value(Envelope::now(
-            "warning",
-            EventData::Message { message: "m" },
-        ))
-        .unwrap();
+        let event = Event::Warning {
+            message: "m".to_owned(),
+        };
+        let line: serde_json::Value = serde_json::from_str(&event_line(&event).unwrap()).unwrap();
         assert_eq!(line["schema_version"], 1);
         assert_eq!(line["type"], "warning");
         assert_eq!(line["data"]["message"], "m");

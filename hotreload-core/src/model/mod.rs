@@ -71,8 +71,9 @@ pub struct WorkerInfo {
 }
 
 /// A master process and its workers, as seen when observed.
+// With the `serde` feature, `Serialize` is written out in `serde_impl.rs` (the CLI's v1
+// master object).
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct MasterInfo {
     /// Its pid.
@@ -84,10 +85,6 @@ pub struct MasterInfo {
     /// Its start time (clock ticks since boot): with the pid, its identity.
     pub start_time: u64,
     /// Its start time as wall-clock time (to about a second).
-    #[cfg_attr(
-        feature = "serde",
-        serde(serialize_with = "crate::serde_impl::epoch_secs")
-    )]
     pub started_at: SystemTime,
     /// Its title (nginx: `nginx: master process /usr/sbin/nginx -c ...`).
     pub title: String,
