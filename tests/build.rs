@@ -97,7 +97,7 @@ fn main() {
     }
 }
 
-/// Same default as `tests/tests/oldkernel.rs`: the shared tools beside the repository.
+/// Same default as `tests/tests/safety/oldkernel.rs`: the shared tools beside the repository.
 fn oldkernel_src() -> PathBuf {
     match env::var_os("HOTRELOAD_OLDKERNEL_SRC") {
         Some(src) => PathBuf::from(src),

@@ -1,8 +1,9 @@
 //! The fake-nginx server of the `cli`, `core`, `safety` and `regression` tests: a daemonized
 //! fake-nginx whose executable lives in the test's own directory (`<dir>/sbin/nginx`, so
-//! an upgrade swaps a file of this test only), its builds (variants with a version and
-//! faults), ground truth read straight from the pid files and `/proc` (independently of
-//! hotreload), and a canary process no signal may reach.
+//! an upgrade swaps a file of this test only), optionally started under a wrapper program,
+//! its builds (variants with a version and faults), ground truth read straight from the
+//! pid files and `/proc` (independently of hotreload), and a canary process no signal may
+//! reach.
 //!
 //! The server registers itself with the [`watchdog`](crate::watchdog) scope, so every
 //! failure message of the test prints its process tree and error log; dropping it kills
@@ -10,6 +11,7 @@
 
 use std::fmt;
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -99,6 +101,27 @@ impl FakeServer {
         install: impl FnOnce(&Path),
         adjust: impl FnOnce(harness::Builder) -> harness::Builder,
     ) -> FakeServer {
+        FakeServer::launch(name, install, None, adjust)
+    }
+
+    /// `1.0` with `old_faults` (2 workers) started as `wrapper <dir>/sbin/nginx`, so that
+    /// the master and every master it forks and execs run under the wrapper too
+    /// (`oldkernel`).
+    pub fn start_under(wrapper: &Path, old_faults: &[&str]) -> FakeServer {
+        FakeServer::launch(
+            "nginx",
+            |i| variant_at(i, "1.0", old_faults),
+            Some(wrapper),
+            |b| b,
+        )
+    }
+
+    fn launch(
+        name: &str,
+        install: impl FnOnce(&Path),
+        wrapper: Option<&Path>,
+        adjust: impl FnOnce(harness::Builder) -> harness::Builder,
+    ) -> FakeServer {
         let dir = tempfile::Builder::new()
             .prefix("hotreload-test-")
             .tempdir()
@@ -106,7 +129,26 @@ impl FakeServer {
         let installed = dir.path().join("sbin").join(name);
         fs::create_dir_all(installed.parent().unwrap()).unwrap();
         install(&installed);
-        let inst = adjust(Instance::builder(&installed).workers(2).timeout(LONG * 2))
+        let program = match wrapper {
+            None => installed.clone(),
+            Some(w) => {
+                // The wrapper execs the installed path: the master's argv[0] (what USR2
+                // re-execs) stays the executable an upgrade swaps.
+                let script = dir.path().join("sbin/start-under-wrapper");
+                fs::write(
+                    &script,
+                    format!(
+                        "#!/bin/sh\nexec '{}' '{}' \"$@\"\n",
+                        w.display(),
+                        installed.display()
+                    ),
+                )
+                .unwrap();
+                fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+                script
+            }
+        };
+        let inst = adjust(Instance::builder(&program).workers(2).timeout(LONG * 2))
             .start()
             .expect("start fake-nginx 1.0");
         let watch = watch(&inst);

@@ -1,10 +1,12 @@
-//! Running the `hotreload` CLI. A [`Run`] prints, on any failed expectation, the command,
-//! its cwd, exit status, stdout and stderr, and the process tree and error-log tail of
-//! every server the test registered, as they were when the command ended.
+//! Running the `hotreload` CLI, directly or under a wrapper program (`oldkernel`, which
+//! makes the pidfd syscalls fail as on an old kernel). A [`Run`] prints, on any failed
+//! expectation, the command, its cwd, exit status, stdout and stderr, and the process tree
+//! and error-log tail of every server the test registered, as they were when the command
+//! ended.
 
 use std::fmt;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -18,6 +20,8 @@ pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(240);
 
 /// The outcome of one `hotreload` invocation.
 pub struct Run {
+    /// The program `hotreload` ran under, if any.
+    pub wrapper: Option<PathBuf>,
     pub args: Vec<String>,
     pub cwd: PathBuf,
     pub code: Option<i32>,
@@ -33,7 +37,8 @@ impl fmt::Display for Run {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "\n$ hotreload {}\ncwd: {}\nexit: {:?} ({}) after {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}\n{}",
+            "\n$ {}{}\ncwd: {}\nexit: {:?} ({}) after {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}\n{}",
+            shown(self.wrapper.as_deref()),
             self.args.join(" "),
             self.cwd.display(),
             self.code,
@@ -54,14 +59,47 @@ impl fmt::Debug for Run {
 
 /// Runs `hotreload args` to completion (bounded by [`COMMAND_TIMEOUT`]).
 pub fn hotreload<S: AsRef<str>>(args: &[S]) -> Run {
+    run(None, args)
+}
+
+/// Runs `wrapper hotreload args` to completion (bounded by [`COMMAND_TIMEOUT`]).
+pub fn hotreload_under<S: AsRef<str>>(wrapper: &Path, args: &[S]) -> Run {
+    run(Some(wrapper), args)
+}
+
+/// The command line `[wrapper] hotreload args`, stdin closed: the one way every runner
+/// here starts the CLI.
+fn command<S: AsRef<str>>(wrapper: Option<&Path>, args: &[S]) -> Command {
+    let mut cmd = match wrapper {
+        Some(w) => {
+            let mut c = Command::new(w);
+            c.arg(hotreload_bin());
+            c
+        }
+        None => Command::new(hotreload_bin()),
+    };
+    cmd.args(args.iter().map(|a| a.as_ref()))
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// How a command line starts in messages: `hotreload ` or `<wrapper> hotreload `.
+fn shown(wrapper: Option<&Path>) -> String {
+    match wrapper {
+        Some(w) => format!("{} hotreload ", w.display()),
+        None => "hotreload ".to_owned(),
+    }
+}
+
+fn run<S: AsRef<str>>(wrapper: Option<&Path>, args: &[S]) -> Run {
     let args: Vec<String> = args.iter().map(|a| a.as_ref().to_owned()).collect();
     let started = Instant::now();
-    let output = assert_cmd::Command::new(hotreload_bin())
-        .args(&args)
+    let output = assert_cmd::Command::from_std(command(wrapper, &args))
         .timeout(COMMAND_TIMEOUT)
         .output()
-        .unwrap_or_else(|e| panic!("run hotreload {}: {e}", args.join(" ")));
+        .unwrap_or_else(|e| panic!("run {}{}: {e}", shown(wrapper), args.join(" ")));
     Run {
+        wrapper: wrapper.map(Path::to_path_buf),
         args,
         cwd: std::env::current_dir().unwrap_or_default(),
         code: output.status.code(),
@@ -154,6 +192,15 @@ impl Run {
         data
     }
 
+    /// How many events of type `kind` the run printed.
+    #[track_caller]
+    pub fn count(&self, kind: &str) -> usize {
+        self.json_lines()
+            .iter()
+            .filter(|l| l["type"] == kind)
+            .count()
+    }
+
     /// Signals the run reported sending (`signalled` events), as `SIGNAL->role`
     /// (`SIGQUIT->old-master`).
     pub fn signals(&self) -> Vec<String> {
@@ -190,11 +237,26 @@ impl Drop for KillOnDrop {
 /// Starts `hotreload args` (which must include `--json`), reads its JSON events line by
 /// line and SIGKILLs it as soon as `at` returns true for one (the event is included in
 /// the returned list). Returns the events seen, or panics when it ends first.
-pub fn hotreload_killed_at(args: &[String], mut at: impl FnMut(&Value) -> bool) -> Vec<Value> {
+pub fn hotreload_killed_at(args: &[String], at: impl FnMut(&Value) -> bool) -> Vec<Value> {
+    killed_at(None, args, at)
+}
+
+/// [`hotreload_killed_at`] for `wrapper hotreload args`.
+pub fn hotreload_under_killed_at(
+    wrapper: &Path,
+    args: &[String],
+    at: impl FnMut(&Value) -> bool,
+) -> Vec<Value> {
+    killed_at(Some(wrapper), args, at)
+}
+
+fn killed_at(
+    wrapper: Option<&Path>,
+    args: &[String],
+    mut at: impl FnMut(&Value) -> bool,
+) -> Vec<Value> {
     let mut child = KillOnDrop(
-        Command::new(hotreload_bin())
-            .args(args)
-            .stdin(Stdio::null())
+        command(wrapper, args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -219,7 +281,8 @@ pub fn hotreload_killed_at(args: &[String], mut at: impl FnMut(&Value) -> bool) 
     let status = child.0.wait().expect("reap hotreload");
     assert!(
         hit,
-        "$ hotreload {}\ncwd: {}\nended ({status}) before the kill point; events:\n{}\n{}",
+        "$ {}{}\ncwd: {}\nended ({status}) before the kill point; events:\n{}\n{}",
+        shown(wrapper),
         args.join(" "),
         std::env::current_dir().unwrap_or_default().display(),
         seen.iter()
