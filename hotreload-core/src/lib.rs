@@ -205,6 +205,7 @@ pub mod signal;
 mod exec;
 mod fsutil;
 pub mod lock;
+mod nginx_conf;
 mod pidfile;
 pub mod process;
 mod procfs;
