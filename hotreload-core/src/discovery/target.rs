@@ -99,7 +99,12 @@ fn nginx_pid_file(pid: Pid, cmdline: &[String], cwd: Option<&Path>) -> Result<Pa
                     .into(),
             ),
         },
-        (false, status, _) => Err(format!("`nginx -T` failed ({status})")),
+        (false, status, text) => Err(format!(
+            "`nginx -T` failed ({status}){}",
+            text.lines()
+                .rfind(|l| !l.trim().is_empty())
+                .map_or(String::new(), |l| format!(": {}", l.trim()))
+        )),
     }
 }
 
