@@ -1,12 +1,14 @@
-//! What to do next: the one place where a typed cause becomes the "what to do" line
-//! (`hotreload: what to do: ...`, `result.hint`) and the suggested commands.
+//! Renders advice: the core chooses what to do from typed causes
+//! ([`hotreload_core::Advice`]); this turns it into the "what to do" line
+//! (`hotreload: what to do: ...`, `result.hint`) with the suggested commands.
 //!
 //! Suggested commands must be copy-pasteable, so they repeat the pid file and (when it
 //! is not the default) the flavor; both come in a [`HintContext`], passed explicitly.
 
 use std::path::Path;
 
-use hotreload_core::{Phase, Pid};
+use hotreload_core::advice::Advice as CoreAdvice;
+use hotreload_core::Phase;
 
 /// What a suggested command must repeat of the invocation that failed.
 #[derive(Debug, Clone, Copy)]
@@ -28,66 +30,65 @@ impl HintContext<'_> {
     }
 }
 
-/// A typed cause for advice.
+/// The advice a report carries: the core's choice, or (for the CLI's own machinery,
+/// which the core knows nothing of) a request to report a bug.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Advice {
-    /// Another hotreload holds the lock.
-    Locked,
-    /// The pid file is missing, unreadable or names no server.
-    CheckPidFile,
-    /// `--require-pidfd` on a kernel without pidfds.
-    PidfdRequired,
-    /// Refused before anything changed, for a reason the message states.
-    FixAndRetry,
-    /// `upgrade` failed and rolled back: the old master serves again.
-    UpgradeRolledBack { old: Option<Pid> },
-    /// `spawn` failed and the old master serves alone again.
-    SpawnRolledBack,
-    /// `drain` timed out: both versions serve.
-    DrainStillRunning,
-    /// Something failed and could not be put right: the commands that fit the phase
-    /// observed afterwards (`None`: it could not be observed).
-    ManualAction(Option<Phase>),
-    /// The commands that fit this phase (a step in the wrong phase, an unknown status).
-    Next(Phase),
+    Core(CoreAdvice),
     /// Something failed that should not (the demo's own machinery).
     #[cfg_attr(not(feature = "demo"), allow(dead_code))]
     ReportBug,
 }
 
+impl From<CoreAdvice> for Advice {
+    fn from(advice: CoreAdvice) -> Advice {
+        Advice::Core(advice)
+    }
+}
+
 impl Advice {
     pub fn render(&self, ctx: &HintContext<'_>) -> String {
         let p = ctx.target_args();
-        match self {
-            Advice::Locked => format!(
+        let core = match self {
+            Advice::Core(core) => core,
+            Advice::ReportBug => {
+                return "this is a bug or an unusual environment; please report it with the output above".to_owned()
+            }
+        };
+        #[allow(unreachable_patterns)] // the core's advice is non-exhaustive
+        match core {
+            CoreAdvice::WaitForTheOtherUpgrade => format!(
                 "another hotreload is working on this server; wait for it to finish, then run `hotreload status --pid-file {p}`"
             ),
-            Advice::CheckPidFile => format!(
+            CoreAdvice::CheckThePidFile => format!(
                 "nothing was changed; check that --pid-file {} is the server's pid file (nginx: the `pid` directive) and that the server is running",
                 shell_quote(ctx.pid_file)
             ),
-            Advice::PidfdRequired => "nothing was changed; run on Linux 5.3 or later, or leave out --require-pidfd to accept the fallback (README: Safety)".to_owned(),
-            Advice::FixAndRetry => {
+            CoreAdvice::NeedsPidfds => "nothing was changed; run on Linux 5.3 or later, or leave out --require-pidfd to accept the fallback (README: Safety)".to_owned(),
+            CoreAdvice::FixAndRetry => {
                 "nothing was changed; fix the problem above and run the command again".to_owned()
             }
-            Advice::UpgradeRolledBack { old } => format!(
+            CoreAdvice::FixTheNewBuildAndUpgradeAgain { old } => format!(
                 "the old version is serving again (master {}); fix the new binary, then run the upgrade again",
                 old.map_or_else(|| "-".to_owned(), |p| p.to_string())
             ),
-            Advice::SpawnRolledBack => "the new master did not come up and the old master is serving again; check the new executable and its error log".to_owned(),
-            Advice::DrainStillRunning => format!(
+            CoreAdvice::CheckTheNewBuild => "the new master did not come up and the old master is serving again; check the new executable and its error log".to_owned(),
+            CoreAdvice::DrainAgainTerminateOrRollBack => format!(
                 "manual action needed; old workers are still finishing requests (both versions serve): \
                  `hotreload drain --pid-file {p}` to wait longer, `hotreload drain --pid-file {p} --terminate` \
                  to stop them now, or `hotreload rollback --pid-file {p}`"
             ),
-            Advice::ManualAction(Some(phase)) => {
+            CoreAdvice::RollBack => format!(
+                "manual action needed; the old workers do not stop (the master ignores the signal, e.g. when not daemonized): `hotreload rollback --pid-file {p}`, or `hotreload drain --pid-file {p} --terminate` to stop them now"
+            ),
+            CoreAdvice::ManualAction { phase: Some(phase) } => {
                 format!("manual action needed; {}", next_commands(*phase, ctx))
             }
-            Advice::ManualAction(None) => format!(
+            CoreAdvice::Next { phase } => next_commands(*phase, ctx),
+            // Not seen afterwards, or advice this build does not know.
+            _ => format!(
                 "manual action needed; inspect the server by hand (`hotreload status --pid-file {p}`)"
             ),
-            Advice::Next(phase) => next_commands(*phase, ctx),
-            Advice::ReportBug => "this is a bug or an unusual environment; please report it with the output above".to_owned(),
         }
     }
 }
@@ -146,7 +147,7 @@ mod tests {
             flavor: "unicorn",
             ..nginx
         };
-        let spawned = Advice::Next(Phase::Spawned);
+        let spawned = Advice::from(CoreAdvice::for_phase(Phase::Spawned));
         assert!(!spawned.render(&nginx).contains("--flavor"));
         assert!(spawned
             .render(&unicorn)

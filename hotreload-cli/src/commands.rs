@@ -26,6 +26,7 @@ use crate::printer::{Notice, Printer};
 use crate::report::{
     pids_of, step_times, Body, CommandName, OutcomeKind, Report, StepCmd, StepTime,
 };
+use hotreload_core::advice::Advice as CoreAdvice;
 
 /// An error and its `#[source]` chain on one line, skipping sources whose text the
 /// outer message already includes (thiserror messages often embed them).
@@ -73,14 +74,13 @@ pub fn outcome_of(outcome: Outcome) -> (OutcomeKind, bool) {
 }
 
 /// An error before anything changed: its exit code (a held lock is 4, anything else 3)
-/// and the advice for it.
+/// and the core's advice for it.
 fn untouched(err: &Error) -> (Exit, Advice) {
-    match err {
-        Error::Locked { .. } => (Exit::Locked, Advice::Locked),
-        Error::PidFile { .. } => (Exit::Refused, Advice::CheckPidFile),
-        Error::PidfdRequired { .. } => (Exit::Refused, Advice::PidfdRequired),
-        _ => (Exit::Refused, Advice::FixAndRetry),
-    }
+    let exit = match err {
+        Error::Locked { .. } => Exit::Locked,
+        _ => Exit::Refused,
+    };
+    (exit, CoreAdvice::for_refusal(err).into())
 }
 
 /// A report for an error before anything changed.
@@ -120,7 +120,7 @@ pub fn status(args: &StatusArgs) -> Report {
                 )
                 .with_failure(
                     unknown_state_message(&obs, pid_file),
-                    Some(Advice::Next(Phase::Unknown)),
+                    Some(CoreAdvice::for_phase(Phase::Unknown).into()),
                 )
             } else {
                 Report::new(
@@ -229,17 +229,14 @@ pub fn upgrade_cmd(args: &UpgradeArgs, printer: &Printer) -> Report {
                 ));
             }
             let old_pid = failure.report.old_pid;
-            let (advice, state) = match exit {
-                Exit::Locked | Exit::Refused => (untouched(&failure.error).1, None),
-                Exit::RolledBack => (Advice::UpgradeRolledBack { old: old_pid }, None),
-                _ => {
-                    let state = match failure.observation {
-                        Some(obs) => Some(*obs),
-                        None => observe_after(&target, &mut message),
-                    };
-                    (Advice::ManualAction(state.as_ref().map(|o| o.phase)), state)
-                }
+            let state = match exit {
+                Exit::Locked | Exit::Refused | Exit::RolledBack => None,
+                _ => match &failure.observation {
+                    Some(obs) => Some((**obs).clone()),
+                    None => observe_after(&target, &mut message),
+                },
             };
+            let advice = Advice::from(failure.advice_seeing(state.as_ref().map(|o| o.phase)));
             let mut report = Report::new(
                 CommandName::Upgrade,
                 OutcomeKind::of_failure(exit),
@@ -375,7 +372,7 @@ pub fn step(cmd: StepCmd, args: &StepArgs, terminate: bool, printer: &Printer) -
             cmd.wants()
         );
         return Report::new(cmd.command(), OutcomeKind::Refused, Exit::Refused, pid_file)
-            .with_failure(message, Some(Advice::FixAndRetry));
+            .with_failure(message, Some(CoreAdvice::FixAndRetry.into()));
     };
     // A steady server with a journal is an upgrade killed between the swap and the spawn
     // (or after the old master went away): commit and rollback finish its executable part.
@@ -484,15 +481,7 @@ pub fn step(cmd: StepCmd, args: &StepArgs, terminate: bool, printer: &Printer) -
             };
             let state = observe_after(&target, &mut message);
             let phase = state.as_ref().map(|o| o.phase);
-            let advice = match (exit, cmd, failure.still_in, phase) {
-                (Exit::RolledBack, ..) => Advice::SpawnRolledBack,
-                // A drain that timed out leaves both versions serving: say exactly how to
-                // go on, since "drain again" is the usual answer.
-                (_, StepCmd::Drain, Some(Phase::Spawned), Some(Phase::Spawned)) => {
-                    Advice::DrainStillRunning
-                }
-                _ => Advice::ManualAction(phase),
-            };
+            let advice = Advice::from(CoreAdvice::for_failure(&failure.error, failure.left, phase));
             let mut report =
                 Report::new(cmd.command(), OutcomeKind::of_failure(exit), exit, pid_file)
                     .with_failure(message, Some(advice));
@@ -531,7 +520,7 @@ fn wrong_phase(cmd: StepCmd, obs: Observation, pid_file: &Path) -> Report {
         Exit::Refused,
         pid_file.into(),
     )
-    .with_failure(message, Some(Advice::Next(obs.phase)));
+    .with_failure(message, Some(CoreAdvice::for_phase(obs.phase).into()));
     report.old_pid = old;
     report.new_pid = new;
     report.state = Some(obs);

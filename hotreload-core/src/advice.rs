@@ -1,12 +1,14 @@
 //! What to do after a failure, chosen in one place from typed causes: the error, what
-//! the operation left, and the phase the server is in. Callers (the CLI) render an
-//! [`Advice`] with its `Display`, or map its variants onto their own commands.
+//! the operation left, and the phase the server is in. Callers render an [`Advice`]
+//! with its `Display` (plain prose), or map its variants onto their own commands (the
+//! CLI turns them into copy-pasteable `hotreload` command lines); they do not choose.
 
 use std::fmt;
 
 use crate::error::{DrainStall, Error, PidFileProblem};
 use crate::model::Phase;
 use crate::ops::Left;
+use crate::pid::Pid;
 
 /// The next thing an operator should do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -16,50 +18,82 @@ pub enum Advice {
     WaitForTheOtherUpgrade,
     /// The pid file is not usable: check that it is the server's and that it runs.
     CheckThePidFile,
+    /// Pidfds were required and the kernel has none: a newer kernel, or accept the
+    /// fallback.
+    NeedsPidfds,
     /// Nothing changed: fix the problem the error names and try again.
     FixAndRetry,
+    /// An upgrade failed and was rolled back: `old` (the master from before) serves
+    /// again; fix the new executable, then upgrade again.
+    FixTheNewBuildAndUpgradeAgain {
+        /// The master serving again, when known.
+        old: Option<Pid>,
+    },
+    /// A step was undone (the new master did not come up): the old version serves
+    /// again; check the new executable and its error log.
+    CheckTheNewBuild,
     /// The old workers still finish requests, both versions serve: drain again to wait
     /// longer, terminate them, or roll back.
     DrainAgainTerminateOrRollBack,
     /// The server ignores the signal that stops its workers (not daemonized): roll back.
     RollBack,
-    /// The old version serves again: check the new executable and its error log.
-    CheckTheNewBuild,
-    /// An upgrade is in progress (spawned or drained): finish it or roll it back.
-    FinishOrRollBack,
-    /// The upgrade is done, the server runs the new build.
-    NothingToDo,
-    /// No known phase: inspect the server by hand (the observation's evidence says why).
-    InspectByHand,
+    /// Something changed and could not be put right: act from `phase`, the phase seen
+    /// afterwards (`None`: it could not be seen, inspect by hand).
+    ManualAction {
+        /// The phase the server was seen in after the failure.
+        phase: Option<Phase>,
+    },
+    /// No operation failed; what fits `phase` (a step asked in the wrong phase, a
+    /// status that found a phase no step fits).
+    Next {
+        /// The phase the server is in.
+        phase: Phase,
+    },
 }
 
 impl Advice {
-    /// The advice for a failure: its error, what it left, and the phase seen afterwards
-    /// (`None` when not looked at).
-    pub fn for_failure(error: &Error, left: Left, phase: Option<Phase>) -> Advice {
-        match (error, left) {
-            (Error::Locked { .. }, _) => Advice::WaitForTheOtherUpgrade,
-            (Error::PidFile { problem, .. }, Left::Untouched)
+    /// The advice for an error before anything changed.
+    pub fn for_refusal(error: &Error) -> Advice {
+        match error {
+            Error::Locked { .. } => Advice::WaitForTheOtherUpgrade,
+            // A pid file others can write is the server's: the fix is its permissions.
+            Error::PidFile { problem, .. }
                 if !matches!(problem, PidFileProblem::WritableByOthers { .. }) =>
             {
                 Advice::CheckThePidFile
             }
-            (_, Left::Untouched) => Advice::FixAndRetry,
-            (_, Left::Reverted) => Advice::CheckTheNewBuild,
-            (
-                Error::DrainTimeout {
-                    stall: DrainStall::SignalIgnored { .. },
-                    ..
-                },
-                _,
-            ) => Advice::RollBack,
-            (Error::DrainTimeout { .. }, _) if phase.map_or(true, |p| p == Phase::Spawned) => {
+            Error::PidfdRequired { .. } => Advice::NeedsPidfds,
+            _ => Advice::FixAndRetry,
+        }
+    }
+
+    /// What fits a phase when nothing failed.
+    pub fn for_phase(phase: Phase) -> Advice {
+        Advice::Next { phase }
+    }
+
+    /// The advice for a failed operation (a step: spawn, drain, rollback, finish): its
+    /// error, what it left, and the phase seen afterwards (`None` when not looked at or
+    /// not seen; then the phase the operation left is used).
+    pub fn for_failure(error: &Error, left: Left, seen: Option<Phase>) -> Advice {
+        let left_in = match left {
+            Left::Untouched => return Advice::for_refusal(error),
+            Left::Reverted => return Advice::CheckTheNewBuild,
+            Left::Changed { phase } => phase,
+        };
+        match error {
+            Error::DrainTimeout {
+                stall: DrainStall::SignalIgnored { .. },
+                ..
+            } => Advice::RollBack,
+            // Both versions still serve: "drain again" is the usual answer.
+            Error::DrainTimeout { .. }
+                if left_in == Phase::Spawned && seen.map_or(true, |p| p == Phase::Spawned) =>
+            {
                 Advice::DrainAgainTerminateOrRollBack
             }
-            (_, Left::Changed { phase: seen }) => match phase.unwrap_or(seen) {
-                Phase::Spawned | Phase::Drained => Advice::FinishOrRollBack,
-                Phase::Steady => Advice::NothingToDo,
-                _ => Advice::InspectByHand,
+            _ => Advice::ManualAction {
+                phase: Some(seen.unwrap_or(left_in)),
             },
         }
     }
@@ -75,18 +109,29 @@ impl fmt::Display for Advice {
                 "nothing was changed; check that the pid file is the server's (nginx: the `pid` \
                  directive) and that the server is running"
             }
+            Advice::NeedsPidfds => {
+                "nothing was changed; run on Linux 5.3 or later, or do not require pidfds"
+            }
             Advice::FixAndRetry => "nothing was changed; fix the problem above and try again",
+            Advice::FixTheNewBuildAndUpgradeAgain { .. } => {
+                "the old version is serving again; fix the new binary, then upgrade again"
+            }
+            Advice::CheckTheNewBuild => {
+                "the old version is serving again; check the new executable and its error log"
+            }
             Advice::DrainAgainTerminateOrRollBack => {
                 "old workers are still finishing requests (both versions serve): drain again to \
                  wait longer, terminate them, or roll back"
             }
             Advice::RollBack => "the old workers do not stop: roll back",
-            Advice::CheckTheNewBuild => {
-                "the old version is serving again; check the new executable and its error log"
-            }
-            Advice::FinishOrRollBack => "an upgrade is in progress: finish it or roll it back",
-            Advice::NothingToDo => "the server runs one master; nothing to do",
-            Advice::InspectByHand => "inspect the server by hand (see the evidence)",
+            Advice::ManualAction { phase: None } => "inspect the server by hand (see the evidence)",
+            Advice::ManualAction { phase: Some(phase) } | Advice::Next { phase } => match phase {
+                Phase::Spawned | Phase::Drained => {
+                    "an upgrade is in progress: finish it or roll it back"
+                }
+                Phase::Steady => "the server runs one master; nothing to do",
+                _ => "inspect the server by hand (see the evidence)",
+            },
         })
     }
 }
@@ -94,7 +139,6 @@ impl fmt::Display for Advice {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pid::Pid;
     use std::time::Duration;
 
     #[test]
@@ -120,6 +164,17 @@ mod tests {
             Advice::for_failure(&drain(DrainStall::FinishingRequests), spawned, None),
             Advice::DrainAgainTerminateOrRollBack
         );
+        // Seen drained after all (the last worker left): no more draining to advise.
+        assert_eq!(
+            Advice::for_failure(
+                &drain(DrainStall::FinishingRequests),
+                spawned,
+                Some(Phase::Drained)
+            ),
+            Advice::ManualAction {
+                phase: Some(Phase::Drained)
+            }
+        );
         assert_eq!(
             Advice::for_failure(
                 &drain(DrainStall::SignalIgnored {
@@ -139,10 +194,15 @@ mod tests {
         );
         assert_eq!(
             Advice::for_failure(&gone, spawned, Some(Phase::Unknown)),
-            Advice::InspectByHand
+            Advice::ManualAction {
+                phase: Some(Phase::Unknown)
+            }
         );
         assert!(Advice::FixAndRetry
             .to_string()
             .contains("nothing was changed"));
+        assert!(Advice::for_phase(Phase::Drained)
+            .to_string()
+            .contains("finish it or roll it back"));
     }
 }

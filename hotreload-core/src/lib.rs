@@ -183,6 +183,16 @@
 //! }
 //! # Ok::<(), hotreload_core::Error>(())
 //! ```
+//!
+//! # Features
+//!
+//! Both off by default; neither puts another crate's types in this crate's API.
+//!
+//! - `serde`: `Serialize` for events, reports and observations.
+//! - `tracing`: `TracingObserver`, an [`Observer`] that emits each [`Event`] as one
+//!   `tracing` event (target `hotreload`; warnings at WARN, steps, signals and checks at
+//!   INFO, waits and observations at DEBUG; fields such as `step`, `pid`, `signal`,
+//!   `role`, `elapsed_ms`).
 
 // The layers, bottom up (DESIGN.md §4); dependencies point down only.
 // Vocabulary.
@@ -195,6 +205,7 @@ pub mod signal;
 mod exec;
 mod fsutil;
 pub mod lock;
+mod nginx_conf;
 mod pidfile;
 pub mod process;
 mod procfs;
@@ -216,6 +227,8 @@ pub mod ops;
 pub mod pipeline;
 #[cfg(feature = "serde")]
 mod serde_impl;
+#[cfg(feature = "tracing")]
+mod tracing_observer;
 
 pub use advice::Advice;
 pub use error::{DrainStall, Error, ParseError, PidFileProblem};
@@ -233,6 +246,8 @@ pub use pipeline::{
 pub use process::{pidfd_available, pidfd_support, PidfdSupport, ProcessHandle};
 pub use signal::Signal;
 pub use swap::{swap_for, BinarySwap, SwapKind, SwapRecord};
+#[cfg(feature = "tracing")]
+pub use tracing_observer::TracingObserver;
 pub use wait::{CancelToken, CANCEL_SLICE};
 
 #[cfg(test)]

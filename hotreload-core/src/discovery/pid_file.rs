@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use super::Discovery;
 use crate::error::Error;
+use crate::flavor::Flavor;
+use crate::model::Target;
 use crate::pid::Pid;
 use crate::pidfile::read_pid_file;
 
@@ -34,5 +36,12 @@ impl Discovery for PidFileDiscovery {
 
     fn discover(&self) -> Result<Pid, Error> {
         read_pid_file(&self.path)
+    }
+
+    /// The pid file is the evidence: the target is on it, whatever it names now
+    /// (every operation reads it again, strictly, and a missing one can be the state of
+    /// an interrupted upgrade).
+    fn target(&self, flavor: Flavor) -> Result<Target, Error> {
+        Ok(Target::new(self.path.clone()).flavor(flavor))
     }
 }

@@ -436,6 +436,18 @@ pub enum Error {
         /// What went wrong and what to do.
         detail: String,
     },
+
+    /// A master was found, but its pid file could not be established from evidence
+    /// (its command line, its configuration), so it cannot be a [`Target`](crate::Target).
+    #[error(
+        "master {pid} found, but its pid file is not known: {reason}; name it with a pid file"
+    )]
+    PidFileUnknown {
+        /// The master found.
+        pid: Pid,
+        /// Why the pid file is not known, or why the one found is not this master's.
+        reason: String,
+    },
 }
 
 /// Why old workers still run at the drain deadline, as far as can be seen.

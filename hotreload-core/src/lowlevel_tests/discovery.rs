@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use crate::discovery::{Discovery, ExplicitPid, PidFileDiscovery, ProcScanDiscovery};
+use crate::flavor::Flavor;
 use crate::swap::{BinarySwap, RenameSwap};
 use crate::{Error, Pid};
 use nix::sys::signal::{kill, Signal as NixSignal};
@@ -162,4 +163,61 @@ fn pid_file_and_explicit() {
         .unwrap());
     let e = ExplicitPid::new(pid).discover().unwrap_err();
     assert!(matches!(e, Error::Zombie { .. }), "{e}");
+}
+
+#[test]
+fn a_found_master_becomes_a_target_only_on_its_own_pid_file() {
+    struct Reap(Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let pid_file = dir.path().join("app.pid");
+    // A "gunicorn" master whose command line names its pid file: argv is
+    // `sh -c SCRIPT -p PID_FILE FIFO` (`read` is a builtin: no child to clean up).
+    let master = Reap(spawn_retrying(
+        Command::new("/bin/sh")
+            .args(["-c", r#"read y < "$2""#, "-p"])
+            .arg(&pid_file)
+            .arg(&fifo)
+            .stdin(Stdio::null()),
+    ));
+    let pid = Pid::try_from(master.0.id()).unwrap();
+    let found = ExplicitPid::new(pid);
+
+    // The file does not exist yet: the command line's claim is not taken on trust.
+    let e = found.target(Flavor::gunicorn()).unwrap_err();
+    assert!(
+        matches!(e, Error::PidFileUnknown { pid: p, .. } if p == pid),
+        "{e}"
+    );
+    // It names another process: still not this master's.
+    fs::write(&pid_file, format!("{}\n", Pid::this_process().unwrap())).unwrap();
+    let e = found.target(Flavor::gunicorn()).unwrap_err();
+    assert!(e.to_string().contains("does not name it"), "{e}");
+    // It names the master: the target is on it.
+    fs::write(&pid_file, format!("{pid}\n")).unwrap();
+    let target = found.target(Flavor::gunicorn()).unwrap();
+    assert_eq!(target.pid_file(), pid_file.as_path());
+    // During an upgrade the found (old) master's file is the renamed one.
+    fs::rename(&pid_file, Flavor::gunicorn().old_pid_file(&pid_file)).unwrap();
+    assert_eq!(
+        found.target(Flavor::gunicorn()).unwrap().pid_file(),
+        pid_file.as_path()
+    );
+    // A flavor with no evidence to read says so.
+    let e = found.target(Flavor::unicorn()).unwrap_err();
+    assert!(e.to_string().contains("pid file is not known"), "{e}");
+
+    // A pid file is its own evidence.
+    let d = PidFileDiscovery::new(&pid_file);
+    assert_eq!(
+        d.target(Flavor::nginx()).unwrap().pid_file(),
+        pid_file.as_path()
+    );
 }

@@ -179,7 +179,13 @@ pub struct OpError<S> {
 impl<S> OpError<S> {
     /// What to do now, chosen from the cause and what was left.
     pub fn advice(&self) -> crate::advice::Advice {
-        crate::advice::Advice::for_failure(&self.error, self.left, None)
+        self.advice_seeing(None)
+    }
+
+    /// [`advice`](Self::advice) for a caller that looked at the server after the
+    /// failure and saw `phase`.
+    pub fn advice_seeing(&self, phase: Option<Phase>) -> crate::advice::Advice {
+        crate::advice::Advice::for_failure(&self.error, self.left, phase)
     }
 
     /// The error, dropping the state.

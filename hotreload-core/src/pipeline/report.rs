@@ -4,9 +4,10 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::advice::Advice;
 use crate::error::Error;
 use crate::event::Step;
-use crate::model::Observation;
+use crate::model::{Observation, Phase};
 use crate::ops::Left;
 use crate::pid::Pid;
 
@@ -145,13 +146,23 @@ pub struct UpgradeError {
 }
 
 impl UpgradeError {
-    /// What to do now, chosen from the cause, what was left and what runs.
-    pub fn advice(&self) -> crate::advice::Advice {
-        crate::advice::Advice::for_failure(
-            &self.error,
-            self.left,
-            self.observation.as_ref().map(|o| o.phase),
-        )
+    /// What to do now, chosen from the kind, the cause and what runs (the observation
+    /// made after the failure, if any).
+    pub fn advice(&self) -> Advice {
+        self.advice_seeing(self.observation.as_ref().map(|o| o.phase))
+    }
+
+    /// [`advice`](Self::advice) for a caller that looked at the server itself after
+    /// the failure and saw `phase` (`None`: it could not be seen).
+    pub fn advice_seeing(&self, phase: Option<Phase>) -> Advice {
+        match self.kind {
+            FailureKind::Refused | FailureKind::Locked => Advice::for_refusal(&self.error),
+            FailureKind::RolledBack => Advice::FixTheNewBuildAndUpgradeAgain {
+                old: self.report.old_pid,
+            },
+            // Unrecovered, cancelled: whatever runs now decides.
+            _ => Advice::ManualAction { phase },
+        }
     }
 }
 

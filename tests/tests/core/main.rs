@@ -4,6 +4,7 @@
 //! and self-tests of the shared harness (`harness`). One test binary, one build.
 
 mod common;
+mod discovery;
 mod embed_tokio;
 mod harness;
 mod recovery;
