@@ -110,7 +110,7 @@
 //! From tokio, run it on the blocking pool and cancel on Ctrl-C (`tests/tests/
 //! embed_tokio.rs` in the repository is this, compiled and run):
 //!
-//! ```ignore
+//! ```no_run
 //! use hotreload_core::{upgrade, CancelToken, NoopObserver, Target, UpgradeOptions};
 //!
 //! #[tokio::main]
