@@ -9,6 +9,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::Error;
@@ -89,7 +90,21 @@ impl Journal {
         let mut staged = path.as_os_str().to_owned();
         staged.push(".tmp");
         let staged = PathBuf::from(staged);
-        let mut file = File::create(&staged).map_err(io_err)?;
+        // Never write through what is there: a leftover (or planted) temp is unlinked (a
+        // symlink itself, not its target), then the temp is created anew, exclusively and
+        // without following a link; a file planted in between makes this fail, not write.
+        match fs::remove_file(&staged) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(e)),
+        }
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&staged)
+            .map_err(io_err)?;
         file.write_all(self.to_text().as_bytes()).map_err(io_err)?;
         file.sync_all().map_err(io_err)?;
         fs::rename(&staged, path).map_err(io_err)?;

@@ -390,3 +390,42 @@ fn pid_file_writable_by_another_user_is_refused_as_root() {
         assert_eq!(status["phase"], "steady", "{status}");
     });
 }
+
+/// The journal is staged at `<journal>.tmp`: a symlink planted there (by whoever can write
+/// the pid file's directory) must not make root write through it (issue 11, case 2). The
+/// upgrade goes on, with a temp of its own, and the link's target is untouched.
+#[test]
+fn a_symlink_planted_at_the_journal_temp_is_not_written_through() {
+    hotreload_tests::watchdog(|| {
+        let server = Server::start(&[]);
+        let new = server.build("2.0", &[]);
+        let victim_dir = tempfile::tempdir().unwrap();
+        let victim = victim_dir.path().join("victim");
+        fs::write(&victim, "root's file\n").unwrap();
+        fs::set_permissions(&victim, fs::Permissions::from_mode(0o600)).unwrap();
+        let mut temp = server.journal().into_os_string();
+        temp.push(".tmp");
+        let temp = PathBuf::from(temp);
+        std::os::unix::fs::symlink(&victim, &temp).unwrap();
+
+        let run = hotreload(&[
+            "upgrade",
+            "--pid-file",
+            &server.pid_file(),
+            "--new-binary",
+            &new.display().to_string(),
+            "--json",
+        ]);
+        run.expect_code(0);
+        assert_eq!(
+            fs::read_to_string(&victim).unwrap(),
+            "root's file\n",
+            "the journal was written through the planted link{run}"
+        );
+        assert!(
+            fs::symlink_metadata(&victim).unwrap().file_type().is_file(),
+            "{run}"
+        );
+        assert!(server.serving().contains("2.0"), "{run}");
+    });
+}
