@@ -468,7 +468,9 @@ impl Flavor {
     ///
     /// nginx overwrites its `argv` with `nginx: master process <original args>`, so the
     /// original arguments are the words after the master marker; a master that keeps its
-    /// `argv` is returned as is. Arguments that contained spaces cannot be told apart.
+    /// `argv` is returned as is. Arguments that contained spaces are put back together by
+    /// nginx's grammar (`-g` runs to the `;` ending its last directive, a path to the next
+    /// option).
     /// With [`TitleArgs::Untouched`] the command line is the argv; with
     /// [`TitleArgs::ArgsAfterMasterMarker`] the result lacks `argv[0]`, whose path the title
     /// does not keep (the words after the marker are the arguments; a first word in
@@ -496,7 +498,9 @@ impl Flavor {
                 if words.is_empty() {
                     cmdline.to_vec()
                 } else {
-                    words
+                    // nginx's option grammar puts back the arguments that held spaces
+                    // (`-g 'daemon on; master_process on;'`, Debian's unit).
+                    crate::nginx_conf::rejoin_title_args(&words)
                 }
             }
             None => cmdline.to_vec(),
@@ -513,6 +517,41 @@ impl Default for Flavor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nginx_title_args_with_spaces_are_put_back_for_the_config_test() {
+        // Debian's unit: ExecStart=/usr/sbin/nginx -g 'daemon on; master_process on;'.
+        let f = Flavor::nginx();
+        let title = vec![
+            "nginx: master process /usr/sbin/nginx -g daemon on; master_process on;".to_string(),
+        ];
+        let argv = f.master_argv(&title);
+        assert_eq!(
+            argv,
+            ["/usr/sbin/nginx", "-g", "daemon on; master_process on;"]
+        );
+        assert_eq!(
+            f.config_test_args(&argv).unwrap(),
+            ["-t", "-g", "daemon on; master_process on;"]
+        );
+        // A prefix with a space, -c, and -g 'daemon off;' after them.
+        let title = vec![
+            "nginx: master process /opt/my nginx/sbin/nginx -p /opt/my nginx/ -c conf/a b.conf -g daemon off;"
+                .to_string(),
+        ];
+        assert_eq!(
+            f.config_test_args(&f.master_argv(&title)).unwrap(),
+            [
+                "-t",
+                "-p",
+                "/opt/my nginx/",
+                "-c",
+                "conf/a b.conf",
+                "-g",
+                "daemon off;"
+            ]
+        );
+    }
 
     #[test]
     fn pid_file_naming_is_data() {

@@ -55,24 +55,71 @@ impl NginxOptions {
     }
 }
 
+/// Puts back the argument boundaries nginx's title lost (`master process ` + argv joined
+/// with spaces): `-g`'s value runs to the `;` that ends its last directive, the value of
+/// `-p`, `-c` and `-e` (a path) to the next word that starts an option. `words` are the
+/// title's words after the master marker, `argv[0]` first; the result is the argv.
+pub(crate) fn rejoin_title_args(words: &[String]) -> Vec<String> {
+    let mut argv: Vec<String> = Vec::with_capacity(words.len());
+    let mut i = 0;
+    while i < words.len() {
+        let word = &words[i];
+        argv.push(word.clone());
+        i += 1;
+        let flag = match word.strip_prefix('-') {
+            Some(flags) if i > 1 => flags
+                .char_indices()
+                .find(|(_, c)| matches!(c, 'p' | 'c' | 'g' | 'e' | 's'))
+                .map(|(pos, c)| (c, flags[pos + c.len_utf8()..].is_empty())),
+            _ => None,
+        };
+        let Some((flag, separate)) = flag else {
+            continue;
+        };
+        // The value: the next word when the flag stands alone, else the rest of this one.
+        if separate {
+            match words.get(i) {
+                Some(v) => {
+                    argv.push(v.clone());
+                    i += 1;
+                }
+                None => continue,
+            }
+        }
+        if flag == 's' {
+            continue;
+        }
+        let ends = |v: &str, next: Option<&String>| match flag {
+            'g' => v.trim_end().ends_with(';') && next.map_or(true, |n| n.starts_with('-')),
+            _ => next.map_or(true, |n| n.starts_with('-')),
+        };
+        while i < words.len() && !ends(argv.last().map_or("", String::as_str), words.get(i)) {
+            let last = argv.last_mut().expect("a value was pushed");
+            last.push(' ');
+            last.push_str(&words[i]);
+            i += 1;
+        }
+    }
+    argv
+}
+
 /// Reads `-p`, `-c` and `-g` from a master's command line: the real argv when it has
-/// one, else nginx's title (`nginx: master process ` + argv joined with spaces), where
-/// `-g`'s value runs to the `;` that ends its last directive, and a path runs to the
-/// next option.
+/// one, else nginx's title, whose argument boundaries [`rejoin_title_args`] puts back.
 pub(crate) fn nginx_options(cmdline: &[String]) -> NginxOptions {
     let title = cmdline
         .first()
         .filter(|t| cmdline.len() == 1 && t.contains("master process "));
-    // The title lost the argument boundaries: they are put back by the grammar.
-    let joined = title.is_some();
     let argv: Vec<String> = match title {
-        Some(t) => t
-            .split_once("master process ")
-            .map_or("", |(_, rest)| rest)
-            .split(' ')
-            .filter(|t| !t.is_empty())
-            .map(str::to_string)
-            .collect(),
+        Some(t) => {
+            let words: Vec<String> = t
+                .split_once("master process ")
+                .map_or("", |(_, rest)| rest)
+                .split(' ')
+                .filter(|t| !t.is_empty())
+                .map(str::to_string)
+                .collect();
+            rejoin_title_args(&words)
+        }
         None => cmdline.to_vec(),
     };
     let mut opts = NginxOptions::default();
@@ -90,22 +137,12 @@ pub(crate) fn nginx_options(cmdline: &[String]) -> NginxOptions {
             continue;
         };
         let attached = &flags[pos + flag.len_utf8()..];
-        let mut value = if attached.is_empty() {
+        let value = if attached.is_empty() {
             i += 1;
             argv.get(i).cloned().unwrap_or_default()
         } else {
             attached.to_string()
         };
-        if joined {
-            let ends = |v: &str, next: Option<&String>| match flag {
-                'g' => v.trim_end().ends_with(';') && next.map_or(true, |n| n.starts_with('-')),
-                _ => next.map_or(true, |n| n.starts_with('-')),
-            };
-            while !ends(&value, argv.get(i + 1)) && i + 1 < argv.len() {
-                i += 1;
-                value = format!("{value} {}", argv[i]);
-            }
-        }
         match flag {
             'p' => opts.prefix = Some(value),
             'c' => opts.conf = Some(value),

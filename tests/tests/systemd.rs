@@ -22,11 +22,6 @@ use fake_nginx::load::{Load, LoadConfig};
 use hotreload_tests::server::{fake_variant, wait_for, Kind, FAKE_NEW, FAKE_OLD};
 use serde_json::Value;
 
-/// Until the title's argv is put back together by nginx's grammar (issue 12 item 1, another
-/// branch), `-g 'daemon on; master_process on;'` breaks the config test's command line; the
-/// config test is not what these tests are about. Empty this once that fix is merged.
-const UNTIL_ARGV_FIX: &[&str] = &["--skip-config-test"];
-
 /// Debian's global directives on the command line (its `nginx.service`).
 const DEBIAN_GLOBALS: &str = "daemon on; master_process on;";
 
@@ -335,7 +330,6 @@ fn debian_unit_upgrades_under_load_main_pid_follows_and_reload_and_stop_work() {
     let mut args = vec!["upgrade", "--pid-file", &pid_file, "--json"];
     let new = new_build();
     args.extend(["--new-binary", &new]);
-    args.extend(UNTIL_ARGV_FIX);
     let run = sandbox.hotreload(&args);
     let stats = load.stop();
     run.expect_code(0);
@@ -416,7 +410,6 @@ fn rollback_from_spawned_and_drained_under_systemd() {
         if keep_old {
             let mut args = vec!["upgrade", "--pid-file", &pid_file, "--new-binary", &new];
             args.push("--keep-old");
-            args.extend(UNTIL_ARGV_FIX);
             sandbox.hotreload(&args).expect_code(0);
         } else {
             install(Path::new(&new));
@@ -517,7 +510,7 @@ fn units_without_the_pid_file_are_refused_before_any_change() {
     ] {
         let exe = fs::read(site.exe()).unwrap();
         let pid_file = site.pid_file();
-        let mut args = vec![
+        let args = vec![
             "upgrade",
             "--pid-file",
             &pid_file,
@@ -525,7 +518,6 @@ fn units_without_the_pid_file_are_refused_before_any_change() {
             &new,
             "--json",
         ];
-        args.extend(UNTIL_ARGV_FIX);
         let run = sandbox.hotreload(&args);
         run.expect_code(3);
         assert!(run.stderr.contains(&needle), "stderr lacks {needle:?}{run}");
@@ -566,7 +558,7 @@ fn simple_unit_with_daemon_off_is_refused_in_preflight() {
     let exe = fs::read(site.exe()).unwrap();
     let pid_file = site.pid_file();
     let new = new_build();
-    let mut args = vec![
+    let args = vec![
         "upgrade",
         "--pid-file",
         &pid_file,
@@ -576,7 +568,6 @@ fn simple_unit_with_daemon_off_is_refused_in_preflight() {
         "60s",
         "--json",
     ];
-    args.extend(UNTIL_ARGV_FIX);
     let run = sandbox.hotreload(&args);
     run.expect_code(3);
     for needle in [
@@ -630,7 +621,7 @@ fn real_nginx_debian_unit_upgrades_and_main_pid_follows() {
     let old = sandbox.wait_active("nginx.service", &site);
     let load = Load::start(LoadConfig::new(site.addr()).clients(4));
     let new = builds.new.display().to_string();
-    let mut args = vec![
+    let args = vec![
         "upgrade",
         "--pid-file",
         &pid_file,
@@ -638,7 +629,6 @@ fn real_nginx_debian_unit_upgrades_and_main_pid_follows() {
         &new,
         "--json",
     ];
-    args.extend(UNTIL_ARGV_FIX);
     let run = sandbox.hotreload(&args);
     let stats = load.stop();
     run.expect_code(0);
