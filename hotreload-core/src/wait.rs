@@ -189,12 +189,18 @@ mod tests {
             cancel: Some(&token),
         };
         let other = token.clone();
+        // The other thread cancels once the wait has looked at least once (a handshake,
+        // so the cancel lands while the wait runs, not before it starts).
+        let (looked, seen) = std::sync::mpsc::channel::<()>();
         let canceller = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(30));
+            seen.recv().unwrap();
             other.cancel();
         });
         let result: Result<Option<()>, Error> =
-            waiter.until("nothing", Duration::from_secs(600), Nap::POLL, || Ok(None));
+            waiter.until("nothing", Duration::from_secs(600), Nap::POLL, || {
+                let _ = looked.send(());
+                Ok(None)
+            });
         canceller.join().unwrap();
         assert!(
             matches!(result, Err(Error::Cancelled { ref during }) if during == "nothing"),
