@@ -301,6 +301,12 @@ pub struct UpgradeArgs {
     #[arg(long, value_enum, value_name = "KIND", default_value_t = SwapArg::Rename)]
     pub swap: SwapArg,
 
+    /// Install even when the new executable cannot keep the installed one's owner, mode
+    /// or extended attributes (file capabilities, ACLs, SELinux label); without it such
+    /// an upgrade is refused (exit 3) before anything changes
+    #[arg(long)]
+    pub allow_metadata_loss: bool,
+
     /// Do not run the new binary's config test (`-t`) before the upgrade
     #[arg(long)]
     pub skip_config_test: bool,

@@ -169,6 +169,7 @@ pub fn upgrade_cmd(args: &UpgradeArgs, printer: &Printer) -> Report {
 
     let mut options = with_timeouts(UpgradeOptions::new(), &args.timeouts)
         .swap(args.swap.into())
+        .allow_metadata_loss(args.allow_metadata_loss)
         .config_test(!args.skip_config_test)
         .on_drain_timeout(args.on_drain_timeout.into())
         .keep_old(args.keep_old)

@@ -191,6 +191,86 @@ pub(crate) fn kill_process_group(pgid: i32, signal: i32) -> io::Result<()> {
     }
 }
 
+/// `ioctl(FICLONE)`: makes `dst` share `src`'s extents (a reflink, copy-on-write) where
+/// the file system offers it (btrfs, XFS, bcachefs); fails with EOPNOTSUPP, EXDEV or
+/// EINVAL elsewhere.
+pub(crate) fn ficlone(dst: BorrowedFd<'_>, src: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: FICLONE takes the source descriptor as its integer argument; both
+    // descriptors are valid for the duration of the borrows.
+    let ret = unsafe { libc::ioctl(dst.as_raw_fd(), libc::FICLONE, src.as_raw_fd()) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `flistxattr(2)`: the names of the extended attributes of the file, each NUL-terminated
+/// (those the caller may read: `trusted.*` only with CAP_SYS_ADMIN).
+pub(crate) fn flistxattr(fd: BorrowedFd<'_>) -> io::Result<Vec<u8>> {
+    xattr_read(|buf, len| {
+        // SAFETY: `buf` points to `len` writable bytes (or is null with len 0, which
+        // asks for the size).
+        unsafe { libc::flistxattr(fd.as_raw_fd(), buf.cast(), len) }
+    })
+}
+
+/// `fgetxattr(2)`: the value of the extended attribute `name` of the file.
+pub(crate) fn fgetxattr(fd: BorrowedFd<'_>, name: &std::ffi::CStr) -> io::Result<Vec<u8>> {
+    xattr_read(|buf, len| {
+        // SAFETY: `name` is NUL-terminated; `buf` points to `len` writable bytes (or is
+        // null with len 0, which asks for the size).
+        unsafe { libc::fgetxattr(fd.as_raw_fd(), name.as_ptr(), buf.cast(), len) }
+    })
+}
+
+/// Calls a size-then-fill xattr function until the value fits (it may grow in between).
+fn xattr_read(call: impl Fn(*mut u8, usize) -> libc::ssize_t) -> io::Result<Vec<u8>> {
+    loop {
+        let size = call(std::ptr::null_mut(), 0);
+        if size < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut buf = vec![0u8; size as usize];
+        let n = call(buf.as_mut_ptr(), buf.len());
+        if n >= 0 {
+            buf.truncate(n as usize);
+            return Ok(buf);
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::ERANGE) {
+            return Err(e);
+        }
+    }
+}
+
+/// `fsetxattr(2)`: sets the extended attribute `name` of the file to `value`.
+pub(crate) fn fsetxattr(fd: BorrowedFd<'_>, name: &std::ffi::CStr, value: &[u8]) -> io::Result<()> {
+    // SAFETY: `name` is NUL-terminated, `value` is a valid slice; flags 0 (create or replace).
+    let ret = unsafe {
+        libc::fsetxattr(
+            fd.as_raw_fd(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `fremovexattr(2)`: removes the extended attribute `name` of the file.
+pub(crate) fn fremovexattr(fd: BorrowedFd<'_>, name: &std::ffi::CStr) -> io::Result<()> {
+    // SAFETY: `name` is NUL-terminated; the descriptor is valid for the borrow.
+    let ret = unsafe { libc::fremovexattr(fd.as_raw_fd(), name.as_ptr()) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,8 +1,6 @@
 //! File helpers shared by the swaps, the journal and preflight: identity and content
-//! comparison, digests, the ELF header, staging beside a file, and the lock that keeps
-//! children from inheriting an executable being written.
-
-mod sha256;
+//! comparison, the ELF header, staging beside a file, and the lock that keeps children
+//! from inheriting an executable being written.
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
@@ -16,13 +14,13 @@ use std::sync::{RwLock, RwLockReadGuard};
 
 use crate::error::Error;
 
-pub(crate) use sha256::Sha256;
-
 pub(crate) fn same_file(a: &Path, b: &Path) -> io::Result<bool> {
     let (a, b) = (fs::metadata(a)?, fs::metadata(b)?);
     Ok(a.dev() == b.dev() && a.ino() == b.ino())
 }
 
+/// Whether the two files hold the same bytes: sizes first, then the content, stopping
+/// at the first difference (no digest: a mismatch usually shows in the first block).
 pub(crate) fn same_content(a: &Path, b: &Path) -> io::Result<bool> {
     if fs::metadata(a)?.len() != fs::metadata(b)?.len() {
         return Ok(false);
@@ -74,11 +72,24 @@ impl fmt::Display for ElfTarget {
 
 pub(crate) fn elf_header(path: &Path) -> Result<ElfTarget, String> {
     let mut header = [0u8; 20];
-    File::open(path)
-        .and_then(|mut f| f.read_exact(&mut header))
-        .map_err(|e| format!("cannot read its header: {e}"))?;
-    if header[..4] != *b"\x7fELF" {
+    let mut got = 0;
+    let mut file = File::open(path).map_err(|e| format!("cannot read its header: {e}"))?;
+    // A file shorter than the header (a tiny script) is answered by its first bytes.
+    while got < header.len() {
+        match file.read(&mut header[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("cannot read its header: {e}")),
+        }
+    }
+    if got < 4 || header[..4] != *b"\x7fELF" {
         return Err("not an ELF executable (a script or a file for another system?)".into());
+    }
+    if got < header.len() {
+        return Err(format!(
+            "a truncated ELF file ({got} bytes, shorter than an ELF header)"
+        ));
     }
     let machine = match header[5] {
         1 => u16::from_le_bytes([header[18], header[19]]),
@@ -89,33 +100,6 @@ pub(crate) fn elf_header(path: &Path) -> Result<ElfTarget, String> {
         class: header[4],
         machine,
     })
-}
-
-/// SHA-256 (hex) and size of a file's content.
-pub(crate) fn file_sha256(path: &Path) -> Result<(String, u64), Error> {
-    file_digest(path).map_err(|e| Error::SwapIo {
-        action: "read",
-        path: path.to_path_buf(),
-        source: e,
-    })
-}
-
-pub(crate) fn file_digest(path: &Path) -> io::Result<(String, u64)> {
-    let mut f = File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = match f.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        h.update(&buf[..n]);
-        size += n as u64;
-    }
-    Ok((h.finish_hex(), size))
 }
 
 /// `path` made absolute against the current directory, symlinks left as they are

@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::fsutil::file_sha256;
 use crate::swap::{
     backup_path_for, BinarySwap, CopySwap, FileIdentity, NoSwap, RenameSwap, SymlinkSwap, Undo,
 };
@@ -55,8 +54,9 @@ fn check_backup_strategy(swap: &dyn BinarySwap, hard_linked: bool) {
     assert_eq!(identity, Some(FileIdentity::of(&backup).unwrap()));
     assert_eq!(fs::read(&backup).unwrap(), b"old binary");
     assert_eq!(fs::metadata(&backup).unwrap().ino() == old_ino, hard_linked);
-    assert_eq!(rec.new_size, 18);
-    assert_eq!(rec.new_sha256, file_sha256(&new).unwrap().0);
+    let installed = rec.installed.expect("the installed file's identity");
+    assert_eq!(installed.size, 18);
+    assert!(installed.matches(&binary).unwrap(), "{installed:?}");
     assert!(rec.installed_matches().unwrap());
     assert!(extra_files(&bin_dir, &["nginx", "nginx.hotreload-backup"]).is_empty());
 
@@ -113,6 +113,8 @@ fn file_swaps_refuse_unsuitable_layouts() {
         std::os::unix::fs::symlink(&new, &binary).unwrap();
         let e = swap.install(&binary, &new).unwrap_err();
         assert!(e.to_string().contains("symbolic link"), "{e}");
+        let e = swap.preflight(&binary, &new).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
         fs::remove_file(&binary).unwrap();
         // The new binary is the installed file.
         write_exe(&binary, b"old", 0o755);
@@ -145,7 +147,11 @@ fn symlink_flip_and_back() {
     let new = dir.path().join("releases/v2/nginx");
 
     let rec = SymlinkSwap.install(&current, &new).unwrap();
-    assert_eq!(fs::read_link(&current).unwrap(), new);
+    // Relative before, relative after (issue 12, item 9).
+    assert_eq!(
+        fs::read_link(&current).unwrap(),
+        PathBuf::from("releases/v2/nginx")
+    );
     assert_eq!(fs::read(&current).unwrap(), b"nginx v2");
     assert_eq!(
         rec.undo,
@@ -173,8 +179,22 @@ fn symlink_flip_and_back() {
     );
     assert!(extra_files(dir.path(), &["current", "releases"]).is_empty());
 
-    // A plain file is refused.
+    // An absolute link stays absolute.
+    SymlinkSwap
+        .restore(&SymlinkSwap.install(&current, &new).unwrap())
+        .unwrap();
+    let v1 = dir.path().join("releases/v1/nginx");
+    fs::remove_file(&current).unwrap();
+    std::os::unix::fs::symlink(&v1, &current).unwrap();
+    let rec = SymlinkSwap.install(&current, Path::new(&new)).unwrap();
+    assert_eq!(fs::read_link(&current).unwrap(), new);
+    SymlinkSwap.restore(&rec).unwrap();
+    assert_eq!(fs::read_link(&current).unwrap(), v1);
+
+    // A plain file is refused, in preflight as at install.
     let e = SymlinkSwap.install(&new, &new).unwrap_err();
+    assert!(e.to_string().contains("not a symbolic link"), "{e}");
+    let e = SymlinkSwap.preflight(&new, &new).unwrap_err();
     assert!(e.to_string().contains("not a symbolic link"), "{e}");
 }
 
@@ -190,6 +210,78 @@ fn none_changes_nothing() {
     NoSwap.commit(&rec).unwrap();
     assert_eq!(fs::read(&binary).unwrap(), b"already new");
     assert!(extra_files(dir.path(), &["nginx"]).is_empty());
+}
+
+/// The installed file's owner, mode with its set-id bits and extended attributes go
+/// over to the new one (issue 12, item 5); the hard-linked backup keeps its own.
+#[test]
+fn file_swaps_keep_the_installed_files_metadata() {
+    use std::os::unix::fs::PermissionsExt as _;
+    for swap in [&RenameSwap as &dyn BinarySwap, &CopySwap] {
+        let dir = tempfile::tempdir().unwrap();
+        let binary = dir.path().join("nginx");
+        let new = dir.path().join("new");
+        write_exe(&binary, b"old", 0o755);
+        write_exe(&new, b"new build", 0o700);
+        std::os::unix::fs::chown(&binary, Some(4321), Some(4322)).unwrap();
+        fs::set_permissions(&binary, fs::Permissions::from_mode(0o6750)).unwrap();
+        let xattr = |path: &Path| {
+            let f = fs::File::open(path).unwrap();
+            crate::sys::fgetxattr(std::os::fd::AsFd::as_fd(&f), c"user.origin").ok()
+        };
+        let f = fs::File::open(&binary).unwrap();
+        // tmpfs before Linux 6.6 has no user.* attributes: then only owner and mode.
+        let has_setfattr =
+            crate::sys::fsetxattr(std::os::fd::AsFd::as_fd(&f), c"user.origin", b"pkg").is_ok();
+        drop(f);
+        let rec = swap.install(&binary, &new).unwrap();
+        let meta = fs::metadata(&binary).unwrap();
+        assert_eq!(fs::read(&binary).unwrap(), b"new build");
+        assert_eq!((meta.uid(), meta.gid()), (4321, 4322), "{}", swap.name());
+        assert_eq!(meta.mode() & 0o7777, 0o6750, "{}", swap.name());
+        if has_setfattr {
+            assert_eq!(
+                xattr(&binary).as_deref(),
+                Some(&b"pkg"[..]),
+                "{}",
+                swap.name()
+            );
+        }
+        swap.restore(&rec).unwrap();
+        let meta = fs::metadata(&binary).unwrap();
+        assert_eq!(fs::read(&binary).unwrap(), b"old");
+        assert_eq!(
+            (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+            (4321, 4322, 0o6750)
+        );
+        if has_setfattr {
+            assert_eq!(
+                xattr(&binary).as_deref(),
+                Some(&b"pkg"[..]),
+                "{}",
+                swap.name()
+            );
+        }
+    }
+}
+
+#[test]
+fn deferred_durability_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("nginx");
+    let new = dir.path().join("new");
+    write_exe(&binary, b"old", 0o755);
+    write_exe(&new, b"new", 0o755);
+    let installed = RenameSwap
+        .install_with(&binary, &new, &crate::swap::InstallOptions::new())
+        .unwrap();
+    assert!(installed.durability.is_pending());
+    assert!(installed.lost_metadata.is_empty());
+    let rec = installed.finish().unwrap();
+    RenameSwap.restore(&rec).unwrap();
+    assert!(crate::swap::Durability::done().complete().is_ok());
+    let gone = crate::swap::Durability::sync_directory(dir.path().join("absent"));
+    assert!(gone.complete().is_err());
 }
 
 // ---- SIGKILL mid-swap ----
@@ -260,8 +352,6 @@ fn sigkill_mid_swap_leaves_a_complete_binary() {
     let new_content: Vec<u8> = (0..size).map(|i| (i % 241) as u8).collect();
     write_exe(&binary, &old_content, 0o755);
     write_exe(&new, &new_content, 0o755);
-    let old_sha = file_sha256(&binary).unwrap().0;
-    let new_sha = file_sha256(&new).unwrap().0;
 
     // Kill at different moments of the install/restore cycle.
     for delay_ms in [1u64, 10, 30, 70, 150, 300] {
@@ -286,9 +376,9 @@ fn sigkill_mid_swap_leaves_a_complete_binary() {
         guard.0.kill().unwrap();
         guard.0.wait().unwrap();
 
-        let sha = file_sha256(&binary).unwrap().0;
+        let content = fs::read(&binary).unwrap();
         assert!(
-            sha == old_sha || sha == new_sha,
+            content == old_content || content == new_content,
             "half-written binary after kill at {delay_ms} ms"
         );
         // Put things back for the next round, as a rollback would.
@@ -296,7 +386,7 @@ fn sigkill_mid_swap_leaves_a_complete_binary() {
         if backup.exists() {
             fs::rename(&backup, &binary).unwrap();
         }
-        assert_eq!(file_sha256(&binary).unwrap().0, old_sha);
+        assert!(fs::read(&binary).unwrap() == old_content);
     }
     // Leftovers of the killed processes are cleaned by the next install.
     let rec = RenameSwap.install(&binary, &new).unwrap();

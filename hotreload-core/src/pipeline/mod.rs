@@ -37,7 +37,7 @@ use crate::model::{error_chain, Observation, Target};
 use crate::ops::engine::Ctx;
 use crate::ops::{Left, OpError, OpOptions, State};
 use crate::pid::Pid;
-use crate::swap::SwapRecord;
+use crate::swap::{Durability, SwapRecord};
 use crate::wait::CancelToken;
 use plan::Plan;
 
@@ -219,22 +219,30 @@ impl Run<'_> {
         }
         self.check_cancel(&ctx, "the swap")?;
         let old = (steady.master_pid(), steady.master().start_time);
-        if let Err(e) = ctx.step(Step::Swap, || self.swap(&plan, &steady)) {
-            // A swap refuses before changing anything, but one that failed half-way
-            // (say, after the rename) must be undone like any later failure.
-            let unchanged = !self.opts.swap.installs()
-                || crate::procfs::runs_file(old.0, &plan.binary).unwrap_or(false);
-            if unchanged {
-                let _ = crate::journal::remove(&self.target.journal_file());
-                return Err(self.fail(FailureKind::Refused, e, None));
+        let durability = match ctx.step(Step::Swap, || self.swap(&ctx, &plan, &steady)) {
+            Ok(durability) => durability,
+            Err(e) => {
+                // A swap refuses before changing anything, but one that failed half-way
+                // (say, after the rename) must be undone like any later failure.
+                let unchanged = !self.opts.swap.installs()
+                    || crate::procfs::runs_file(old.0, &plan.binary).unwrap_or(false);
+                if unchanged {
+                    let _ = crate::journal::remove(&self.target.journal_file());
+                    return Err(self.fail(FailureKind::Refused, e, None));
+                }
+                return Err(self.roll_back(e, Some(State::Steady(steady)), old));
             }
-            return Err(self.roll_back(e, Some(State::Steady(steady)), old));
-        }
+        };
         // From here on, every failure rolls back.
         let spawned = match steady.spawn_new_master(&self.opts.ops, &self.recorder) {
             Ok(s) => s,
             Err(e) => return Err(self.roll_back(e.error, e.state.map(State::Steady), old)),
         };
+        // The swap's directory fsync ran while the new master started; the rename must
+        // be durable before anything is reported done (DESIGN.md §5).
+        if let Err(e) = durability.complete() {
+            return Err(self.roll_back(e, Some(State::Spawned(spawned)), old));
+        }
         self.report.borrow_mut().new_pid = Some(spawned.new_pid());
         let new_workers = health::NewWorkers::of(&spawned);
         if let Err(e) = self.health(&ctx, "after spawn", false, Some(&new_workers)) {
@@ -286,15 +294,21 @@ impl Run<'_> {
 
     /// Writes the journal, then installs the new executable, then records what the
     /// install did. The first journal already names the backup-to-be, so a crash in the
-    /// middle leaves enough for a later rollback.
-    fn swap(&self, plan: &Plan, steady: &crate::ops::Steady) -> Result<(), Error> {
+    /// middle leaves enough for a later rollback. Returns the install's durability work
+    /// (its directory fsync, still running), to complete before the commit.
+    fn swap(
+        &self,
+        ctx: &Ctx<'_>,
+        plan: &Plan,
+        steady: &crate::ops::Steady,
+    ) -> Result<Durability, Error> {
         let journal_path = self.target.journal_file();
         let master = steady.master();
         let new_binary = &plan.new_binary;
         let binary = std::path::absolute(&plan.binary).unwrap_or_else(|_| plan.binary.clone());
-        // Digest unknown yet (hashing is the install's job). With no digest, a restore
-        // from this record treats a missing backup as "the old binary is still in place",
-        // which is what a crash before the backup exists leaves.
+        // Installed file unknown yet. Without it, a restore from this record treats a
+        // missing backup as "the old binary is still in place", which is what a crash
+        // before the backup exists leaves.
         let predicted = SwapRecord::new(
             self.opts.swap.name(),
             binary.clone(),
@@ -306,8 +320,20 @@ impl Run<'_> {
             swap: record.to_text(),
         };
         journal(&predicted).write(&journal_path)?;
-        let record = self.opts.swap.install(&plan.binary, new_binary)?;
-        journal(&record).write(&journal_path)
+        let installed =
+            self.opts
+                .swap
+                .install_with(&plan.binary, new_binary, &self.opts.install)?;
+        for lost in &installed.lost_metadata {
+            ctx.emit(Event::Warning {
+                message: format!(
+                    "the new executable at {} lacks the installed file's {lost} (allowed)",
+                    binary.display()
+                ),
+            });
+        }
+        journal(&installed.record).write(&journal_path)?;
+        Ok(installed.durability)
     }
 
     /// Rolls back from whatever phase the system is in after `error`, and builds the

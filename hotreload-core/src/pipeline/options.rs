@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::health::HealthCheck;
 use crate::ops::OpOptions;
-use crate::swap::{BinarySwap, SwapKind};
+use crate::swap::{BinarySwap, InstallOptions, SwapKind};
 use crate::wait::CancelToken;
 
 /// How long a health check may keep failing after the drain before the upgrade rolls
@@ -34,6 +34,7 @@ pub struct UpgradeOptions {
     pub(crate) new_binary: Option<PathBuf>,
     pub(crate) binary: Option<PathBuf>,
     pub(crate) swap: Arc<dyn BinarySwap>,
+    pub(crate) install: InstallOptions,
     pub(crate) config_test: bool,
     pub(crate) health_checks: Vec<Arc<dyn HealthCheck>>,
     pub(crate) health_timeout: Duration,
@@ -50,6 +51,7 @@ impl fmt::Debug for UpgradeOptions {
             .field("new_binary", &self.new_binary)
             .field("binary", &self.binary)
             .field("swap", &self.swap.name())
+            .field("install", &self.install)
             .field("config_test", &self.config_test)
             .field("health_checks", &checks)
             .field("health_timeout", &self.health_timeout)
@@ -76,6 +78,7 @@ impl UpgradeOptions {
             new_binary: None,
             binary: None,
             swap: SwapKind::Rename.strategy(),
+            install: InstallOptions::default(),
             config_test: true,
             health_checks: Vec::new(),
             health_timeout: Duration::from_secs(10),
@@ -108,6 +111,15 @@ impl UpgradeOptions {
     /// How to install the new executable: any strategy, the caller's own included.
     pub fn swap_with(mut self, swap: Arc<dyn BinarySwap>) -> Self {
         self.swap = swap;
+        self
+    }
+
+    /// Whether to install even when the new executable cannot keep the installed file's
+    /// owner, mode or extended attributes (file capabilities, ACLs, SELinux label); off
+    /// by default: the upgrade is then refused before anything changes. What was lost is
+    /// reported as a warning.
+    pub fn allow_metadata_loss(mut self, allow: bool) -> Self {
+        self.install = self.install.allow_metadata_loss(allow);
         self
     }
 

@@ -158,6 +158,18 @@ impl Run<'_> {
                         Err(e) => Err(e),
                     },
                 );
+                // The layout the swap needs (a plain file for rename and copy, a symlink
+                // for symlink), checked now so that a misfit is refused before the config
+                // test, and in a dry run. Nothing to install when the build already runs.
+                if installs && !unchanged {
+                    record(
+                        "swap-layout",
+                        self.opts
+                            .swap
+                            .preflight(&binary, new)
+                            .map_err(|e| error_chain(&e)),
+                    );
+                }
             }
         }
         if let Some(error) = failures.into_iter().next() {

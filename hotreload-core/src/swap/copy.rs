@@ -6,8 +6,8 @@
 
 use std::path::Path;
 
-use super::file::install_file_swap;
-use super::{backup_path_for, BinarySwap, SwapKind, SwapRecord, Undo};
+use super::file::{check_file_swap, install_file_swap};
+use super::{backup_path_for, BinarySwap, InstallOptions, Installed, SwapKind, SwapRecord, Undo};
 use crate::error::Error;
 
 /// Copy-based backup, atomic rename of the new binary.
@@ -26,7 +26,21 @@ impl BinarySwap for CopySwap {
         }
     }
 
+    fn preflight(&self, binary: &Path, new: &Path) -> Result<String, Error> {
+        check_file_swap(binary, new)
+    }
+
     fn install(&self, binary: &Path, new: &Path) -> Result<SwapRecord, Error> {
-        install_file_swap(SwapKind::Copy, binary, new, true)
+        self.install_with(binary, new, &InstallOptions::default())?
+            .finish()
+    }
+
+    fn install_with(
+        &self,
+        binary: &Path,
+        new: &Path,
+        options: &InstallOptions,
+    ) -> Result<Installed, Error> {
+        install_file_swap(SwapKind::Copy, binary, new, true, options)
     }
 }

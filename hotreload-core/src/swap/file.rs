@@ -1,16 +1,21 @@
 //! What the rename and copy swaps share: checks before anything changes, staging the new
-//! content beside the binary, the backup, the one rename, and restoring the backup.
+//! content (with the installed file's metadata) beside the binary, the backup, the one
+//! rename, and restoring the backup.
 
-use std::fs::{self, File, OpenOptions, Permissions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::fd::AsFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
-use super::record::same_identity;
-use super::{backup_path_for, FileIdentity, SwapKind, SwapRecord, Undo};
+use super::metadata::FileMetadata;
+use super::{
+    backup_path_for, Durability, FileIdentity, InstallOptions, Installed, SwapKind, SwapRecord,
+    Undo,
+};
 use crate::error::Error;
 use crate::fsutil::{
-    absolute, remove_stale_temps, sync_parent, temp_sibling, Sha256, TempGuard, EXEC_WRITE_LOCK,
+    absolute, parent_dir, remove_stale_temps, sync_parent, temp_sibling, TempGuard, EXEC_WRITE_LOCK,
 };
 
 // ---- shared by the strategies ----
@@ -25,9 +30,7 @@ pub(super) fn restore_backup(rec: &SwapRecord) -> Result<(), Error> {
     };
     match fs::symlink_metadata(backup) {
         Ok(found)
-            if identity.is_some_and(|made| {
-                !same_identity(&FileIdentity::from_metadata(&found), &made)
-            }) =>
+            if identity.is_some_and(|made| !made.same_as(&FileIdentity::from_metadata(&found))) =>
         {
             Err(Error::Swap {
                 path: backup.clone(),
@@ -87,14 +90,20 @@ fn same_file(meta: &fs::Metadata, path: &Path) -> bool {
     fs::symlink_metadata(path).is_ok_and(|m| m.dev() == meta.dev() && m.ino() == meta.ino())
 }
 
-/// Copies `src` to a new temporary file beside `target`, with `like`'s mode and
-/// owner, fsynced. Returns the temp path (removed again on error), SHA-256 and size.
-fn stage_copy(
-    src: &Path,
-    target: &Path,
-    like: &fs::Metadata,
-    what: &str,
-) -> Result<(TempGuard, String, u64), Error> {
+/// A staged copy: its temp name (removed on drop unless kept), a read-only descriptor
+/// (to learn its identity after the rename, which changes its ctime), and the metadata
+/// of the installed file that it could not take.
+struct Staged {
+    guard: TempGuard,
+    reader: File,
+    lost: Vec<String>,
+}
+
+/// Copies `src` to a new temporary file beside `target` and gives it `like`'s owner,
+/// mode and extended attributes, then fsyncs it. The copy is a reflink where the file
+/// system offers one, else `copy_file_range(2)` (through `io::copy`, which falls back to
+/// read/write where the kernel cannot copy between the two files).
+fn stage_copy(src: &Path, target: &Path, like: &FileMetadata, what: &str) -> Result<Staged, Error> {
     // Declared before `out`, so it is released after `out` is closed.
     let _no_spawns = EXEC_WRITE_LOCK.write().unwrap_or_else(|e| e.into_inner());
     let staged = temp_sibling(target, what);
@@ -115,34 +124,32 @@ fn stage_copy(
         .open(&staged)
         .map_err(io_err("create staged copy", &staged))?;
     let guard = TempGuard(Some(staged.clone()));
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = match input.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(io_err("read", src)(e)),
-        };
-        h.update(&buf[..n]);
-        out.write_all(&buf[..n])
-            .map_err(io_err("write staged copy", &staged))?;
-        size += n as u64;
+    if crate::sys::ficlone(out.as_fd(), input.as_fd()).is_err() {
+        io::copy(&mut input, &mut out).map_err(io_err("copy into staged copy", &staged))?;
     }
-    // Owner first: chown clears set-id bits, which the chmod then puts back.
-    if let Err(e) = std::os::unix::fs::fchown(&out, Some(like.uid()), Some(like.gid())) {
-        // Without privilege we can only keep our own ownership; that is fine for a
-        // binary we are allowed to replace.
-        if e.kind() != io::ErrorKind::PermissionDenied {
-            return Err(io_err("set owner of staged copy", &staged)(e));
-        }
-    }
-    out.set_permissions(Permissions::from_mode(like.mode() & 0o7777))
-        .map_err(io_err("set mode of staged copy", &staged))?;
+    let lost = like
+        .apply(&out)
+        .map_err(io_err("set metadata of staged copy", &staged))?;
     out.sync_all()
         .map_err(io_err("fsync staged copy", &staged))?;
-    Ok((guard, h.finish_hex(), size))
+    let reader = File::open(&staged).map_err(io_err("open staged copy", &staged))?;
+    Ok(Staged {
+        guard,
+        reader,
+        lost,
+    })
+}
+
+/// The refusal when the staged file could not take all of the installed file's metadata.
+fn metadata_refusal(binary: &Path, lost: &[String]) -> Error {
+    Error::Swap {
+        path: binary.to_path_buf(),
+        problem: format!(
+            "the new executable cannot keep the installed file's metadata: {}; nothing was \
+             changed (to install without it, allow metadata loss: `--allow-metadata-loss`)",
+            lost.join(", ")
+        ),
+    }
 }
 
 /// Checks shared by `Rename` and `Copy` before anything changes: the binary is a
@@ -213,23 +220,51 @@ fn preflight_file_swap(
     Ok((old, new_meta))
 }
 
+/// [`preflight_file_swap`] for the pipeline's preflight, with what it found.
+pub(super) fn check_file_swap(binary: &Path, new: &Path) -> Result<String, Error> {
+    let binary = absolute(binary)?;
+    preflight_file_swap(&binary, new, &backup_path_for(&binary))?;
+    Ok(format!(
+        "`{}` is a regular file, to be backed up as `{}`",
+        binary.display(),
+        backup_path_for(&binary).display()
+    ))
+}
+
 /// The install of `Rename` and `Copy`: they differ only in how the backup is made.
 pub(super) fn install_file_swap(
     kind: SwapKind,
     binary: &Path,
     new: &Path,
     backup_by_copy: bool,
-) -> Result<SwapRecord, Error> {
+    options: &InstallOptions,
+) -> Result<Installed, Error> {
     let binary = absolute(binary)?;
     let backup = backup_path_for(&binary);
-    let (old_meta, _) = preflight_file_swap(&binary, new, &backup)?;
+    preflight_file_swap(&binary, new, &backup)?;
+    let metadata = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&binary)
+        .and_then(|f| FileMetadata::read(&f))
+        .map_err(|e| Error::SwapIo {
+            action: "read the metadata of",
+            path: binary.clone(),
+            source: e,
+        })?;
     remove_stale_temps(&binary);
 
-    // 1. New content staged beside the binary, complete and durable.
-    let (staged, sha, size) = stage_copy(new, &binary, &old_meta, "staged")?;
+    // 1. New content staged beside the binary, with the installed file's metadata,
+    //    complete and durable: the rename below may only ever expose a whole file.
+    let staged = stage_copy(new, &binary, &metadata, "staged")?;
+    let mut lost = staged.lost.clone();
+    if !lost.is_empty() && !options.allow_metadata_loss {
+        return Err(metadata_refusal(&binary, &lost));
+    }
 
     // 2. Backup of the old binary. link(2) never overwrites, so a backup that
-    //    appeared meanwhile is not clobbered.
+    //    appeared meanwhile is not clobbered. A hard link is the old file itself: it
+    //    keeps its own owner, mode and attributes for the restore.
     let mut linked = false;
     if !backup_by_copy {
         match fs::hard_link(&binary, &backup) {
@@ -246,8 +281,13 @@ pub(super) fn install_file_swap(
         }
     }
     if !linked {
-        let (copy, _, _) = stage_copy(&binary, &binary, &old_meta, "backup")?;
-        let copy_path = copy.0.clone().unwrap_or_default();
+        let copy = stage_copy(&binary, &binary, &metadata, "backup")?;
+        if !copy.lost.is_empty() && !options.allow_metadata_loss {
+            let lost: Vec<String> = copy.lost.iter().map(|l| format!("backup: {l}")).collect();
+            return Err(metadata_refusal(&binary, &lost));
+        }
+        lost.extend(copy.lost.iter().map(|l| format!("backup: {l}")));
+        let copy_path = copy.guard.0.clone().unwrap_or_default();
         // Linking the finished copy to the backup name is atomic and refuses to
         // overwrite; fall back to rename where links are unsupported.
         match fs::hard_link(&copy_path, &backup) {
@@ -265,30 +305,44 @@ pub(super) fn install_file_swap(
                     path: backup.clone(),
                     source: e,
                 })?;
-                copy.keep();
+                copy.guard.keep();
             }
         }
     }
     // From here on, a failure must not leave a backup that blocks the next try.
     let backup_guard = TempGuard(Some(backup.clone()));
+    // The backup's name durable before the rename: a crash right after the rename must
+    // not lose the only other copy of the old executable (cheap: one small directory
+    // change, often already committed by the staged file's fsync).
     sync_parent(&binary, "sync directory of")?;
 
     // 3. The switch: one rename, old complete file → new complete file.
-    let staged_path = staged.0.clone().unwrap_or_default();
+    let staged_path = staged.guard.0.clone().unwrap_or_default();
     fs::rename(&staged_path, &binary).map_err(|e| Error::SwapIo {
         action: "rename staged binary over",
         path: binary.clone(),
         source: e,
     })?;
-    staged.keep();
+    staged.guard.keep();
     backup_guard.keep();
-    sync_parent(&binary, "sync directory of")?;
-    // The backup as it is now: a restore or commit refuses another file in its place.
+    // Taken after the rename, which changes the ctime of both files.
+    let installed = staged
+        .reader
+        .metadata()
+        .map(|m| FileIdentity::from_metadata(&m))
+        .ok();
     let identity = FileIdentity::of(&backup).ok();
-    Ok(SwapRecord::new(
+    let mut record = SwapRecord::new(
         kind.as_str(),
-        binary,
+        binary.clone(),
         Undo::RestoreBackup { backup, identity },
-    )
-    .installed(sha, size))
+    );
+    record.installed = installed;
+    // 4. The rename made durable by a directory fsync that runs while the pipeline goes
+    //    on (journal, spawn); it completes before the commit.
+    Ok(Installed {
+        record,
+        durability: Durability::sync_directory(parent_dir(&binary)),
+        lost_metadata: lost,
+    })
 }

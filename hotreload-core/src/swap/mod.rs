@@ -4,21 +4,26 @@
 //! The rule they all keep (DESIGN.md §5): at every instant the binary path holds a
 //! complete executable, old or new. New content is staged in the same directory,
 //! fsynced, and moved in with `rename(2)` (atomic within a file system), then the
-//! directory is fsynced so the rename survives a crash. The backup stays until
-//! [`BinarySwap::commit`].
+//! directory is fsynced so the rename survives a crash — a [`Durability`] that the
+//! pipeline lets run while the new master starts and completes before the commit. The
+//! staged file carries the installed file's owner, mode and extended attributes
+//! (capabilities, SELinux label, ACLs). The backup stays until [`BinarySwap::commit`].
 //!
 //! Whatever `install` did is described by a [`SwapRecord`], plain data with a text
 //! form, so that a different process (after a crash, or a later `hotreload
 //! rollback`) can restore or commit it.
 
 mod copy;
+mod durability;
 mod file;
+mod metadata;
 mod none;
 mod record;
 mod rename;
 mod symlink;
 
 pub use copy::CopySwap;
+pub use durability::Durability;
 pub use none::NoSwap;
 pub use record::{FileIdentity, SwapRecord, Undo};
 pub use rename::RenameSwap;
@@ -108,9 +113,36 @@ pub trait BinarySwap: Send + Sync + std::fmt::Debug {
         Undo::Nothing
     }
 
-    /// Puts `new` at `binary`, keeping what is needed to restore. Refuses (before
-    /// changing anything) when the layout does not suit the strategy.
+    /// Checks, changing nothing, that the layout at `binary` suits the strategy (for
+    /// the pipeline's preflight, so that a misfit is refused before the config test and
+    /// in a dry run). Returns what was found, for the report. The default finds nothing
+    /// to check: `install` still refuses what does not suit it.
+    fn preflight(&self, binary: &Path, new: &Path) -> Result<String, Error> {
+        let _ = new;
+        Ok(format!(
+            "the {} swap checks `{}` when it installs",
+            self.name(),
+            binary.display()
+        ))
+    }
+
+    /// Puts `new` at `binary`, keeping what is needed to restore, durably. Refuses
+    /// (before changing anything) when the layout does not suit the strategy.
     fn install(&self, binary: &Path, new: &Path) -> Result<SwapRecord, Error>;
+
+    /// [`install`](Self::install) with options, leaving the work that only matters after
+    /// a crash (a directory fsync) in the returned [`Installed::durability`] for the
+    /// caller to complete before it reports the upgrade done. The default runs `install`
+    /// (durable already) and ignores the options.
+    fn install_with(
+        &self,
+        binary: &Path,
+        new: &Path,
+        options: &InstallOptions,
+    ) -> Result<Installed, Error> {
+        let _ = options;
+        self.install(binary, new).map(Installed::new)
+    }
 
     /// Puts the previous binary back, atomically. Idempotent: restoring twice is fine.
     fn restore(&self, rec: &SwapRecord) -> Result<(), Error> {
@@ -120,6 +152,61 @@ pub trait BinarySwap: Send + Sync + std::fmt::Debug {
     /// Makes the install final (drops the backup). Idempotent.
     fn commit(&self, rec: &SwapRecord) -> Result<(), Error> {
         rec.commit()
+    }
+}
+
+/// How to install: what may be given up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct InstallOptions {
+    /// Install even when the new file cannot take all of the installed file's metadata
+    /// (owner, mode, extended attributes such as file capabilities, ACLs, SELinux label);
+    /// what is lost is named in [`Installed::lost_metadata`]. Off by default: the
+    /// install refuses before changing anything.
+    pub allow_metadata_loss: bool,
+}
+
+impl InstallOptions {
+    /// The defaults: nothing may be lost.
+    pub fn new() -> InstallOptions {
+        InstallOptions::default()
+    }
+
+    /// Sets [`allow_metadata_loss`](Self::allow_metadata_loss).
+    pub fn allow_metadata_loss(mut self, allow: bool) -> InstallOptions {
+        self.allow_metadata_loss = allow;
+        self
+    }
+}
+
+/// What [`BinarySwap::install_with`] did.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Installed {
+    /// The record of the install, for the journal.
+    pub record: SwapRecord,
+    /// What is left to make the install survive a crash: complete it before reporting
+    /// the upgrade done.
+    pub durability: Durability,
+    /// The installed file's metadata that the new file could not take, each as "what
+    /// (why)" (only with [`InstallOptions::allow_metadata_loss`]; else the install refused).
+    pub lost_metadata: Vec<String>,
+}
+
+impl Installed {
+    /// A complete, durable install with nothing lost.
+    pub fn new(record: SwapRecord) -> Installed {
+        Installed {
+            record,
+            durability: Durability::done(),
+            lost_metadata: Vec::new(),
+        }
+    }
+
+    /// Completes the durability work and returns the record.
+    pub fn finish(self) -> Result<SwapRecord, Error> {
+        self.durability.complete()?;
+        Ok(self.record)
     }
 }
 
@@ -190,7 +277,13 @@ mod tests {
                 previous: PathBuf::from(OsString::from_vec(b"rel/v1/\xffnginx".to_vec())),
             },
         )
-        .installed("ab".repeat(32), 123);
+        .installed(FileIdentity {
+            dev: 1,
+            ino: 2,
+            size: 3,
+            mtime_ns: Some(-4),
+            ctime_ns: Some(1_700_000_000_123_456_789),
+        });
         let text = rec.to_text();
         assert!(text.lines().all(|l| !l.is_empty()), "{text}");
         assert_eq!(SwapRecord::from_text(&text).unwrap(), rec);
@@ -203,10 +296,31 @@ mod tests {
                     dev: 1,
                     ino: 2,
                     size: 3,
+                    mtime_ns: None,
+                    ctime_ns: None,
                 }),
             },
         );
         assert_eq!(SwapRecord::from_text(&backup.to_text()).unwrap(), backup);
+        // A record of an earlier version: a `dev:ino:size` identity and a digest.
+        let old = SwapRecord::from_text(
+            "kind=rename\nbinary=/x\nundo=restore-backup\nbackup=/x.b\n\
+             backup_identity=1:2:3\nnew_sha256=abcd\nnew_size=7\n",
+        )
+        .unwrap();
+        let Undo::RestoreBackup {
+            identity: Some(id), ..
+        } = old.undo
+        else {
+            panic!("{old:?}");
+        };
+        assert_eq!((id.dev, id.ino, id.size, id.mtime_ns), (1, 2, 3, None));
+        assert!(id.same_as(&FileIdentity {
+            mtime_ns: Some(5),
+            ctime_ns: Some(6),
+            ..id
+        }));
+        assert_eq!(old.installed, None);
         // A record of an earlier version (no `undo` line) still says how to undo.
         let old = SwapRecord::from_text("kind=rename\nbinary=/x\nbackup=/x.b\n").unwrap();
         assert_eq!(

@@ -4,9 +4,9 @@
 
 use std::path::Path;
 
-use super::{BinarySwap, SwapRecord, Undo};
+use super::{BinarySwap, FileIdentity, SwapRecord, Undo};
 use crate::error::Error;
-use crate::fsutil::{absolute, file_sha256};
+use crate::fsutil::absolute;
 
 /// Installs nothing; restore and commit do nothing.
 #[derive(Debug, Clone, Copy, Default)]
@@ -25,7 +25,12 @@ impl BinarySwap for NoSwap {
     /// Records what is at `binary` (`new` is not used: it is already in place).
     fn install(&self, binary: &Path, _new: &Path) -> Result<SwapRecord, Error> {
         let binary = absolute(binary)?;
-        let (new_sha256, new_size) = file_sha256(&binary)?;
-        Ok(SwapRecord::new("none", binary, Undo::Nothing).installed(new_sha256, new_size))
+        let meta = std::fs::metadata(&binary).map_err(|e| Error::SwapIo {
+            action: "inspect",
+            path: binary.clone(),
+            source: e,
+        })?;
+        Ok(SwapRecord::new("none", binary, Undo::Nothing)
+            .installed(FileIdentity::from_metadata(&meta)))
     }
 }

@@ -7,7 +7,6 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::Error;
-use crate::fsutil::file_digest;
 
 /// What an install did: enough for another process to restore or commit it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,10 +18,13 @@ pub struct SwapRecord {
     pub binary: PathBuf,
     /// How to undo the install: plain data, so any process can do it.
     pub undo: Undo,
-    /// SHA-256 (hex) of the installed binary's content (empty when not known yet).
-    pub new_sha256: String,
-    /// Size in bytes of the installed binary.
-    pub new_size: u64,
+    /// The installed file as the file system recorded it right after the install (device,
+    /// inode, size, mtime, ctime); `None` before the install, or in a record of an
+    /// earlier version.
+    pub installed: Option<FileIdentity>,
+    /// The size of the installed file in a record of an earlier version (which identified
+    /// it by a SHA-256 that is no longer computed).
+    legacy_installed_size: Option<u64>,
 }
 
 /// How an install is undone, as data (the journal stores it; another process acts on it).
@@ -46,7 +48,10 @@ pub enum Undo {
     Nothing,
 }
 
-/// Which file a path named: device, inode and size.
+/// Which file a path named, as the file system records it: device, inode, size, and the
+/// modification and status-change times (nanoseconds since the epoch). A file rewritten
+/// in place, chmod-ed, linked or renamed gets a new ctime, so an identity taken after
+/// the last change of a file we made tells that file from any other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FileIdentity {
     /// Device id.
@@ -55,6 +60,10 @@ pub struct FileIdentity {
     pub ino: u64,
     /// Size in bytes.
     pub size: u64,
+    /// Modification time, ns since the epoch (`None` in a record of an earlier version).
+    pub mtime_ns: Option<i64>,
+    /// Status-change time, ns since the epoch (`None` in a record of an earlier version).
+    pub ctime_ns: Option<i64>,
 }
 
 impl FileIdentity {
@@ -64,32 +73,88 @@ impl FileIdentity {
         Ok(FileIdentity::from_metadata(&m))
     }
 
-    pub(crate) fn from_metadata(m: &std::fs::Metadata) -> FileIdentity {
+    /// The identity of the file `m` describes.
+    pub fn from_metadata(m: &std::fs::Metadata) -> FileIdentity {
         use std::os::unix::fs::MetadataExt;
         FileIdentity {
             dev: m.dev(),
             ino: m.ino(),
             size: m.size(),
+            mtime_ns: Some(m.mtime() * 1_000_000_000 + m.mtime_nsec()),
+            ctime_ns: Some(m.ctime() * 1_000_000_000 + m.ctime_nsec()),
+        }
+    }
+
+    /// Whether `other` is the same file, unchanged: device, inode and size equal, and
+    /// each time equal where both know it (a record of an earlier version has none).
+    pub fn same_as(&self, other: &FileIdentity) -> bool {
+        let time = |a: Option<i64>, b: Option<i64>| match (a, b) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        };
+        (self.dev, self.ino, self.size) == (other.dev, other.ino, other.size)
+            && time(self.mtime_ns, other.mtime_ns)
+            && time(self.ctime_ns, other.ctime_ns)
+    }
+
+    /// Whether the file at `path` (not following a final symlink) is this one, unchanged.
+    /// `Ok(false)` when nothing is there.
+    pub fn matches(&self, path: &Path) -> io::Result<bool> {
+        match FileIdentity::of(path) {
+            Ok(found) => Ok(self.same_as(&found)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `dev:ino:size:mtime_ns:ctime_ns` (the times left out when unknown).
+    fn to_text(self) -> String {
+        match (self.mtime_ns, self.ctime_ns) {
+            (Some(m), Some(c)) => format!("{}:{}:{}:{m}:{c}", self.dev, self.ino, self.size),
+            _ => format!("{}:{}:{}", self.dev, self.ino, self.size),
+        }
+    }
+
+    /// Parses [`to_text`](Self::to_text) (and `dev:ino:size`, of earlier versions).
+    fn from_text(text: &str) -> Option<FileIdentity> {
+        let parts: Vec<&str> = text.split(':').collect();
+        let num = |i: usize| parts[i].parse::<u64>().ok();
+        let time = |i: usize| parts[i].parse::<i64>().ok();
+        match parts.len() {
+            3 => Some(FileIdentity {
+                dev: num(0)?,
+                ino: num(1)?,
+                size: num(2)?,
+                mtime_ns: None,
+                ctime_ns: None,
+            }),
+            5 => Some(FileIdentity {
+                dev: num(0)?,
+                ino: num(1)?,
+                size: num(2)?,
+                mtime_ns: Some(time(3)?),
+                ctime_ns: Some(time(4)?),
+            }),
+            _ => None,
         }
     }
 }
 
 impl SwapRecord {
-    /// A record of `swap` installing at `binary`, undone by `undo`; digest unknown yet.
+    /// A record of `swap` installing at `binary`, undone by `undo`; installed file unknown yet.
     pub fn new(swap: impl Into<String>, binary: impl Into<PathBuf>, undo: Undo) -> SwapRecord {
         SwapRecord {
             swap: swap.into(),
             binary: binary.into(),
             undo,
-            new_sha256: String::new(),
-            new_size: 0,
+            installed: None,
+            legacy_installed_size: None,
         }
     }
 
-    /// The same record with the installed file's digest and size.
-    pub fn installed(mut self, sha256: String, size: u64) -> SwapRecord {
-        self.new_sha256 = sha256;
-        self.new_size = size;
+    /// The same record with the installed file's identity, taken after its last change.
+    pub fn installed(mut self, identity: FileIdentity) -> SwapRecord {
+        self.installed = Some(identity);
         self
     }
 
@@ -104,10 +169,7 @@ impl SwapRecord {
                 s.push_str("undo=restore-backup\n");
                 s.push_str(&format!("backup={}\n", encode_path(backup)));
                 if let Some(id) = identity {
-                    s.push_str(&format!(
-                        "backup_identity={}:{}:{}\n",
-                        id.dev, id.ino, id.size
-                    ));
+                    s.push_str(&format!("backup_identity={}\n", id.to_text()));
                 }
             }
             Undo::RepointSymlink { previous } => {
@@ -116,8 +178,9 @@ impl SwapRecord {
             }
             Undo::Nothing => s.push_str("undo=nothing\n"),
         }
-        s.push_str(&format!("new_sha256={}\n", self.new_sha256));
-        s.push_str(&format!("new_size={}\n", self.new_size));
+        if let Some(id) = self.installed {
+            s.push_str(&format!("installed_identity={}\n", id.to_text()));
+        }
         s
     }
 
@@ -131,6 +194,7 @@ impl SwapRecord {
         let mut backup = None;
         let mut identity: Option<String> = None;
         let mut previous_target = None;
+        let mut installed: Option<String> = None;
         let mut sha = None;
         let mut size = None;
         let bad = |binary: &Option<PathBuf>, problem: String| Error::SwapRecord {
@@ -153,6 +217,8 @@ impl SwapRecord {
                     "backup" => backup.replace(decode_path(value)?).is_some(),
                     "backup_identity" => identity.replace(value.to_string()).is_some(),
                     "previous_target" => previous_target.replace(decode_path(value)?).is_some(),
+                    "installed_identity" => installed.replace(value.to_string()).is_some(),
+                    // Earlier versions identified the installed file by content.
                     "new_sha256" => sha.replace(value.to_string()).is_some(),
                     "new_size" => size
                         .replace(value.parse::<u64>().map_err(|_| {
@@ -169,25 +235,17 @@ impl SwapRecord {
         let Some(binary_path) = binary.clone() else {
             return Err(bad(&binary, "no `binary`".to_string()));
         };
-        let identity = match identity {
-            None => None,
-            Some(text) => {
-                let parts: Vec<Option<u64>> = text.split(':').map(|p| p.parse().ok()).collect();
-                match parts.as_slice() {
-                    [Some(dev), Some(ino), Some(size)] => Some(FileIdentity {
-                        dev: *dev,
-                        ino: *ino,
-                        size: *size,
-                    }),
-                    _ => {
-                        return Err(bad(
-                            &binary,
-                            format!("backup_identity `{text}` is not dev:ino:size"),
-                        ))
-                    }
-                }
-            }
+        let parse_identity = |key: &str, text: Option<String>| match text {
+            None => Ok(None),
+            Some(text) => FileIdentity::from_text(&text).map(Some).ok_or_else(|| {
+                bad(
+                    &binary,
+                    format!("{key} `{text}` is not dev:ino:size[:mtime_ns:ctime_ns]"),
+                )
+            }),
         };
+        let identity = parse_identity("backup_identity", identity)?;
+        let installed = parse_identity("installed_identity", installed)?;
         let missing = |key: &str| {
             bad(
                 &binary,
@@ -219,22 +277,33 @@ impl SwapRecord {
             swap: kind,
             binary: binary_path,
             undo,
-            new_sha256: sha.unwrap_or_default(),
-            new_size: size.unwrap_or(0),
+            installed,
+            // Only a digest said an install happened; its size is all that can be checked.
+            legacy_installed_size: size.filter(|_| sha.is_some_and(|s: String| !s.is_empty())),
         })
     }
 
-    /// Whether the binary path still holds what this record installed (size and SHA-256).
+    /// Whether the binary path (following a symlink) still holds the file this record
+    /// installed, by its identity. For a record of an earlier version, which has only a
+    /// size, a file of that size counts (the cautious answer: "the new one may still be
+    /// there"). `false` when the record knows of no install.
     pub fn installed_matches(&self) -> Result<bool, Error> {
-        match file_digest(&self.binary) {
-            Ok((sha, size)) => Ok(size == self.new_size && sha == self.new_sha256),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(Error::SwapIo {
-                action: "read installed binary",
-                path: self.binary.clone(),
-                source: e,
-            }),
-        }
+        let found = match std::fs::metadata(&self.binary) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => {
+                return Err(Error::SwapIo {
+                    action: "inspect installed binary",
+                    path: self.binary.clone(),
+                    source: e,
+                })
+            }
+        };
+        Ok(match (self.installed, self.legacy_installed_size) {
+            (Some(made), _) => made.same_as(&FileIdentity::from_metadata(&found)),
+            (None, Some(size)) => found.len() == size,
+            (None, None) => false,
+        })
     }
 
     /// Undoes the install as the record says (idempotent: undoing twice is fine).
@@ -252,7 +321,7 @@ impl SwapRecord {
             return Ok(());
         };
         match (FileIdentity::of(backup), identity) {
-            (Ok(found), Some(made)) if !same_identity(&found, made) => {
+            (Ok(found), Some(made)) if !made.same_as(&found) => {
                 return Err(Error::Swap {
                     path: backup.clone(),
                     problem: "it is not the backup this swap made (another file has its name): \
@@ -272,11 +341,6 @@ impl SwapRecord {
             }),
         }
     }
-}
-
-/// Device and inode decide; the size too, since a backup never changes.
-pub(super) fn same_identity(a: &FileIdentity, b: &FileIdentity) -> bool {
-    a == b
 }
 
 fn encode_path(p: &Path) -> String {
