@@ -2,13 +2,16 @@
 //! canaries (`input`), the orchestrator SIGKILLed anywhere (`killed`), two operators at
 //! once (`operators`), one test per check a mutation run found untested (`mutants`,
 //! issue 15), the swap killed repeatedly (`swap`), zombies (`zombie`), kernels without
-//! pidfds (`oldkernel`, issue 17), and one test per bug fixed so far (`regression`). One
-//! test binary, one build.
+//! pidfds (`oldkernel`, issue 17), the installed file's metadata and layout kept or
+//! refused (`metadata`, `install_layout`, issue 12), and one test per bug fixed so far
+//! (`regression`). One test binary, one build.
 
 mod common;
 mod faults;
 mod input;
+mod install_layout;
 mod killed;
+mod metadata;
 mod mutants;
 mod oldkernel;
 mod operators;
