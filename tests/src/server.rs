@@ -981,8 +981,13 @@ impl Server {
     /// Pids of the live workers of the master labelled `label`.
     /// The inodes of the sockets listening on the server's port that master `label` holds.
     pub fn listen_sockets(&self, label: &str) -> BTreeSet<u64> {
+        self.listen_sockets_of_pid(self.pid(label))
+    }
+
+    /// The inodes of the sockets listening on the server's port that process `pid` holds.
+    pub fn listen_sockets_of_pid(&self, pid: i32) -> BTreeSet<u64> {
         let listening = listen_inodes(self.addr.port());
-        socket_inodes(self.pid(label))
+        socket_inodes(pid)
             .into_iter()
             .filter(|i| listening.contains(i))
             .collect()

@@ -455,8 +455,10 @@ pub enum Error {
     /// workers are gone, nobody accepts them: they wait, then are reset. Nothing was
     /// signalled; [`OpOptions::allow_orphaned_sockets`](crate::OpOptions) accepts it.
     #[error(
-        "old master {old} holds listening {} that new master {new} does not: {}; once the old          workers go, connections the kernel queues there are never accepted (fewer workers          with `listen … reuseport`, or a `listen` the new configuration dropped)",
-        if sockets.len() == 1 { "socket" } else { "sockets" },
+        "old master {old} holds {} that new master {new} does not hold: {}; once the old \
+         workers go, connections the kernel queues there are never accepted (fewer workers \
+         with `listen … reuseport`, or a `listen` the new configuration dropped)",
+        if sockets.len() == 1 { "a listening socket" } else { "listening sockets" },
         SocketList(sockets)
     )]
     OrphanedSockets {
@@ -626,6 +628,38 @@ mod tests {
         assert!(
             s.starts_with("invalid pid file `/run/x.pid`: it holds 1"),
             "{s}"
+        );
+    }
+
+    #[test]
+    fn orphaned_sockets_message_names_each_socket() {
+        let pid = |n| Pid::new(n).unwrap();
+        let one = Error::OrphanedSockets {
+            old: pid(10),
+            new: pid(11),
+            sockets: vec![OrphanedSocket::new("127.0.0.1:8080", 42)],
+        };
+        assert_eq!(
+            one.to_string(),
+            "old master 10 holds a listening socket that new master 11 does not hold: \
+             127.0.0.1:8080 (socket inode 42); once the old workers go, connections the kernel \
+             queues there are never accepted (fewer workers with `listen … reuseport`, or a \
+             `listen` the new configuration dropped)"
+        );
+        let two = Error::OrphanedSockets {
+            old: pid(10),
+            new: pid(11),
+            sockets: vec![
+                OrphanedSocket::new("127.0.0.1:8080", 42),
+                OrphanedSocket::new("unix:/run/a.sock", 7),
+            ],
+        };
+        assert!(
+            two.to_string().contains(
+                "holds listening sockets that new master 11 does not hold: 127.0.0.1:8080 \
+                 (socket inode 42), unix:/run/a.sock (socket inode 7); once"
+            ),
+            "{two}"
         );
     }
 

@@ -2,7 +2,8 @@
 //! canaries (`input`), the orchestrator SIGKILLed anywhere (`killed`), two operators at
 //! once (`operators`), one test per check a mutation run found untested (`mutants`,
 //! issue 15), the swap killed repeatedly (`swap`), zombies (`zombie`), kernels without
-//! pidfds (`oldkernel`, issue 17), and one test per bug fixed so far (`regression`). One
+//! pidfds (`oldkernel`, issue 17), `listen … reuseport` with fewer workers (`reuseport`,
+//! issue 12), and one test per bug fixed so far (`regression`). One
 //! test binary, one build.
 
 mod common;
@@ -13,5 +14,6 @@ mod mutants;
 mod oldkernel;
 mod operators;
 mod regression;
+mod reuseport;
 mod swap;
 mod zombie;
