@@ -195,6 +195,16 @@ mod tests {
             ),
             Advice::RollBack
         );
+        // The drain step refused before any signal: keep the sockets, or accept the loss.
+        let orphans = Error::OrphanedSockets {
+            old: Pid::new(10).unwrap(),
+            new: Pid::new(11).unwrap(),
+            sockets: vec![crate::error::OrphanedSocket::new("127.0.0.1:80", 5)],
+        };
+        assert_eq!(
+            Advice::for_failure(&orphans, Left::Untouched, None),
+            Advice::KeepTheSocketsOrAllowOrphans
+        );
         let gone = Error::ProcessGone {
             pid: Pid::new(10).unwrap(),
         };
