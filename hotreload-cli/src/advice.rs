@@ -81,6 +81,7 @@ impl Advice {
             CoreAdvice::RollBack => format!(
                 "manual action needed; the old workers do not stop (the master ignores the signal, e.g. when not daemonized): `hotreload rollback --pid-file {p}`, or `hotreload drain --pid-file {p} --terminate` to stop them now"
             ),
+            CoreAdvice::KeepTheSocketsOrAllowOrphans => "the old version is serving and no connection was lost; keep the old `worker_processes` with `listen … reuseport` (and every `listen`) in the new configuration, or pass --allow-orphaned-sockets to drain anyway (connections queued on those sockets are lost until the old master exits)".to_owned(),
             CoreAdvice::ManualAction { phase: Some(phase) } => {
                 format!("manual action needed; {}", next_commands(*phase, ctx))
             }

@@ -331,6 +331,12 @@ pub struct UpgradeArgs {
     #[arg(long)]
     pub keep_old: bool,
 
+    /// Drain even when the old master holds listening sockets the new one does not
+    /// (fewer workers with `listen … reuseport`, a removed `listen`): connections queued
+    /// on them are lost until the old master exits. Without it the upgrade rolls back
+    #[arg(long)]
+    pub allow_orphaned_sockets: bool,
+
     /// Print the plan and the preflight results; change nothing
     #[arg(long)]
     pub dry_run: bool,
@@ -380,6 +386,12 @@ pub struct DrainArgs {
     /// master) instead of letting them finish their requests
     #[arg(long)]
     pub terminate: bool,
+
+    /// Drain even when the old master holds listening sockets the new one does not
+    /// (fewer workers with `listen … reuseport`, a removed `listen`): connections queued
+    /// on them are lost until the old master exits. Without it the drain is refused
+    #[arg(long)]
+    pub allow_orphaned_sockets: bool,
 }
 
 #[cfg(feature = "demo")]

@@ -173,6 +173,7 @@ pub fn upgrade_cmd(args: &UpgradeArgs, printer: &Printer) -> Report {
         .config_test(!args.skip_config_test)
         .on_drain_timeout(args.on_drain_timeout.into())
         .keep_old(args.keep_old)
+        .allow_orphaned_sockets(args.allow_orphaned_sockets)
         .dry_run(args.dry_run)
         .require_pidfd(args.require_pidfd);
     if let Some(new_binary) = &args.new_binary {
@@ -348,12 +349,22 @@ fn observation_of(state: &State) -> Option<&Observation> {
     }
 }
 
-/// `terminate` (drain only): stop the old workers at once instead of waiting for them.
-pub fn step(cmd: StepCmd, args: &StepArgs, terminate: bool, printer: &Printer) -> Report {
+/// What only `drain` takes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DrainFlags {
+    /// Stop the old workers at once instead of waiting for them.
+    pub terminate: bool,
+    /// Drain even when it orphans listening sockets.
+    pub allow_orphaned_sockets: bool,
+}
+
+pub fn step(cmd: StepCmd, args: &StepArgs, drain: DrainFlags, printer: &Printer) -> Report {
+    let terminate = drain.terminate;
     let pid_file = args.target.pid_file.clone();
     let target = target_of(&args.target, None);
-    let options =
-        with_timeouts(UpgradeOptions::new(), &args.timeouts).require_pidfd(args.require_pidfd);
+    let options = with_timeouts(UpgradeOptions::new(), &args.timeouts)
+        .require_pidfd(args.require_pidfd)
+        .allow_orphaned_sockets(drain.allow_orphaned_sockets);
     let ops = options.op_options();
     let body = Body::Step {
         cmd,

@@ -79,12 +79,20 @@ fn run(cli: Cli) -> Exit {
                 _ => StepCmd::Rollback,
             };
             let printer = printer_for(quiet, color, &args.target);
-            let report = commands::step(cmd, args, false, &printer);
+            let report = commands::step(cmd, args, commands::DrainFlags::default(), &printer);
             (printer, report)
         }
         Command::Drain(args) => {
             let printer = printer_for(quiet, color, &args.step.target);
-            let report = commands::step(StepCmd::Drain, &args.step, args.terminate, &printer);
+            let report = commands::step(
+                StepCmd::Drain,
+                &args.step,
+                commands::DrainFlags {
+                    terminate: args.terminate,
+                    allow_orphaned_sockets: args.allow_orphaned_sockets,
+                },
+                &printer,
+            );
             (printer, report)
         }
         #[cfg(feature = "demo")]

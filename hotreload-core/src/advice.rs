@@ -37,6 +37,10 @@ pub enum Advice {
     DrainAgainTerminateOrRollBack,
     /// The server ignores the signal that stops its workers (not daemonized): roll back.
     RollBack,
+    /// The drain would orphan listening sockets ([`Error::OrphanedSockets`]); the old
+    /// version serves: keep the old worker count with `reuseport` (and every `listen`)
+    /// in the new configuration, or allow orphaned sockets to drain anyway.
+    KeepTheSocketsOrAllowOrphans,
     /// Something changed and could not be put right: act from `phase`, the phase seen
     /// afterwards (`None`: it could not be seen, inspect by hand).
     ManualAction {
@@ -63,6 +67,7 @@ impl Advice {
                 Advice::CheckThePidFile
             }
             Error::PidfdRequired { .. } => Advice::NeedsPidfds,
+            Error::OrphanedSockets { .. } => Advice::KeepTheSocketsOrAllowOrphans,
             _ => Advice::FixAndRetry,
         }
     }
@@ -124,6 +129,11 @@ impl fmt::Display for Advice {
                  wait longer, terminate them, or roll back"
             }
             Advice::RollBack => "the old workers do not stop: roll back",
+            Advice::KeepTheSocketsOrAllowOrphans => {
+                "the old version serves; keep the old `worker_processes` with `listen … \
+                 reuseport` (and every `listen`) in the new configuration, or allow orphaned \
+                 sockets to drain anyway"
+            }
             Advice::ManualAction { phase: None } => "inspect the server by hand (see the evidence)",
             Advice::ManualAction { phase: Some(phase) } | Advice::Next { phase } => match phase {
                 Phase::Spawned | Phase::Drained => {
@@ -184,6 +194,16 @@ mod tests {
                 None
             ),
             Advice::RollBack
+        );
+        // The drain step refused before any signal: keep the sockets, or accept the loss.
+        let orphans = Error::OrphanedSockets {
+            old: Pid::new(10).unwrap(),
+            new: Pid::new(11).unwrap(),
+            sockets: vec![crate::error::OrphanedSocket::new("127.0.0.1:80", 5)],
+        };
+        assert_eq!(
+            Advice::for_failure(&orphans, Left::Untouched, None),
+            Advice::KeepTheSocketsOrAllowOrphans
         );
         let gone = Error::ProcessGone {
             pid: Pid::new(10).unwrap(),

@@ -231,7 +231,7 @@ mod serde_impl;
 mod tracing_observer;
 
 pub use advice::Advice;
-pub use error::{DrainStall, Error, ParseError, PidFileProblem};
+pub use error::{DrainStall, Error, OrphanedSocket, ParseError, PidFileProblem};
 pub use event::{Event, NoopObserver, Observer, Role, Step};
 pub use flavor::Flavor;
 pub use health::{CommandCheck, HealthCheck, HttpCheck, TcpCheck};

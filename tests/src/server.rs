@@ -168,11 +168,16 @@ pub enum Options {
     /// `daemon on;`, started from the prefix as `sbin/nginx` (a relative argv[0], which a
     /// USR2 re-executes relative to the master's working directory).
     DaemonRelativeArgv0,
+    /// `daemon on;` with `listen … reuseport`: the master opens one socket per worker.
+    DaemonReuseport,
 }
 
 impl Options {
     pub fn daemon(self) -> bool {
-        matches!(self, Options::Daemon | Options::DaemonRelativeArgv0)
+        matches!(
+            self,
+            Options::Daemon | Options::DaemonRelativeArgv0 | Options::DaemonReuseport
+        )
     }
 }
 
@@ -433,7 +438,12 @@ impl Server {
                 .expect("probe a free port")
                 .port();
             server.addr = ([127, 0, 0, 1], port).into();
-            fs::write(server.conf_path(), config(port, opts.daemon())).expect("write config");
+            let mut conf = config(port, opts.daemon());
+            if opts == Options::DaemonReuseport {
+                let listen = format!("listen 127.0.0.1:{port};");
+                conf = conf.replacen(&listen, &format!("listen 127.0.0.1:{port} reuseport;"), 1);
+            }
+            fs::write(server.conf_path(), conf).expect("write config");
             match server.launch(opts) {
                 Ok(master) => {
                     server.labels.lock().unwrap().assign(master);
@@ -969,6 +979,20 @@ impl Server {
     }
 
     /// Pids of the live workers of the master labelled `label`.
+    /// The inodes of the sockets listening on the server's port that master `label` holds.
+    pub fn listen_sockets(&self, label: &str) -> BTreeSet<u64> {
+        self.listen_sockets_of_pid(self.pid(label))
+    }
+
+    /// The inodes of the sockets listening on the server's port that process `pid` holds.
+    pub fn listen_sockets_of_pid(&self, pid: i32) -> BTreeSet<u64> {
+        let listening = listen_inodes(self.addr.port());
+        socket_inodes(pid)
+            .into_iter()
+            .filter(|i| listening.contains(i))
+            .collect()
+    }
+
     pub fn worker_pids(&self, label: &str) -> BTreeSet<i32> {
         let master = self.pid(label);
         all_procs()

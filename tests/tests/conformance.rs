@@ -1522,6 +1522,63 @@ fn hup_with_busy_address_keeps_old_workers(s: &Server) {
     drop(taken);
 }
 
+/// `listen … reuseport` with 2 workers: the master holds one socket per worker. A new
+/// master started with `worker_processes 1` keeps the first inherited socket and closes the
+/// other, which from then on only the old master holds (nobody accepts on its queue once
+/// the old workers go: what hotreload refuses to drain). Rolled back, the old master still
+/// has both.
+fn reuseport_fewer_workers_closes_the_surplus_socket(s: &Server) {
+    let steady = view(&[
+        "pid=A oldbin=-".into(),
+        "listen sockets=2 held by masters A".into(),
+        master("A", "1", "old"),
+        workers("A", "old", WORKERS),
+    ]);
+    s.wait_view(&steady);
+    s.assert_serves();
+    let old = s.listen_sockets("A");
+    assert_eq!(
+        old.len(),
+        WORKERS,
+        "{}: one socket per worker",
+        s.kind.name()
+    );
+    edit_config(s, |c| {
+        c.replacen(
+            &format!("worker_processes {WORKERS};"),
+            "worker_processes 1;",
+            1,
+        )
+    });
+    s.swap_binary();
+    s.signal("A", Signal::SIGUSR2);
+    s.wait_view(&view(&[
+        "pid=B oldbin=A".into(),
+        "listen sockets=2 held by masters A,B".into(),
+        master("A", "1", "old"),
+        workers("A", "old", WORKERS),
+        master("B", "A", "new"),
+        workers("B", "new", 1),
+    ]));
+    let new = s.listen_sockets("B");
+    assert_eq!(new.len(), 1, "{}: B keeps one socket", s.kind.name());
+    assert!(
+        new.is_subset(&old),
+        "{}: B's socket is inherited",
+        s.kind.name()
+    );
+    assert_eq!(
+        s.listen_sockets("A"),
+        old,
+        "{}: A keeps both",
+        s.kind.name()
+    );
+    s.signal("B", Signal::SIGQUIT);
+    s.wait_view(&steady);
+    assert_eq!(s.listen_sockets("A"), old);
+    s.assert_serves();
+}
+
 /// A duplicate `listen` in one server fails `-t` at the second one.
 fn duplicate_listen_fails_test(s: &Server) {
     s.wait_view(&steady_a());
@@ -1845,6 +1902,7 @@ scenarios! {
     new_binary_retries_bind_then_exits,
     hup_with_busy_address_keeps_old_workers,
     duplicate_listen_fails_test,
+    reuseport_fewer_workers_closes_the_surplus_socket(Options::DaemonReuseport),
     config_dump_lists_every_file,
     config_test_wording,
     title_joins_argv_with_spaces,

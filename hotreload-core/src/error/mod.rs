@@ -448,6 +448,69 @@ pub enum Error {
         /// Why the pid file is not known, or why the one found is not this master's.
         reason: String,
     },
+
+    /// Before the drain: the old master holds listening sockets that the new master does
+    /// not. The kernel keeps queueing connections on them (a member of a `reuseport`
+    /// group, or an address the new configuration no longer names) and, once the old
+    /// workers are gone, nobody accepts them: they wait, then are reset. Nothing was
+    /// signalled; [`OpOptions::allow_orphaned_sockets`](crate::OpOptions) accepts it.
+    #[error(
+        "old master {old} holds {} that new master {new} does not hold: {}; once the old \
+         workers go, connections the kernel queues there are never accepted (fewer workers \
+         with `listen … reuseport`, or a `listen` the new configuration dropped)",
+        if sockets.len() == 1 { "a listening socket" } else { "listening sockets" },
+        SocketList(sockets)
+    )]
+    OrphanedSockets {
+        /// The old master.
+        old: Pid,
+        /// The new master.
+        new: Pid,
+        /// The sockets only the old master holds.
+        sockets: Vec<OrphanedSocket>,
+    },
+}
+
+/// A listening socket that only the old master holds (see [`Error::OrphanedSockets`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct OrphanedSocket {
+    /// Where it listens, as nginx's `listen` writes it: `127.0.0.1:8080`, `[::]:80`,
+    /// `unix:/run/app.sock`.
+    pub address: String,
+    /// The socket's inode (what `/proc/<pid>/fd/*` links name: `socket:[INODE]`).
+    pub inode: u64,
+}
+
+impl OrphanedSocket {
+    /// A socket listening at `address` with inode `inode`.
+    pub fn new(address: impl Into<String>, inode: u64) -> Self {
+        OrphanedSocket {
+            address: address.into(),
+            inode,
+        }
+    }
+}
+
+impl fmt::Display for OrphanedSocket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (socket inode {})", self.address, self.inode)
+    }
+}
+
+/// The sockets, comma-separated.
+struct SocketList<'a>(&'a [OrphanedSocket]);
+
+impl fmt::Display for SocketList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, s) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{s}")?;
+        }
+        Ok(())
+    }
 }
 
 /// Why old workers still run at the drain deadline, as far as can be seen.
@@ -565,6 +628,38 @@ mod tests {
         assert!(
             s.starts_with("invalid pid file `/run/x.pid`: it holds 1"),
             "{s}"
+        );
+    }
+
+    #[test]
+    fn orphaned_sockets_message_names_each_socket() {
+        let pid = |n| Pid::new(n).unwrap();
+        let one = Error::OrphanedSockets {
+            old: pid(10),
+            new: pid(11),
+            sockets: vec![OrphanedSocket::new("127.0.0.1:8080", 42)],
+        };
+        assert_eq!(
+            one.to_string(),
+            "old master 10 holds a listening socket that new master 11 does not hold: \
+             127.0.0.1:8080 (socket inode 42); once the old workers go, connections the kernel \
+             queues there are never accepted (fewer workers with `listen … reuseport`, or a \
+             `listen` the new configuration dropped)"
+        );
+        let two = Error::OrphanedSockets {
+            old: pid(10),
+            new: pid(11),
+            sockets: vec![
+                OrphanedSocket::new("127.0.0.1:8080", 42),
+                OrphanedSocket::new("unix:/run/a.sock", 7),
+            ],
+        };
+        assert!(
+            two.to_string().contains(
+                "holds listening sockets that new master 11 does not hold: 127.0.0.1:8080 \
+                 (socket inode 42), unix:/run/a.sock (socket inode 7); once"
+            ),
+            "{two}"
         );
     }
 

@@ -17,7 +17,8 @@
 //!
 //! Files: `engine` (what every operation shares: signalling, stopping, verifying),
 //! `steady` (spawn), `spawned` (drain, rollback), `drained` (retire, rollback),
-//! `interrupted` (a spawn left hanging), `cleanup` (stray new masters and workers).
+//! `interrupted` (a spawn left hanging), `cleanup` (stray new masters and workers),
+//! `sockets` (the listening sockets a drain would orphan).
 //!
 //! **Blocking and cancellation.** Every operation blocks the calling thread until it
 //! reaches its next state or fails (at most its deadlines). A cancelled operation
@@ -36,6 +37,7 @@ mod cleanup;
 mod drained;
 pub(crate) mod engine;
 mod interrupted;
+mod sockets;
 mod spawned;
 mod steady;
 mod unit_guard;
@@ -48,6 +50,7 @@ use crate::model::{MasterInfo, Observation, Phase, Target};
 use crate::process::ProcessHandle;
 use crate::wait::CancelToken;
 
+pub(crate) use sockets::orphaned_sockets;
 pub(crate) use steady::{installed_binary, spawn_would_be_ignored};
 
 /// Deadlines of the typed operations, and the token that cancels them.
@@ -68,6 +71,10 @@ pub struct OpOptions {
     /// Refuse to operate without pidfds (kernels before 5.3, or a seccomp filter) rather
     /// than fall back to pid + start time and `kill(2)` (see [`crate::process`]).
     pub require_pidfd: bool,
+    /// Drain even when the old master holds listening sockets the new master does not
+    /// ([`Error::OrphanedSockets`]): connections queued on them are lost once the old
+    /// workers go, until the old master exits.
+    pub allow_orphaned_sockets: bool,
 }
 
 impl Default for OpOptions {
@@ -78,6 +85,7 @@ impl Default for OpOptions {
             quit_timeout: Duration::from_secs(30),
             cancel: CancelToken::new(),
             require_pidfd: false,
+            allow_orphaned_sockets: false,
         }
     }
 }
@@ -115,6 +123,13 @@ impl OpOptions {
     /// Refuses every operation on a kernel without pidfds ([`Error::PidfdRequired`]).
     pub fn require_pidfd(mut self, on: bool) -> Self {
         self.require_pidfd = on;
+        self
+    }
+
+    /// Drains even when it orphans listening sockets (see
+    /// [`OpOptions::allow_orphaned_sockets`]).
+    pub fn allow_orphaned_sockets(mut self, on: bool) -> Self {
+        self.allow_orphaned_sockets = on;
         self
     }
 }

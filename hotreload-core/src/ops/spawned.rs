@@ -81,6 +81,9 @@ impl Spawned {
             Ok(w) => w,
             Err(e) => return Err(fail(None, e)),
         };
+        if let Err(e) = super::sockets::check_before_drain(ctx, old, self.new.pid()) {
+            return Err(fail(Some(self), e));
+        }
         let signals = target.flavor_ref().signals();
         let (timeout, sent) = if terminate {
             for worker in &workers {

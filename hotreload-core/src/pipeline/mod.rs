@@ -271,6 +271,19 @@ impl Run<'_> {
             return Err(self.roll_back(e, Some(State::Drained(drained)), old));
         }
         if self.opts.keep_old {
+            // Allowed at the drain, but the hold is when those connections are lost.
+            match crate::ops::orphaned_sockets(drained.old_pid(), drained.new_pid()) {
+                Ok(sockets) if !sockets.is_empty() => ctx.warning(format!(
+                    "{}; kept, old master {} keeps them until it is retired or rolled back",
+                    Error::OrphanedSockets {
+                        old: drained.old_pid(),
+                        new: drained.new_pid(),
+                        sockets,
+                    },
+                    drained.old_pid()
+                )),
+                _ => {}
+            }
             ctx.emit(Event::Decision {
                 message: format!(
                     "keeping old master {} without workers: retire it or roll back later",

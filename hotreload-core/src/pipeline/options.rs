@@ -195,6 +195,16 @@ impl UpgradeOptions {
         self
     }
 
+    /// Drains even when the old master holds listening sockets the new master does not
+    /// (fewer workers with `listen … reuseport`, a removed `listen`): connections the
+    /// kernel queues on them are lost from the drain until the old master exits. Without
+    /// it such an upgrade rolls back before the drain
+    /// ([`Error::OrphanedSockets`](crate::Error::OrphanedSockets)).
+    pub fn allow_orphaned_sockets(mut self, on: bool) -> Self {
+        self.ops.allow_orphaned_sockets = on;
+        self
+    }
+
     /// The deadlines, as options of the typed operations.
     pub fn op_options(&self) -> &OpOptions {
         &self.ops

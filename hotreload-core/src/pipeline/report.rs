@@ -157,6 +157,10 @@ impl UpgradeError {
     pub fn advice_seeing(&self, phase: Option<Phase>) -> Advice {
         match self.kind {
             FailureKind::Refused | FailureKind::Locked => Advice::for_refusal(&self.error),
+            // The build is fine: the new configuration closes sockets the old one uses.
+            FailureKind::RolledBack if matches!(self.error, Error::OrphanedSockets { .. }) => {
+                Advice::KeepTheSocketsOrAllowOrphans
+            }
             FailureKind::RolledBack => Advice::FixTheNewBuildAndUpgradeAgain {
                 old: self.report.old_pid,
             },

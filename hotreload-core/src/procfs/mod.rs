@@ -21,6 +21,8 @@ use crate::sys;
 
 mod net;
 pub(crate) use net::{socket_holder, tcp_socket_inode};
+mod sockets;
+pub(crate) use sockets::listeners_only_in;
 
 /// The suffix the kernel appends to `/proc/<pid>/exe` when the file was unlinked or
 /// replaced (as a binary swap does to the old master's executable).

@@ -102,7 +102,7 @@ fn find_tcp_inode(content: &str, local: SocketAddr, remote: SocketAddr) -> Optio
 /// Parses an address of `/proc/net/tcp*`: `0100007F:1F90` (IPv4) or 32 hex digits
 /// and a port (IPv6). The kernel prints each 32-bit word of the address in the
 /// machine's byte order, and the port in hex.
-fn parse_proc_net_addr(text: &str) -> Option<SocketAddr> {
+pub(super) fn parse_proc_net_addr(text: &str) -> Option<SocketAddr> {
     let (ip, port) = text.split_once(':')?;
     let port = u16::from_str_radix(port, 16).ok()?;
     let word = |i: usize| -> Option<[u8; 4]> {

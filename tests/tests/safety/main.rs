@@ -3,8 +3,9 @@
 //! once (`operators`), one test per check a mutation run found untested (`mutants`,
 //! issue 15), the swap killed repeatedly (`swap`), zombies (`zombie`), kernels without
 //! pidfds (`oldkernel`, issue 17), the installed file's metadata and layout kept or
-//! refused (`metadata`, `install_layout`, issue 12), and one test per bug fixed so far
-//! (`regression`). One test binary, one build.
+//! refused (`metadata`, `install_layout`, issue 12), `listen … reuseport` with fewer
+//! workers (`reuseport`, issue 12), and one test per bug fixed so far (`regression`).
+//! One test binary, one build.
 
 mod common;
 mod faults;
@@ -16,5 +17,6 @@ mod mutants;
 mod oldkernel;
 mod operators;
 mod regression;
+mod reuseport;
 mod swap;
 mod zombie;
