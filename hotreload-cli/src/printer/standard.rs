@@ -261,9 +261,20 @@ impl StandardPrinter {
                         for (i, line) in plan.iter().enumerate() {
                             self.line(&format!("  {}. {line}", i + 1));
                         }
+                        // The config test is the one thing a dry run executes (it may
+                        // write what the server's configuration names): say so.
+                        let ran = preflight
+                            .iter()
+                            .find(|c| c.name == "config-test")
+                            .and_then(|c| c.detail.strip_prefix("ran the config test "))
+                            .and_then(|d| d.split(':').next())
+                            .map_or_else(
+                                || "nothing was run or changed".to_owned(),
+                                |who| format!("it ran only the config test ({who}); nothing else was run or changed"),
+                            );
                         self.styled(
                             &format!(
-                                "dry run: preflight {}; nothing was changed (master {old} untouched)",
+                                "dry run: preflight {}; {ran} (master {old} untouched)",
                                 if preflight.iter().all(|c| c.ok) {
                                     "passed"
                                 } else {

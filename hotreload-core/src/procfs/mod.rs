@@ -19,7 +19,9 @@ use crate::pid::Pid;
 use crate::signal::SignalSet;
 use crate::sys;
 
+mod creds;
 mod net;
+pub(crate) use creds::Credentials;
 pub(crate) use net::{socket_holder, tcp_socket_inode};
 
 /// The suffix the kernel appends to `/proc/<pid>/exe` when the file was unlinked or
