@@ -8,7 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::cleanup::{stop_children_masters, stop_orphaned_workers};
+use super::cleanup::{stop_children_masters, stop_orphaned_workers, Before, Newcomers};
 use super::engine::{pid_named_by, verify_master, verify_new_master, Ctx};
 use super::{OpError, OpOptions, Spawned, Steady};
 use crate::error::Error;
@@ -177,6 +177,12 @@ impl Steady {
         let binary = installed_binary(target, self.master());
         let old_path = target.old_pid_file();
         let stamp = file_stamp(target.pid_file());
+        // Who the old master's children are before the signal: none of them can be the
+        // new master, whatever a clean-up finds later.
+        let before = match Before::take(&self.master) {
+            Ok(before) => before,
+            Err(e) => return Err(ctx.fail(Some(self), e, |_| Phase::Steady, true)),
+        };
         if let Err(e) = ctx.signal(&self.master, spawn_signal, Role::OldMaster) {
             // Not sent (cancelled, or the master is gone): nothing changed.
             let state = matches!(e, Error::Cancelled { .. }).then_some(self);
@@ -281,16 +287,16 @@ impl Steady {
                     ),
                     timeout: ctx.opts.spawn_timeout,
                 };
-                self.abandon_spawn(ctx, error)
+                self.abandon_spawn(ctx, error, &before)
             }
-            Err(error @ Error::WrongExecutable { .. }) => self.abandon_spawn(ctx, error),
+            Err(error @ Error::WrongExecutable { .. }) => self.abandon_spawn(ctx, error, &before),
             Err(error @ Error::Cancelled { .. }) => {
                 // Cancelled while the new master starts: undo the spawn to the end.
                 ctx.ignore_cancel();
-                self.abandon_spawn(ctx, error)
+                self.abandon_spawn(ctx, error, &before)
             }
             Err(error @ Error::NewMasterDied { .. }) => {
-                stop_orphaned_workers(ctx, &self.master);
+                stop_orphaned_workers(ctx, &self.master, Some(before.at));
                 let state = self.refresh();
                 Err(ctx.fail(state, error, |_| Phase::Steady, true))
             }
@@ -330,13 +336,18 @@ impl Steady {
 
     /// After a failed spawn with a live new master (hung or wrong): stop it so that the
     /// old master takes its pid file back, then report `error` with the steady state.
-    fn abandon_spawn(self, ctx: &Ctx<'_>, error: Error) -> Result<Spawned, OpError<Steady>> {
+    fn abandon_spawn(
+        self,
+        ctx: &Ctx<'_>,
+        error: Error,
+        before: &Before,
+    ) -> Result<Spawned, OpError<Steady>> {
         let old = self.master.pid();
         ctx.decision(format!(
             "{}; stopping the new master so that master {old} takes its pid file back",
             error_chain(&error)
         ));
-        if let Err(e) = stop_children_masters(ctx, &self.master) {
+        if let Err(e) = stop_children_masters(ctx, &self.master, Newcomers::Since(before)) {
             ctx.warning(format!(
                 "could not stop the new master: {}",
                 error_chain(&e)
@@ -353,7 +364,7 @@ impl Steady {
                 .then_some(()))
             },
         );
-        stop_orphaned_workers(ctx, &self.master);
+        stop_orphaned_workers(ctx, &self.master, Some(before.at));
         match restored {
             Ok(Some(())) => {
                 let state = self.refresh();
@@ -415,7 +426,7 @@ impl Steady {
         if let Err(e) = ctx.pidfd_gate() {
             return Err(ctx.fail(Some(self), e, |_| Phase::Steady, false));
         }
-        stop_orphaned_workers(&ctx, &self.master);
+        stop_orphaned_workers(&ctx, &self.master, None);
         match ctx.step(Step::RestoreBinary, || ctx.restore_binary(&self.master)) {
             Ok(()) => Ok(self),
             Err(e) => {
