@@ -21,23 +21,40 @@ use crate::signal::Signal;
 #[derive(Debug, Clone)]
 pub(super) struct Before {
     children: HashSet<(Pid, u64)>,
+    workers: usize,
     /// [`procfs::ticks_since_boot`] just before the signal.
     pub(super) at: u64,
 }
 
 impl Before {
     /// Takes the record: call it right before sending the spawn signal.
-    pub(super) fn take(old: &ProcessHandle) -> Result<Before, Error> {
+    pub(super) fn take(
+        flavor: &crate::flavor::Flavor,
+        old: &ProcessHandle,
+    ) -> Result<Before, Error> {
         let at = procfs::ticks_since_boot()?;
-        let children = procfs::children(old.pid())?
-            .into_iter()
-            .map(|c| (c.pid, c.start_time))
-            .collect();
-        Ok(Before { children, at })
+        let all = procfs::children(old.pid())?;
+        let workers = workers_of(flavor, &all).len();
+        let children = all.into_iter().map(|c| (c.pid, c.start_time)).collect();
+        Ok(Before {
+            children,
+            workers,
+            at,
+        })
     }
 
     fn had(&self, child: &ProcInfo) -> bool {
-        self.children.contains(&(child.pid, child.start_time))
+        self.had_pid(child.pid, child.start_time)
+    }
+
+    /// Whether process `pid` started at `start_time` was a child before the signal.
+    pub(super) fn had_pid(&self, pid: Pid, start_time: u64) -> bool {
+        self.children.contains(&(pid, start_time))
+    }
+
+    /// How many of the recorded children were workers (titled so when recorded).
+    pub(super) fn worker_count(&self) -> usize {
+        self.workers
     }
 }
 
