@@ -82,6 +82,10 @@ impl Cause {
             {
                 Cause::NoPermission { master: Some(*pid) }
             }
+            // The config test could not take on the server's user: only root can.
+            Error::RunCommand { source, .. } if denied(source) => {
+                Cause::NoPermission { master: None }
+            }
             Error::ProcRead { pid, source, .. } if denied(source) => Cause::NoPermission {
                 master: Pid::new(i64::from(*pid)).ok(),
             },

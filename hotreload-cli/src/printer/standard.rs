@@ -269,8 +269,8 @@ impl StandardPrinter {
                             .and_then(|c| c.detail.strip_prefix("ran the config test "))
                             .and_then(|d| d.split(':').next())
                             .map_or_else(
-                                || "nothing was run or changed".to_owned(),
-                                |who| format!("it ran only the config test ({who}); nothing else was run or changed"),
+                                || "nothing was changed".to_owned(),
+                                |who| format!("it ran the config test {} (with the server's rights it may create what the configuration names, as the server's own `-t` does); nothing else was changed", who.trim()),
                             );
                         self.styled(
                             &format!(

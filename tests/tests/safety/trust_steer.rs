@@ -127,7 +127,7 @@ fn the_config_test_runs_as_the_servers_user_and_cannot_write_as_root() {
         };
         let run = upgrade_dry();
         run.expect_code(0)
-            .expect_stdout("ran only the config test (as user 65534");
+            .expect_stdout("ran the config test as user 65534");
         assert_eq!(server.fingerprint(), before, "{run}");
 
         // The attacker's configuration names a root-only path, like `pid /etc/nologin;`.
