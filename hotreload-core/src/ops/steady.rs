@@ -440,9 +440,11 @@ fn foreign_pid_file(target: &Target, old: Pid, server_uid: u32) -> Option<String
     })
 }
 
-/// The old master reloaded while the new master started: every worker it had before
-/// the spawn signal is gone or shutting down and workers born after it serve. hotreload
-/// never sends that signal during a spawn, so it came from elsewhere (nginx: `HUP`).
+/// The old master was told to reload while the new master started: workers born after
+/// the spawn signal serve although none of those it had before died (nginx, told `HUP`
+/// while a new binary starts, adds a set of workers), or every worker it had was replaced
+/// (a plain reload). hotreload sends no such signal during a spawn, so it came from
+/// elsewhere. A crashed worker's replacement is neither: one worker fewer, one new.
 fn reloaded_meanwhile(target: &Target, old: Pid, before: &Before) -> Option<String> {
     let flavor = target.flavor_ref();
     let children = procfs::children(old).ok()?;
@@ -451,15 +453,22 @@ fn reloaded_meanwhile(target: &Target, old: Pid, before: &Before) -> Option<Stri
         .iter()
         .filter(|w| !w.shutting_down)
         .partition(|w| w.start_time >= before.at && !before.had_pid(w.pid, w.start_time));
-    let had_workers = before.worker_count() > 0;
-    (had_workers && kept.is_empty() && !fresh.is_empty()).then(|| {
+    let had = before.worker_count();
+    let reloaded = had > 0 && !fresh.is_empty() && (kept.is_empty() || kept.len() >= had);
+    reloaded.then(|| {
         format!(
-            "master {old} replaced all its workers while its new master started (now {}): it              was told to reload ({}) by someone other than hotreload during the upgrade",
+            "master {old} started workers {} while its new master started, {}: it was told to \
+             reload ({}) by someone other than hotreload during the upgrade",
             fresh
                 .iter()
                 .map(|w| w.pid.to_string())
                 .collect::<Vec<_>>()
                 .join(", "),
+            if kept.is_empty() {
+                "replacing all of its workers"
+            } else {
+                "although none of its workers had exited"
+            },
             flavor.signals().restart_workers
         )
     })

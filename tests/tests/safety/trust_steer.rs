@@ -182,6 +182,105 @@ fn status_does_not_call_two_serving_masters_steady() {
     });
 }
 
+/// Case 10 (and 8's blame): someone racing to create the pid file in the spawn window (a
+/// sticky world-writable pid directory, which the pid-file guard accepts) is named as the
+/// cause; the new build is not blamed.
+#[test]
+fn a_pid_file_planted_in_the_spawn_window_is_named_not_blamed_on_the_new_build() {
+    watchdog(|| {
+        let server = Server::start(&[]);
+        let old = server.master_now();
+        let logs = server.inst.pid_file().parent().unwrap().to_path_buf();
+        fs::set_permissions(&logs, fs::Permissions::from_mode(0o1777)).unwrap();
+        // A new build that never writes its pid file keeps the window open.
+        let new = server.build("2.0", &["hang-on-start"]);
+        let args: Vec<String> = [
+            "upgrade",
+            "--pid-file",
+            &server.pid_file(),
+            "--new-binary",
+            new.to_str().unwrap(),
+            "--spawn-timeout",
+            "5s",
+            "--quit-timeout",
+            "3s",
+            "--json",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        let upgrade = std::thread::spawn(move || hotreload(&args));
+        // The window: the old master has renamed its pid file to `.oldbin`.
+        wait_until(
+            "the old master to rename its pid file",
+            || server.oldbin_exists() && !server.inst.pid_file().exists(),
+            || server.why(),
+        );
+        as_nobody(&format!("echo 1 > '{}'", server.inst.pid_file().display()));
+        let run = upgrade.join().unwrap();
+        run.expect_code(1)
+            .expect_stderr("was created by user 65534");
+        let hint = run.result()["hint"].as_str().unwrap_or_default().to_owned();
+        assert!(
+            hint.contains("something other than hotreload acted on the server"),
+            "hint: {hint}{run}"
+        );
+        assert!(!hint.contains("fix the new binary"), "hint: {hint}{run}");
+        assert_eq!(server.master_now(), old, "{run}");
+        assert_eq!(server.version(), "fake-nginx/1.0", "{run}");
+    });
+}
+
+/// Case 10: a reload signal from elsewhere during the spawn (someone's `kill -HUP`) is
+/// named as the cause of the failed spawn; the new build is not blamed.
+#[test]
+fn a_reload_from_elsewhere_during_the_spawn_is_named_not_blamed_on_the_new_build() {
+    watchdog(|| {
+        let server = Server::start(&[]);
+        let old = server.master_now();
+        let workers_before = hotreload_tests::procs::workers_of(old).len();
+        let new = server.build("2.0", &["hang-on-start"]);
+        let args: Vec<String> = [
+            "upgrade",
+            "--pid-file",
+            &server.pid_file(),
+            "--new-binary",
+            new.to_str().unwrap(),
+            "--spawn-timeout",
+            "5s",
+            "--quit-timeout",
+            "3s",
+            "--json",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        let upgrade = std::thread::spawn(move || hotreload(&args));
+        wait_until(
+            "the old master to rename its pid file",
+            || server.oldbin_exists(),
+            || server.why(),
+        );
+        hotreload_tests::procs::signal(old, nix::sys::signal::Signal::SIGHUP).unwrap();
+        wait_until(
+            "the old master to start more workers",
+            || hotreload_tests::procs::workers_of(old).len() > workers_before,
+            || server.why(),
+        );
+        let run = upgrade.join().unwrap();
+        run.expect_code(1)
+            .expect_stderr("by someone other than hotreload");
+        let hint = run.result()["hint"].as_str().unwrap_or_default().to_owned();
+        assert!(
+            hint.contains("something other than hotreload acted on the server"),
+            "hint: {hint}{run}"
+        );
+        assert!(!hint.contains("fix the new binary"), "hint: {hint}{run}");
+        assert_eq!(server.master_now(), old, "{run}");
+        assert_eq!(server.version(), "fake-nginx/1.0", "{run}");
+    });
+}
+
 /// Unmounts (lazily: the server may still run from it) when dropped.
 struct Mount(PathBuf);
 
