@@ -405,17 +405,23 @@ fn child_titled(master: i32, marker: &str) -> Option<(i32, u64)> {
     })
 }
 
-/// A new master that hangs at start-up (its configuration's `include` is a FIFO nobody
-/// writes: a start stuck in a blocking read, with the signals nginx's old master blocked
-/// still blocked, so only `KILL` ends it) is stopped, and nothing else: the old master's
-/// cache manager and cache loader keep running, unsignalled.
-#[test]
-#[cfg_attr(
-    missing_real_nginx,
-    ignore = "needs real nginx: run scripts/install-real-servers"
-)]
-fn a_hung_spawn_stops_only_the_new_master_never_the_cache_helpers() {
-    watchdog(|| {
+/// Real nginx, daemonized, with `proxy_cache_path` (so its master has a cache manager and
+/// a cache loader), running a copy of the build from its prefix; its session is killed on
+/// drop (nginx daemonizes with setsid; the new master, workers and helpers stay in it).
+struct CachingNginx {
+    _session: Session,
+    master: i32,
+    manager: (i32, u64),
+    loader: (i32, u64),
+    pid_file: PathBuf,
+    new: PathBuf,
+    port: u16,
+    prefix: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl CachingNginx {
+    fn start() -> CachingNginx {
         let build = real_nginx();
         let dir = tempfile::Builder::new()
             .prefix("trust-steer-nginx-")
@@ -444,24 +450,24 @@ fn a_hung_spawn_stops_only_the_new_master_never_the_cache_helpers() {
             .unwrap()
             .port();
         fs::write(
-            prefix.join("conf/nginx.conf"),
-            format!(
-                "worker_processes 2;\n\
-                 pid logs/nginx.pid;\n\
-                 error_log logs/error.log info;\n\
-                 include extra.conf;\n\
-                 events {{ worker_connections 64; }}\n\
-                 http {{\n\
-                   access_log off;\n\
-                   client_body_temp_path tmp/body; proxy_temp_path tmp/proxy; fastcgi_temp_path tmp/fastcgi;\n\
-                   uwsgi_temp_path tmp/uwsgi; scgi_temp_path tmp/scgi;\n\
-                   proxy_cache_path {}/cache keys_zone=trust:1m;\n\
-                   server {{ listen 127.0.0.1:{port}; location /ok {{ return 200 \"ok\\n\"; }} }}\n\
-                 }}\n",
-                prefix.display()
-            ),
-        )
-        .unwrap();
+                prefix.join("conf/nginx.conf"),
+                format!(
+                        "worker_processes 2;\n\
+                         pid logs/nginx.pid;\n\
+                         error_log logs/error.log info;\n\
+                         include extra.conf;\n\
+                         events {{ worker_connections 64; }}\n\
+                         http {{\n\
+                           access_log off;\n\
+                           client_body_temp_path tmp/body; proxy_temp_path tmp/proxy; fastcgi_temp_path tmp/fastcgi;\n\
+                           uwsgi_temp_path tmp/uwsgi; scgi_temp_path tmp/scgi;\n\
+                           proxy_cache_path {}/cache keys_zone=trust:1m;\n\
+                           server {{ listen 127.0.0.1:{port}; location /ok {{ return 200 \"ok\\n\"; }} }}\n\
+                         }}\n",
+                        prefix.display()
+                ),
+            )
+            .unwrap();
         let out = Command::new(&exe)
             .arg("-p")
             .arg(format!("{}/", prefix.display()))
@@ -485,37 +491,45 @@ fn a_hung_spawn_stops_only_the_new_master_never_the_cache_helpers() {
         hotreload_tests::wait_for("the workers", LONG, || {
             (procs::workers_of(master).len() == 2).then_some(())
         });
+        CachingNginx {
+            _session,
+            master,
+            manager,
+            loader,
+            pid_file,
+            new,
+            port,
+            prefix,
+            _dir: dir,
+        }
+    }
+
+    /// From now on a configuration read blocks: the `include` becomes a FIFO nobody
+    /// writes, so a new master hangs at start-up in a blocking read, with the signals the
+    /// old master blocked still blocked (only `KILL` ends it), as a start stuck on a dead
+    /// network file system would.
+    fn block_configuration_reads(&self) {
+        let prefix = &self.prefix;
         // From now on, a configuration read blocks.
         let fifo = prefix.join("conf/extra.fifo");
         let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
         assert!(made.success());
         fs::rename(&fifo, prefix.join("conf/extra.conf")).unwrap();
+    }
 
-        let run = hotreload(&[
-            "upgrade",
-            "--pid-file",
-            pid_file.to_str().unwrap(),
-            "--new-binary",
-            new.to_str().unwrap(),
-            "--skip-config-test",
-            "--spawn-timeout",
-            "3s",
-            "--quit-timeout",
-            "3s",
-            "--json",
-        ]);
-        run.expect_code(1);
-        assert!(
-            run.signals().iter().any(|s| s == "SIGKILL->new-master"),
-            "the hung new master was not killed{run}"
-        );
+    /// The cache manager and loader are the ones from before, alive, and got no signal
+    /// in `run`.
+    fn assert_helpers_untouched(&self, run: &Run) {
         let signalled: Vec<i64> = run
             .events()
             .iter()
             .filter(|l| l["type"] == "signalled")
             .filter_map(|l| l["data"]["pid"].as_i64())
             .collect();
-        for (what, (pid, start)) in [("cache manager", manager), ("cache loader", loader)] {
+        for (what, (pid, start)) in [
+            ("cache manager", self.manager),
+            ("cache loader", self.loader),
+        ] {
             assert!(
                 !signalled.contains(&i64::from(pid)),
                 "the {what} {pid} was signalled{run}"
@@ -528,7 +542,12 @@ fn a_hung_spawn_stops_only_the_new_master_never_the_cache_helpers() {
                 "the {what} {pid} is gone{run}"
             );
         }
-        assert_eq!(read_pid(&pid_file), Some(master), "{run}");
+    }
+
+    /// The old master serves again, alone with its workers and helpers.
+    fn assert_old_master_serves_alone(&self, run: &Run) {
+        assert_eq!(read_pid(&self.pid_file), Some(self.master), "{run}");
+        let master = self.master;
         hotreload_tests::wait_for("the old master alone with its helpers", LONG, || {
             procs::children_of(master)
                 .into_iter()
@@ -540,11 +559,93 @@ fn a_hung_spawn_stops_only_the_new_master_never_the_cache_helpers() {
                 .then_some(())
         });
         let answer = fake_nginx::harness::http_get(
-            ([127, 0, 0, 1], port).into(),
+            ([127, 0, 0, 1], self.port).into(),
             "/ok",
             std::time::Duration::from_secs(5),
         )
         .expect("the old master still serves");
         assert_eq!(answer.status, 200, "{run}");
+    }
+}
+
+/// A new master that hangs at start-up is stopped past the spawn deadline, and nothing
+/// else: the old master's cache manager and cache loader keep running, unsignalled.
+#[test]
+#[cfg_attr(
+    missing_real_nginx,
+    ignore = "needs real nginx: run scripts/install-real-servers"
+)]
+fn a_hung_spawn_stops_only_the_new_master_never_the_cache_helpers() {
+    watchdog(|| {
+        let nginx = CachingNginx::start();
+        nginx.block_configuration_reads();
+        let run = hotreload(&[
+            "upgrade",
+            "--pid-file",
+            nginx.pid_file.to_str().unwrap(),
+            "--new-binary",
+            nginx.new.to_str().unwrap(),
+            "--skip-config-test",
+            "--spawn-timeout",
+            "3s",
+            "--quit-timeout",
+            "3s",
+            "--json",
+        ]);
+        run.expect_code(1);
+        assert!(
+            run.signals().iter().any(|s| s == "SIGKILL->new-master"),
+            "the hung new master was not killed{run}"
+        );
+        nginx.assert_helpers_untouched(&run);
+        nginx.assert_old_master_serves_alone(&run);
+    });
+}
+
+/// The same hung spawn, its orchestrator killed: the rollback of that unknown phase has
+/// no record of the old master's children, and still stops only the new master (the
+/// child that executed another file), never a helper.
+#[test]
+#[cfg_attr(
+    missing_real_nginx,
+    ignore = "needs real nginx: run scripts/install-real-servers"
+)]
+fn a_rollback_of_an_interrupted_spawn_never_stops_the_cache_helpers() {
+    watchdog(|| {
+        let nginx = CachingNginx::start();
+        nginx.block_configuration_reads();
+        let args: Vec<String> = [
+            "upgrade",
+            "--pid-file",
+            nginx.pid_file.to_str().unwrap(),
+            "--new-binary",
+            nginx.new.to_str().unwrap(),
+            "--skip-config-test",
+            "--json",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        hotreload_killed_at(&args, |e| {
+            e["type"] == "signalled" && e["data"]["signal"] == "SIGUSR2"
+        });
+        let master = nginx.master;
+        let hung = hotreload_tests::wait_for("the hung new master", LONG, || {
+            procs::children_of(master)
+                .into_iter()
+                .find(|&c| procs::title_of(c).is_some_and(|t| !t.starts_with("nginx: ")))
+        });
+        let run = hotreload(&[
+            "rollback",
+            "--pid-file",
+            nginx.pid_file.to_str().unwrap(),
+            "--quit-timeout",
+            "3s",
+            "--json",
+        ]);
+        run.expect_code(0);
+        assert!(!alive(hung), "the hung new master {hung} still runs{run}");
+        nginx.assert_helpers_untouched(&run);
+        nginx.assert_old_master_serves_alone(&run);
     });
 }
