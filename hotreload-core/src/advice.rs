@@ -287,7 +287,7 @@ impl fmt::Display for Advice {
                 "nothing was changed"
             }
         };
-        match self {
+        let text = match self {
             Advice::FreeSpace { mount, rolled_back } => {
                 return write!(
                     f,
@@ -297,16 +297,14 @@ impl fmt::Display for Advice {
                     mount.display()
                 )
             }
-            Advice::RunAsRootOrServerUser { master } => {
-                return match master {
-                    Some(pid) => write!(
-                        f,
-                        "nothing was changed; run as root or as the user that runs master {pid}"
-                    ),
-                    None => f.write_str(
-                        "nothing was changed; run as root or as the user that runs the server",
-                    ),
-                }
+            Advice::RunAsRootOrServerUser { master: Some(pid) } => {
+                return write!(
+                    f,
+                    "nothing was changed; run as root or as the user that runs master {pid}"
+                )
+            }
+            Advice::RunAsRootOrServerUser { master: None } => {
+                "nothing was changed; run as root or as the user that runs the server"
             }
             Advice::StopTheInterference { rolled_back } => {
                 return write!(
@@ -316,12 +314,6 @@ impl fmt::Display for Advice {
                     serving(*rolled_back)
                 )
             }
-            _ => {}
-        }
-        f.write_str(match self {
-            Advice::FreeSpace { .. }
-            | Advice::RunAsRootOrServerUser { .. }
-            | Advice::StopTheInterference { .. } => unreachable!("written above"),
             Advice::RaiseDrainTimeout => {
                 "the old version is serving again: its workers were still finishing requests \
                  at the drain deadline (the new binary is not at fault); give them more time \
@@ -357,7 +349,8 @@ impl fmt::Display for Advice {
                 Phase::Steady => "the server runs one master; nothing to do",
                 _ => "inspect the server by hand (see the evidence)",
             },
-        })
+        };
+        f.write_str(text)
     }
 }
 
