@@ -86,6 +86,13 @@ impl Advice {
                 format!("manual action needed; {}", next_commands(*phase, ctx))
             }
             CoreAdvice::Next { phase } => next_commands(*phase, ctx),
+            CoreAdvice::FreeSpace { .. } | CoreAdvice::RunAsRootOrServerUser { .. } => {
+                core.to_string()
+            }
+            CoreAdvice::StopTheInterference { .. } => format!(
+                "{core}; `hotreload status --pid-file {p}` shows what runs"
+            ),
+            CoreAdvice::RaiseDrainTimeout => "the old version is serving again: its workers were still finishing requests at the drain deadline (the new binary is not at fault); raise `--drain-timeout` or use `--on-drain-timeout terminate`, then run the upgrade again".to_owned(),
             // Not seen afterwards, or advice this build does not know.
             _ => format!(
                 "manual action needed; inspect the server by hand (`hotreload status --pid-file {p}`)"

@@ -13,6 +13,7 @@ use std::path::Path;
 use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::procfs::Credentials;
 use crate::sys;
 use crate::wait::{Waiter, CANCEL_SLICE};
 
@@ -141,20 +142,20 @@ pub(crate) fn run(
     run_as(program, args, cwd, None, timeout, waiter)
 }
 
-/// [`run`] as user and group `ids` (when given): what a server reads must be read with
-/// its own rights, not hotreload's.
+/// [`run`] as the user, group and supplementary groups `ids` (when given): what a server
+/// reads or writes must be read and written with its own rights, not hotreload's.
 fn run_as(
     program: &Path,
     args: &[String],
     cwd: Option<&Path>,
-    ids: Option<(u32, u32)>,
+    ids: Option<&Credentials>,
     timeout: Duration,
     waiter: Option<Waiter<'_>>,
 ) -> Result<Finished, RunError> {
     let deadline = Instant::now() + timeout;
     let mut command = Command::new(program);
-    if let Some((uid, gid)) = ids {
-        command.uid(uid).gid(gid);
+    if let Some(ids) = ids {
+        sys::run_as_user(&mut command, ids.uid, ids.gid, ids.groups.clone());
     }
     command
         .args(args)
@@ -270,12 +271,12 @@ pub(crate) fn run_command(
     run_command_as(program, args, cwd, None, timeout, waiter)
 }
 
-/// [`run_command`] as user and group `ids` (when given).
+/// [`run_command`] as the user, group and groups `ids` (when given).
 pub(crate) fn run_command_as(
     program: &Path,
     args: &[String],
     cwd: Option<&Path>,
-    ids: Option<(u32, u32)>,
+    ids: Option<&Credentials>,
     timeout: Duration,
     waiter: Waiter<'_>,
 ) -> Result<(bool, String, String), crate::error::Error> {

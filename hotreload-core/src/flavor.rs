@@ -98,6 +98,10 @@ pub struct TitleMarkers {
     /// Present in a worker's title once it is finishing its requests before exiting
     /// (nginx: `is shutting down`).
     pub shutting_down: String,
+    /// Present in the titles of a master's helpers, children that are neither workers nor
+    /// masters and are never stopped by hotreload (nginx: `cache manager process`, `cache
+    /// loader process`; an aborted cache load is not restarted).
+    pub helpers: Vec<String>,
 }
 
 impl TitleMarkers {
@@ -107,6 +111,10 @@ impl TitleMarkers {
             master: "master process".into(),
             worker: "worker process".into(),
             shutting_down: "is shutting down".into(),
+            helpers: vec![
+                "cache manager process".into(),
+                "cache loader process".into(),
+            ],
         }
     }
 
@@ -118,6 +126,7 @@ impl TitleMarkers {
             master: "unicorn master".into(),
             worker: "unicorn worker[".into(),
             shutting_down: String::new(),
+            helpers: Vec::new(),
         }
     }
 
@@ -131,6 +140,7 @@ impl TitleMarkers {
             master: "gunicorn".into(),
             worker: "gunicorn".into(),
             shutting_down: String::new(),
+            helpers: Vec::new(),
         }
     }
 }
@@ -456,6 +466,14 @@ impl Flavor {
     /// Whether a process title says "worker".
     pub fn is_worker_title(&self, title: &str) -> bool {
         title.contains(&self.titles.worker)
+    }
+
+    /// Whether a process title says "helper" (nginx's cache manager and loader).
+    pub fn is_helper_title(&self, title: &str) -> bool {
+        self.titles
+            .helpers
+            .iter()
+            .any(|h| title.contains(h.as_str()))
     }
 
     /// Whether a worker's title says it is finishing its requests before exiting (never,

@@ -174,6 +174,34 @@ pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
     Ok(())
 }
 
+/// Makes `command` drop to user `uid`, group `gid` and exactly the supplementary
+/// `groups` in the child before it executes (std's `uid`/`gid` would leave no
+/// supplementary groups, so a server whose files are readable through one would fail
+/// its own config test). Any failure aborts the spawn: the command never runs as root.
+pub(crate) fn run_as_user(
+    command: &mut std::process::Command,
+    uid: u32,
+    gid: u32,
+    groups: Vec<u32>,
+) {
+    use std::os::unix::process::CommandExt;
+    let groups: Vec<libc::gid_t> = groups.into_iter().collect();
+    // SAFETY: the closure runs between fork and exec and only makes three raw system
+    // calls (async-signal-safe) on memory allocated before the fork; it allocates nothing
+    // (io::Error::last_os_error only reads errno).
+    unsafe {
+        command.pre_exec(move || {
+            if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                || libc::setgid(gid) != 0
+                || libc::setuid(uid) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Signals a whole process group (`kill(-pgid, sig)`).
 ///
 /// Only used for the process group of a child we spawned and have not reaped:

@@ -261,9 +261,20 @@ impl StandardPrinter {
                         for (i, line) in plan.iter().enumerate() {
                             self.line(&format!("  {}. {line}", i + 1));
                         }
+                        // The config test is the one thing a dry run executes (it may
+                        // write what the server's configuration names): say so.
+                        let ran = preflight
+                            .iter()
+                            .find(|c| c.name == "config-test")
+                            .and_then(|c| c.detail.strip_prefix("ran the config test "))
+                            .and_then(|d| d.split(':').next())
+                            .map_or_else(
+                                || "nothing was changed".to_owned(),
+                                |who| format!("it ran the config test {} (with the server's rights it may create what the configuration names, as the server's own `-t` does); nothing else was changed", who.trim()),
+                            );
                         self.styled(
                             &format!(
-                                "dry run: preflight {}; nothing was changed (master {old} untouched)",
+                                "dry run: preflight {}; {ran} (master {old} untouched)",
                                 if preflight.iter().all(|c| c.ok) {
                                     "passed"
                                 } else {

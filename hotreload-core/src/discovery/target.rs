@@ -8,7 +8,6 @@
 //! pid file in its Ruby configuration; nginx's compiled-in default) is not guessed.
 
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -21,6 +20,7 @@ use crate::nginx_conf::{main_directive_in_dump, main_level, nginx_options};
 use crate::pid::Pid;
 use crate::pidfile::read_pid_file_optional;
 use crate::procfs;
+use crate::procfs::Credentials;
 use crate::wait::Waiter;
 
 /// How long `nginx -T` may take to dump the configuration.
@@ -79,17 +79,16 @@ fn nginx_pid_file(pid: Pid, cmdline: &[String], cwd: Option<&Path>) -> Result<Pa
         }
     }
     let exe = PathBuf::from(format!("/proc/{pid}/exe"));
-    let ids = fs::metadata(format!("/proc/{pid}"))
-        .ok()
-        .map(|m| (m.uid(), m.gid()))
-        .filter(|&ids| Some(ids) != own_ids());
+    // The dump runs as the master's user: it reads (and may write: `pid`, logs) what
+    // that user can, never more.
+    let ids = Credentials::to_assume(pid).map_err(|e| format!("`nginx -T` could not run: {e}"))?;
     let mut args = vec!["-T".to_string(), "-q".to_string()];
     args.extend(opts.args());
     let waiter = Waiter {
         observer: &NoopObserver,
         cancel: None,
     };
-    let dump = run_command_as(&exe, &args, cwd, ids, DUMP_TIMEOUT, waiter)
+    let dump = run_command_as(&exe, &args, cwd, ids.as_ref(), DUMP_TIMEOUT, waiter)
         .map_err(|e| format!("`nginx -T` could not run: {e}"))?;
     match dump {
         (true, _, text) => match main_directive_in_dump(&text, "pid") {
@@ -134,11 +133,6 @@ fn argv_pid_file(argv: &[String], flags: &[&str], cwd: Option<&Path>) -> Option<
         }
     }
     None
-}
-
-/// This process's effective user and group (the owner of its `/proc` entry).
-fn own_ids() -> Option<(u32, u32)> {
-    fs::metadata("/proc/self").ok().map(|m| (m.uid(), m.gid()))
 }
 
 #[cfg(test)]

@@ -437,6 +437,20 @@ pub enum Error {
         detail: String,
     },
 
+    /// Something other than hotreload acted on the server while an operation waited (a
+    /// signal from elsewhere reloaded a master, another process wrote the pid file), and
+    /// the operation failed with `source`: the new executable is not to blame.
+    #[error("{what}")]
+    Interfered {
+        /// The old master.
+        old: Pid,
+        /// What was seen, naming the processes and files involved.
+        what: String,
+        /// How the operation failed.
+        #[source]
+        source: Box<Error>,
+    },
+
     /// A master was found, but its pid file could not be established from evidence
     /// (its command line, its configuration), so it cannot be a [`Target`](crate::Target).
     #[error(
@@ -510,6 +524,16 @@ impl fmt::Display for SocketList<'_> {
             write!(f, "{s}")?;
         }
         Ok(())
+    }
+}
+
+impl Error {
+    /// The failure itself, under an [`Error::Interfered`] that explains it.
+    pub fn without_interference(&self) -> &Error {
+        match self {
+            Error::Interfered { source, .. } => source.without_interference(),
+            other => other,
+        }
     }
 }
 

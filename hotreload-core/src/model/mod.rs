@@ -319,7 +319,9 @@ impl Target {
                     ));
                     return unknown(seen, Some(master), None);
                 }
-                let ok = seen.has_workers(&master) & seen.no_child_master(&master);
+                let ok = seen.has_workers(&master)
+                    & seen.no_child_master(&master)
+                    & seen.no_parent_master(&master, marker_path);
                 if !ok {
                     return unknown(seen, Some(master), None);
                 }
@@ -550,6 +552,48 @@ impl Seen<'_> {
             ));
         }
         masters.is_empty()
+    }
+
+    /// Whether `master`'s parent is not a live master of the flavor. One whose parent is
+    /// (a new master under its old one, both serving, with the old pid file removed) is
+    /// not steady: two masters serve, and only the operator can say which should stay.
+    fn no_parent_master(&mut self, master: &MasterInfo, marker_path: &Path) -> bool {
+        let Some(parent) = Pid::new(i64::from(master.ppid))
+            .ok()
+            .filter(|p| p.get() > 1)
+            .and_then(|p| procfs::proc_info(p).ok())
+        else {
+            return true;
+        };
+        if parent.is_zombie() || !self.flavor.is_master_title(&parent.title) {
+            return true;
+        }
+        // Where titles do not tell roles apart, a master is a parent of workers other
+        // than `master` itself.
+        if self.flavor.roles_from_parent_link() {
+            let others = procfs::children(parent.pid).is_ok_and(|children| {
+                children.iter().any(|c| {
+                    c.pid != master.pid && !c.is_zombie() && self.flavor.is_worker_title(&c.title)
+                })
+            });
+            if !others {
+                return true;
+            }
+        }
+        self.fact(format!(
+            "master {} is a child of master {} (`{}`), which is alive: two masters serve and \
+             {} is missing (an upgrade whose old pid file was removed). Settle it by hand: \
+             `kill -{stop} {}` retires the old master and keeps the new one, or `kill -{stop} \
+             {}` keeps the old one (then restore its pid file)",
+            master.pid,
+            parent.pid,
+            parent.title,
+            marker_path.display(),
+            parent.pid,
+            master.pid,
+            stop = self.flavor.signals().graceful_stop.name()
+        ));
+        false
     }
 
     /// Describes the children of `master` that are not workers (a starting new master).

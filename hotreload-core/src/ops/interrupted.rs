@@ -1,12 +1,14 @@
 //! The one operation on a target in no known phase: ending a spawn that was left hanging
 //! (its orchestrator was killed while a new master hung on start).
 
-use super::cleanup::{stop_children_masters, stop_orphaned_workers};
+use super::cleanup::{
+    is_new_master_candidate, stop_children_masters, stop_orphaned_workers, Newcomers,
+};
 use super::engine::{pid_named_by, verify_master, Ctx};
 use super::{pin, Attached, OpError, OpOptions, Steady};
 use crate::error::Error;
 use crate::event::{Observer, Step};
-use crate::model::{is_worker_child, Observation, Phase, Target};
+use crate::model::{Observation, Phase, Target};
 use crate::procfs;
 
 impl Target {
@@ -65,15 +67,21 @@ impl Target {
         let flavor = self.flavor_ref();
         let hung = procfs::children(old.pid())?
             .into_iter()
-            .any(|c| !c.is_zombie() && !is_worker_child(flavor, &c));
+            .any(|c| is_new_master_candidate(flavor, old.pid(), &c, Newcomers::Unrecorded));
         if !hung {
-            return Err(refuse("the old master has no child but its workers", seen));
+            return Err(refuse(
+                "the old master has no child but its workers and helpers (no child titled as \
+                 a master or running another executable)",
+                seen,
+            ));
         }
         ctx.decision(format!(
             "a spawn of master {} was left hanging: stopping its new master",
             old.pid()
         ));
-        stop_children_masters(ctx, &old)?;
+        // No record of the children from before the spawn survives the orchestrator: be
+        // conservative (never a helper, only a master or a process that executed anew).
+        let born = stop_children_masters(ctx, &old, Newcomers::Unrecorded)?;
         let pid = old.pid();
         let restored = ctx.poll(
             &format!("master {pid} to take its pid file back"),
@@ -92,7 +100,7 @@ impl Target {
                 timeout: ctx.opts.quit_timeout,
             });
         };
-        stop_orphaned_workers(ctx, &old);
+        stop_orphaned_workers(ctx, &old, born);
         ctx.step(Step::RestoreBinary, || ctx.restore_binary(&old))?;
         Ok(Steady {
             at: Box::new(Attached {

@@ -321,7 +321,8 @@ pub(super) fn rollback(
             timeout: ctx.opts.quit_timeout,
         });
     };
-    stop_orphaned_workers(ctx, old);
+    // The new master's workers are born after it; the old master's are older.
+    stop_orphaned_workers(ctx, old, Some(new.start_time()));
     ctx.step(Step::RestoreBinary, || ctx.restore_binary(old))?;
     Ok(seen)
 }

@@ -8,7 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::cleanup::{stop_children_masters, stop_orphaned_workers};
+use super::cleanup::{stop_children_masters, stop_orphaned_workers, Before, Newcomers};
 use super::engine::{pid_named_by, verify_master, verify_new_master, Ctx};
 use super::{OpError, OpOptions, Spawned, Steady};
 use crate::error::Error;
@@ -177,6 +177,12 @@ impl Steady {
         let binary = installed_binary(target, self.master());
         let old_path = target.old_pid_file();
         let stamp = file_stamp(target.pid_file());
+        // Who the old master's children are before the signal: none of them can be the
+        // new master, whatever a clean-up finds later.
+        let before = match Before::take(target.flavor_ref(), &self.master) {
+            Ok(before) => before,
+            Err(e) => return Err(ctx.fail(Some(self), e, |_| Phase::Steady, true)),
+        };
         if let Err(e) = ctx.signal(&self.master, spawn_signal, Role::OldMaster) {
             // Not sent (cancelled, or the master is gone): nothing changed.
             let state = matches!(e, Error::Cancelled { .. }).then_some(self);
@@ -188,9 +194,13 @@ impl Steady {
         let expected_workers = self.master().active_workers().count();
         let mut workers_seen: Option<(usize, Instant)> = None;
         let what = format!("the new master of {pid} to write its pid file and start workers");
+        let mut foreign = None;
         let outcome = ctx.poll(&what, ctx.opts.spawn_timeout, || {
             if self.master.has_exited() {
                 return Err(Error::ProcessGone { pid });
+            }
+            if foreign.is_none() {
+                foreign = foreign_pid_file(target, pid, info.uid);
             }
             let seen = target.observe_now()?;
             if let (Some(old), Some(new)) = (&seen.old_master, &seen.new_master) {
@@ -269,6 +279,27 @@ impl Steady {
                 }
             }
         });
+        // What a failure says about others acting meanwhile: then the new build is not
+        // to blame (advice follows the cause).
+        let blame = |error: Error| -> Error {
+            let what = foreign
+                .clone()
+                .or_else(|| reloaded_meanwhile(target, pid, &before));
+            match what {
+                Some(what) => Error::Interfered {
+                    old: pid,
+                    what,
+                    source: Box::new(error),
+                },
+                None => error,
+            }
+        };
+        let outcome = outcome.map_err(|e| match e {
+            e @ (Error::NewMasterDied { .. }
+            | Error::WrongExecutable { .. }
+            | Error::SpawnIgnored { .. }) => blame(e),
+            e => e,
+        });
         match outcome {
             Ok(Some(seen)) => self.finish_spawn(ctx, seen),
             Ok(None) => {
@@ -281,24 +312,27 @@ impl Steady {
                     ),
                     timeout: ctx.opts.spawn_timeout,
                 };
-                self.abandon_spawn(ctx, error)
+                let error = blame(error);
+                self.abandon_spawn(ctx, error, &before)
             }
-            Err(error @ Error::WrongExecutable { .. }) => self.abandon_spawn(ctx, error),
-            Err(error @ Error::Cancelled { .. }) => {
-                // Cancelled while the new master starts: undo the spawn to the end.
-                ctx.ignore_cancel();
-                self.abandon_spawn(ctx, error)
-            }
-            Err(error @ Error::NewMasterDied { .. }) => {
-                stop_orphaned_workers(ctx, &self.master);
-                let state = self.refresh();
-                Err(ctx.fail(state, error, |_| Phase::Steady, true))
-            }
-            Err(error @ Error::SpawnIgnored { .. }) => {
-                let state = self.refresh();
-                Err(ctx.fail(state, error, |_| Phase::Steady, true))
-            }
-            Err(error) => Err(ctx.fail(None, error, |_| Phase::Steady, true)),
+            Err(error) => match error.without_interference() {
+                Error::WrongExecutable { .. } => self.abandon_spawn(ctx, error, &before),
+                Error::Cancelled { .. } => {
+                    // Cancelled while the new master starts: undo the spawn to the end.
+                    ctx.ignore_cancel();
+                    self.abandon_spawn(ctx, error, &before)
+                }
+                Error::NewMasterDied { .. } => {
+                    stop_orphaned_workers(ctx, &self.master, Some(before.at));
+                    let state = self.refresh();
+                    Err(ctx.fail(state, error, |_| Phase::Steady, true))
+                }
+                Error::SpawnIgnored { .. } => {
+                    let state = self.refresh();
+                    Err(ctx.fail(state, error, |_| Phase::Steady, true))
+                }
+                _ => Err(ctx.fail(None, error, |_| Phase::Steady, true)),
+            },
         }
     }
 
@@ -330,13 +364,18 @@ impl Steady {
 
     /// After a failed spawn with a live new master (hung or wrong): stop it so that the
     /// old master takes its pid file back, then report `error` with the steady state.
-    fn abandon_spawn(self, ctx: &Ctx<'_>, error: Error) -> Result<Spawned, OpError<Steady>> {
+    fn abandon_spawn(
+        self,
+        ctx: &Ctx<'_>,
+        error: Error,
+        before: &Before,
+    ) -> Result<Spawned, OpError<Steady>> {
         let old = self.master.pid();
         ctx.decision(format!(
             "{}; stopping the new master so that master {old} takes its pid file back",
             error_chain(&error)
         ));
-        if let Err(e) = stop_children_masters(ctx, &self.master) {
+        if let Err(e) = stop_children_masters(ctx, &self.master, Newcomers::Since(before)) {
             ctx.warning(format!(
                 "could not stop the new master: {}",
                 error_chain(&e)
@@ -353,7 +392,7 @@ impl Steady {
                 .then_some(()))
             },
         );
-        stop_orphaned_workers(ctx, &self.master);
+        stop_orphaned_workers(ctx, &self.master, Some(before.at));
         match restored {
             Ok(Some(())) => {
                 let state = self.refresh();
@@ -374,6 +413,65 @@ impl Steady {
             master: self.master,
         })
     }
+}
+
+/// Someone else writing the pid file while the new master starts (the spawn window
+/// between the old master renaming it and the new one writing it): a file another user
+/// owns, or a pid that is not a child of the old master.
+fn foreign_pid_file(target: &Target, old: Pid, server_uid: u32) -> Option<String> {
+    let path = target.new_pid_file();
+    let meta = fs::symlink_metadata(&path).ok()?;
+    if meta.uid() != 0 && meta.uid() != server_uid {
+        return Some(format!(
+            "{} was created by user {} (neither root nor the server's user {server_uid}) while              the new master of {old} started: someone else raced to create the pid file",
+            path.display(),
+            meta.uid()
+        ));
+    }
+    let named = pid_named_by(&path).filter(|&p| p != old)?;
+    let info = procfs::proc_info(named).ok()?;
+    (!info.is_zombie() && info.ppid != old.get()).then(|| {
+        format!(
+            "{} named process {named} (`{}`, child of {}), which the spawn signal to {old} did              not start: someone else wrote the pid file while the new master started",
+            path.display(),
+            info.title,
+            info.ppid
+        )
+    })
+}
+
+/// The old master was told to reload while the new master started: workers born after
+/// the spawn signal serve although none of those it had before died (nginx, told `HUP`
+/// while a new binary starts, adds a set of workers), or every worker it had was replaced
+/// (a plain reload). hotreload sends no such signal during a spawn, so it came from
+/// elsewhere. A crashed worker's replacement is neither: one worker fewer, one new.
+fn reloaded_meanwhile(target: &Target, old: Pid, before: &Before) -> Option<String> {
+    let flavor = target.flavor_ref();
+    let children = procfs::children(old).ok()?;
+    let workers = crate::model::workers_of(flavor, &children);
+    let (fresh, kept): (Vec<_>, Vec<_>) = workers
+        .iter()
+        .filter(|w| !w.shutting_down)
+        .partition(|w| w.start_time >= before.at && !before.had_pid(w.pid, w.start_time));
+    let had = before.worker_count();
+    let reloaded = had > 0 && !fresh.is_empty() && (kept.is_empty() || kept.len() >= had);
+    reloaded.then(|| {
+        format!(
+            "master {old} started workers {} while its new master started, {}: it was told to \
+             reload ({}) by someone other than hotreload during the upgrade",
+            fresh
+                .iter()
+                .map(|w| w.pid.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            if kept.is_empty() {
+                "replacing all of its workers"
+            } else {
+                "although none of its workers had exited"
+            },
+            flavor.signals().restart_workers
+        )
+    })
 }
 
 /// Why a master that catches the spawn signal did not act on it.
@@ -415,7 +513,7 @@ impl Steady {
         if let Err(e) = ctx.pidfd_gate() {
             return Err(ctx.fail(Some(self), e, |_| Phase::Steady, false));
         }
-        stop_orphaned_workers(&ctx, &self.master);
+        stop_orphaned_workers(&ctx, &self.master, None);
         match ctx.step(Step::RestoreBinary, || ctx.restore_binary(&self.master)) {
             Ok(()) => Ok(self),
             Err(e) => {

@@ -8,7 +8,6 @@
 //! ignores WINCH once orphaned, and the upgrade would only fail at a deadline.
 
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::Run;
@@ -20,6 +19,7 @@ use crate::nginx_conf::{
 use crate::ops::engine::Ctx;
 use crate::ops::spawn_would_be_ignored;
 use crate::process::ProcInfo;
+use crate::procfs::Credentials;
 
 /// The `daemon` value (`on`/`off`) among main-level directives.
 fn daemon_of(directives: &[(String, Vec<String>)]) -> Option<String> {
@@ -149,17 +149,14 @@ impl Run<'_> {
         let cwd = fs::read_link(format!("/proc/{}/cwd", master.pid)).ok();
         // The running executable (even if replaced since) dumps what the master reads.
         let exe = PathBuf::from(format!("/proc/{}/exe", master.pid));
-        let ids = fs::metadata(format!("/proc/{}", master.pid))
-            .ok()
-            .map(|m| (m.uid(), m.gid()))
-            .filter(|&ids| Some(ids) != own_ids());
+        let ids = Credentials::to_assume(master.pid).map_err(|e| e.to_string())?;
         let mut args = vec!["-T".to_string(), "-q".to_string()];
         args.extend(opts.args());
         let dump = run_command_as(
             &exe,
             &args,
             cwd.as_deref(),
-            ids,
+            ids.as_ref(),
             self.opts.ops.spawn_timeout,
             ctx.waiter(),
         );
@@ -178,11 +175,6 @@ impl Run<'_> {
         let conf = prefix.join(opts.conf.as_deref().unwrap_or("conf/nginx.conf"));
         daemon_in_files(&conf, 0).map(|found| found.map(|(v, file)| (v, format!("in {file}"))))
     }
-}
-
-/// This process's effective user and group (the owner of its `/proc` entry).
-fn own_ids() -> Option<(u32, u32)> {
-    fs::metadata("/proc/self").ok().map(|m| (m.uid(), m.gid()))
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::plan::Plan;
@@ -11,7 +11,7 @@ use super::report::FailureKind;
 use super::{Run, UpgradeError};
 use crate::error::Error;
 use crate::event::Event;
-use crate::exec::run_command;
+use crate::exec::run_command_as;
 use crate::flavor::TitleArgs;
 use crate::fsutil::{elf_header, same_content, same_file};
 use crate::journal::Journal;
@@ -19,7 +19,7 @@ use crate::model::{error_chain, MasterInfo};
 use crate::ops::engine::Ctx;
 use crate::ops::{installed_binary, State, Steady};
 use crate::process::ProcInfo;
-use crate::procfs;
+use crate::procfs::{self, Credentials};
 
 use super::report::Check;
 
@@ -122,6 +122,7 @@ impl Run<'_> {
             ),
             Some(new) => {
                 if installs {
+                    record("binary-trusted", self.binary_trusted(&info, &binary));
                     record(
                         "binary-is-running",
                         self.binary_is_running(&master, &binary),
@@ -254,6 +255,54 @@ impl Run<'_> {
         }
     }
 
+    /// The path the swap replaces comes from the master's title (or its `/proc/<pid>/exe`)
+    /// unless given: believed only as far as the master's user is, who writes that title
+    /// and may run any executable it can read. A server of a user other than ours must
+    /// own the file it asks us to replace, or the operator must name it (`--binary`).
+    fn binary_trusted(&self, info: &ProcInfo, binary: &Path) -> Result<String, String> {
+        if self.target.binary_path().is_some() {
+            return Ok(format!(
+                "`{}` was given explicitly (--binary)",
+                binary.display()
+            ));
+        }
+        let ours = crate::sys::geteuid();
+        if info.uid == ours {
+            return Ok(format!(
+                "master {} runs as hotreload's own {}",
+                info.pid,
+                user_name(ours, u32::MAX)
+            ));
+        }
+        let owner = fs::metadata(binary)
+            .map_err(|e| format!("`{}`: {e}", binary.display()))?
+            .uid();
+        let link_owner = fs::symlink_metadata(binary)
+            .map_err(|e| format!("`{}`: {e}", binary.display()))?
+            .uid();
+        if owner == info.uid && link_owner == info.uid {
+            return Ok(format!(
+                "`{}` belongs to {}, the master's user",
+                binary.display(),
+                user_name(owner, u32::MAX)
+            ));
+        }
+        let culprit = if owner != info.uid { owner } else { link_owner };
+        Err(format!(
+            "master {} runs as {}, and its executable path `{}` comes from its process title \
+             (which that user writes) but belongs to {}: replacing it on that user's word is \
+             refused; if `{}` really is this server's executable, name it with `--binary {}` \
+             (it must still be what master {} runs)",
+            info.pid,
+            user_name(info.uid, u32::MAX),
+            binary.display(),
+            user_name(culprit, u32::MAX),
+            binary.display(),
+            binary.display(),
+            info.pid
+        ))
+    }
+
     fn binary_is_running(&self, master: &MasterInfo, binary: &Path) -> Result<String, String> {
         let running = PathBuf::from(format!("/proc/{}/exe", master.pid));
         match procfs::runs_file(master.pid, binary) {
@@ -348,10 +397,27 @@ impl Run<'_> {
         };
         let command = format!("{} {}", plan.new_binary.display(), args.join(" "));
         let cwd = fs::read_link(format!("/proc/{}/cwd", master.pid)).ok();
-        match run_command(
+        // The test reads the server's configuration and may write what it names (its pid
+        // file, its logs): it runs with the master's rights, never with more.
+        let ids = match Credentials::to_assume(master.pid) {
+            Ok(ids) => ids,
+            Err(e) => {
+                self.check(ctx, "config-test", false, error_chain(&e));
+                return Err(self.fail(FailureKind::Refused, e, None));
+            }
+        };
+        let as_whom = match &ids {
+            Some(ids) => format!("as {}", user_name(ids.uid, ids.gid)),
+            None => format!(
+                "as hotreload's own user {}, the master's",
+                user_name(crate::sys::geteuid(), u32::MAX)
+            ),
+        };
+        match run_command_as(
             &plan.new_binary,
             &args,
             cwd.as_deref(),
+            ids.as_ref(),
             self.opts.ops.spawn_timeout,
             ctx.waiter(),
         ) {
@@ -360,7 +426,7 @@ impl Run<'_> {
                     ctx,
                     "config-test",
                     true,
-                    format!("`{command}` accepts the configuration"),
+                    format!("ran the config test {as_whom}: `{command}` accepts the configuration"),
                 );
                 Ok(())
             }
@@ -383,5 +449,27 @@ impl Run<'_> {
                 Err(self.fail(kind, e, None))
             }
         }
+    }
+}
+
+/// `uid 65534 (nobody), gid 65534` for messages: the name from `/etc/passwd` when it has
+/// one (`gid` left out when `u32::MAX`).
+pub(crate) fn user_name(uid: u32, gid: u32) -> String {
+    let name = fs::read_to_string("/etc/passwd").ok().and_then(|text| {
+        text.lines().find_map(|line| {
+            let mut fields = line.split(':');
+            let name = fields.next()?;
+            let id = fields.nth(1)?.parse::<u32>().ok()?;
+            (id == uid).then(|| name.to_string())
+        })
+    });
+    let user = match name {
+        Some(name) => format!("user {uid} ({name})"),
+        None => format!("user {uid}"),
+    };
+    if gid == u32::MAX {
+        user
+    } else {
+        format!("{user}, group {gid}")
     }
 }

@@ -157,13 +157,7 @@ impl UpgradeError {
     pub fn advice_seeing(&self, phase: Option<Phase>) -> Advice {
         match self.kind {
             FailureKind::Refused | FailureKind::Locked => Advice::for_refusal(&self.error),
-            // The build is fine: the new configuration closes sockets the old one uses.
-            FailureKind::RolledBack if matches!(self.error, Error::OrphanedSockets { .. }) => {
-                Advice::KeepTheSocketsOrAllowOrphans
-            }
-            FailureKind::RolledBack => Advice::FixTheNewBuildAndUpgradeAgain {
-                old: self.report.old_pid,
-            },
+            FailureKind::RolledBack => Advice::for_rollback(&self.error, self.report.old_pid),
             // Unrecovered, cancelled: whatever runs now decides.
             _ => Advice::ManualAction { phase },
         }

@@ -19,7 +19,9 @@ use crate::pid::Pid;
 use crate::signal::SignalSet;
 use crate::sys;
 
+mod creds;
 mod net;
+pub(crate) use creds::Credentials;
 pub(crate) use net::{socket_holder, tcp_socket_inode};
 mod sockets;
 pub(crate) use sockets::listeners_only_in;
@@ -433,6 +435,27 @@ pub fn runs_file(pid: Pid, path: &Path) -> Result<bool, Error> {
         source: e,
     })?;
     Ok(running.dev() == file.dev() && running.ino() == file.ino())
+}
+
+/// Now, in the unit and from the origin of [`ProcInfo::start_time`] (clock ticks since
+/// boot, from `/proc/uptime`), rounded down: a process started after this call has a
+/// start time at least this.
+pub(crate) fn ticks_since_boot() -> Result<u64, Error> {
+    let path = Path::new("/proc/uptime");
+    let content = fs::read_to_string(path).map_err(|e| Error::ReadFile {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let secs = content
+        .split_ascii_whitespace()
+        .next()
+        .and_then(|v| v.parse::<f64>().ok())
+        .ok_or_else(|| Error::ParseFile {
+            path: path.to_path_buf(),
+            detail: "no readable uptime".to_string(),
+        })?;
+    // One tick of slack: uptime and start times are rounded separately.
+    Ok(((secs * sys::clock_ticks_per_second() as f64) as u64).saturating_sub(1))
 }
 
 /// The boot time of the machine (`btime` of `/proc/stat`).

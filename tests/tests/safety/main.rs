@@ -4,7 +4,8 @@
 //! issue 15), the swap killed repeatedly (`swap`), zombies (`zombie`), kernels without
 //! pidfds (`oldkernel`, issue 17), the installed file's metadata and layout kept or
 //! refused (`metadata`, `install_layout`, issue 12), `listen … reuseport` with fewer
-//! workers (`reuseport`, issue 12), and one test per bug fixed so far (`regression`).
+//! workers (`reuseport`, issue 12), what a less-privileged user may not steer
+//! (`trust_steer`, issue 11), and one test per bug fixed so far (`regression`).
 //! One test binary, one build.
 
 mod common;
@@ -19,4 +20,5 @@ mod operators;
 mod regression;
 mod reuseport;
 mod swap;
+mod trust_steer;
 mod zombie;
