@@ -229,7 +229,9 @@ impl StandardPrinter {
     /// The end of the account: what happened, what runs now, what to do.
     pub fn finish(&self, report: &Report) {
         let ctx = self.hint_context(report);
-        let ok = report.exit == Exit::Success;
+        // A commit a signal came too late to stop is told as done; its code says the signal.
+        let ok = report.exit == Exit::Success
+            || (matches!(report.exit, Exit::Interrupted(_)) && report.failure.is_none());
         let good = Some(GOOD);
         match (&report.body, ok) {
             (Body::None, _) => {}
@@ -483,6 +485,9 @@ pub fn phase_meaning(phase: &Phase) -> &'static str {
         Phase::Steady => "one master with workers; no upgrade in progress",
         Phase::Spawned => "upgrade in progress: old and new master both have workers (after USR2)",
         Phase::Drained => "upgrade in progress: old master kept without workers (after WINCH)",
+        Phase::Spawning => {
+            "upgrade in progress: a new master is starting (after USR2; it has not written the pid file yet)"
+        }
         Phase::Unknown => "not a state hotreload can name; see the evidence",
         _ => "a phase this build of hotreload does not know",
     }

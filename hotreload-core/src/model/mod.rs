@@ -33,17 +33,24 @@ pub enum Phase {
     Spawned,
     /// Old master alive without workers; new master with workers.
     Drained,
+    /// The moment between the two: the old master renamed its pid file (nginx:
+    /// `.oldbin`) and has a new master child that has not written the pid file yet.
+    /// Every upgrade passes through it; one that stays (a new build hung on start,
+    /// hotreload killed in its spawn wait) is ended by [`crate::rollback`]. No typed
+    /// operation starts from it ([`crate::State::Unknown`] carries it).
+    Spawning,
     /// Anything else; the observation's evidence says what was seen.
     Unknown,
 }
 
 impl Phase {
-    /// `steady`, `spawned`, `drained` or `unknown`.
+    /// `steady`, `spawning`, `spawned`, `drained` or `unknown`.
     pub fn as_str(self) -> &'static str {
         match self {
             Phase::Steady => "steady",
             Phase::Spawned => "spawned",
             Phase::Drained => "drained",
+            Phase::Spawning => "spawning",
             Phase::Unknown => "unknown",
         }
     }
@@ -353,7 +360,15 @@ impl Target {
                          file was removed",
                         new_path.display()
                     ));
-                    seen.describe_children(&old);
+                    let starting = seen.describe_children(&old);
+                    if starting {
+                        return Observation {
+                            phase: Phase::Spawning,
+                            old_master: Some(old),
+                            new_master: None,
+                            evidence: seen.evidence,
+                        };
+                    }
                     return unknown(seen, Some(old), None);
                 }
                 if files.new == files.old {
@@ -553,20 +568,25 @@ impl Seen<'_> {
     }
 
     /// Describes the children of `master` that are not workers (a starting new master).
-    fn describe_children(&mut self, master: &MasterInfo) {
+    /// Says what the master's children other than its workers are; true when one of
+    /// them is live (a new master starting).
+    fn describe_children(&mut self, master: &MasterInfo) -> bool {
         let Ok(children) = procfs::children(master.pid) else {
-            return;
+            return false;
         };
+        let mut live = false;
         for child in children {
             if is_worker_child(self.flavor, &child) {
                 continue;
             }
             let state = if child.is_zombie() { ", a zombie" } else { "" };
+            live |= !child.is_zombie();
             self.fact(format!(
                 "old master {} has a child {}{state} titled `{}`",
                 master.pid, child.pid, child.title
             ));
         }
+        live
     }
 }
 
