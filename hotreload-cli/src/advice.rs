@@ -48,6 +48,12 @@ pub enum Advice {
     Settle {
         command: &'static str,
     },
+    /// The pid file does not exist and nothing shows an upgrade: most likely a wrong
+    /// path (`dir_missing`: not even its directory exists).
+    NoSuchPidFile {
+        dir_missing: bool,
+        nginx: bool,
+    },
 }
 
 impl From<CoreAdvice> for Advice {
@@ -69,6 +75,21 @@ impl Advice {
             }
             Advice::Interrupted { rolled_back: false } => {
                 return "nothing was changed; run the upgrade again when ready".to_owned()
+            }
+            Advice::NoSuchPidFile { dir_missing, nginx } => {
+                let dir = if *dir_missing {
+                    " (its directory does not exist either)"
+                } else {
+                    ""
+                };
+                let find = if *nginx {
+                    "is it nginx's `pid`? `nginx -T | grep -w pid` shows it (the default is in `nginx -V`: --pid-path)"
+                } else {
+                    "is it the path the server writes its pid to (its pid-file option)?"
+                };
+                return format!(
+                    "nothing was changed; no such file{dir}: check the path: {find}; and check that the server runs"
+                );
             }
             Advice::Settle { command } => {
                 return format!(

@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use hotreload_core::{
-    finish, rollback, upgrade, Error, Event, FailureKind, HttpCheck, Left, Observation, Observer,
-    OpError, Outcome, Phase, State, Target, TcpCheck, UpgradeOptions,
+    finish, rollback, upgrade, CommandCheck, Error, Event, FailureKind, HttpCheck, Left,
+    Observation, Observer, OpError, Outcome, Phase, State, Target, TcpCheck, UpgradeOptions,
 };
 
 use crate::advice::Advice;
@@ -109,6 +109,43 @@ pub fn target_of(args: &TargetArgs, binary: Option<&PathBuf>) -> Target {
     }
 }
 
+/// A pid file that is not there, with no sign of an upgrade that would explain it (no
+/// old or new pid file, no journal): a mistyped path far more often than anything else.
+/// The advice for it, about the path.
+fn pid_file_gone(args: &TargetArgs) -> Option<Advice> {
+    let target = target_of(args, None);
+    let absent = |p: &Path| matches!(p.symlink_metadata(), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+    let gone = absent(target.pid_file())
+        && absent(&target.old_pid_file())
+        && absent(&target.new_pid_file())
+        && absent(&target.journal_file());
+    let dir_missing = args
+        .pid_file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .is_some_and(absent);
+    gone.then_some(Advice::NoSuchPidFile {
+        dir_missing,
+        nginx: args.flavor.name() == "nginx",
+    })
+}
+
+/// [`pid_file_gone`] as the refusal of a command that would change the server, made
+/// before anything is locked or created.
+fn no_such_pid_file(command: CommandName, args: &TargetArgs, body: Body) -> Option<Report> {
+    let advice = pid_file_gone(args)?;
+    let err = Error::PidFile {
+        path: args.pid_file.clone(),
+        problem: hotreload_core::PidFileProblem::Missing,
+    };
+    let mut report = refusal(command, &err, &args.pid_file, body);
+    report.failure = Some(crate::report::Failure {
+        message: error_chain(&err),
+        advice: Some(advice),
+    });
+    Some(report)
+}
+
 pub fn status(args: &StatusArgs) -> Report {
     let pid_file = &args.target.pid_file;
     match target_of(&args.target, None).observe() {
@@ -124,7 +161,10 @@ pub fn status(args: &StatusArgs) -> Report {
                 )
                 .with_failure(
                     unknown_state_message(&obs, pid_file),
-                    Some(CoreAdvice::for_phase(Phase::Unknown).into()),
+                    Some(
+                        pid_file_gone(&args.target)
+                            .unwrap_or_else(|| CoreAdvice::for_phase(Phase::Unknown).into()),
+                    ),
                 )
             } else {
                 Report::new(
@@ -263,6 +303,10 @@ pub fn upgrade_cmd(args: &UpgradeArgs, printer: &Printer, watch: &Watch) -> Repo
         plan: Vec::new(),
         total: None,
     };
+    // Before the core takes the lock: a mistyped path must not get a lock file.
+    if let Some(report) = no_such_pid_file(CommandName::Upgrade, &args.target, empty_body()) {
+        return report;
+    }
 
     let mut options = with_timeouts(UpgradeOptions::new(), &args.timeouts)
         .swap(args.swap.into())
@@ -293,6 +337,13 @@ pub fn upgrade_cmd(args: &UpgradeArgs, printer: &Printer, watch: &Watch) -> Repo
     }
     if let Some(addr) = args.health_tcp {
         options = options.health_check(Box::new(TcpCheck::new(addr)));
+    }
+    if let Some(command) = &args.health_cmd {
+        options = options.health_check(Box::new(CommandCheck::new(vec![
+            "/bin/sh".to_owned(),
+            "-c".to_owned(),
+            command.clone(),
+        ])));
     }
     debug_assert!(args.new_binary.is_some() || args.swap == SwapArg::None);
 
@@ -518,6 +569,9 @@ pub fn step(
         journal_only: false,
     };
 
+    if let Some(report) = no_such_pid_file(cmd.command(), &args.target, body.clone()) {
+        return report;
+    }
     // Look first, so that bad input (a missing or foreign pid file) is reported as what it
     // is rather than as a lock-file problem, and no lock file is created for it.
     let state = match target.attach() {

@@ -237,7 +237,16 @@ impl StandardPrinter {
             (Body::None, _) => {}
             (Body::Status, _) => {
                 if let Some(obs) = &report.state {
-                    let lines = observation_lines(obs, &ctx);
+                    let mut lines = observation_lines(obs, &ctx);
+                    // A pid file that is simply not there: the advice about its path
+                    // replaces the commands for an interrupted upgrade.
+                    if let Some(advice @ crate::advice::Advice::NoSuchPidFile { .. }) =
+                        report.failure.as_ref().and_then(|f| f.advice.as_ref())
+                    {
+                        if let Some(last) = lines.last_mut() {
+                            *last = format!("next        {}", advice.render(&ctx));
+                        }
+                    }
                     let mut lines = lines.iter();
                     if let Some(first) = lines.next() {
                         self.styled(first, None);

@@ -343,13 +343,20 @@ impl Run<'_> {
             self.opts.ops.spawn_timeout,
             ctx.waiter(),
         ) {
-            Ok((true, _, _)) => {
-                self.check(
-                    ctx,
-                    "config-test",
-                    true,
-                    format!("`{command}` accepts the configuration"),
-                );
+            Ok((true, _, output)) => {
+                let warnings = config_test_warnings(&output);
+                for warning in &warnings {
+                    ctx.warning(format!("the config test warns: {warning}"));
+                }
+                let detail = if warnings.is_empty() {
+                    format!("`{command}` accepts the configuration")
+                } else {
+                    format!(
+                        "`{command}` accepts the configuration, with warnings: {}",
+                        warnings.join("; ")
+                    )
+                };
+                self.check(ctx, "config-test", true, detail);
                 Ok(())
             }
             Ok((false, status, output)) => {
@@ -371,5 +378,48 @@ impl Run<'_> {
                 Err(self.fail(kind, e, None))
             }
         }
+    }
+}
+
+/// The warnings of a passed config test, each without its prefix: nginx writes
+/// `nginx: [warn] …` on a terminal's stderr, or `2026/01/01 00:00:00 [warn] 1#1: …` when
+/// its compiled-in error log is stderr (Debian).
+fn config_test_warnings(output: &str) -> Vec<String> {
+    output
+        .lines()
+        .filter_map(|line| {
+            let (_, rest) = line.split_once("[warn] ")?;
+            // The log format puts `pid#tid: ` first.
+            let rest = match rest.split_once(": ") {
+                Some((head, tail))
+                    if head.contains('#')
+                        && head.bytes().all(|b| b.is_ascii_digit() || b == b'#') =>
+                {
+                    tail
+                }
+                _ => rest,
+            };
+            Some(rest.trim().to_string())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod warning_tests {
+    use super::config_test_warnings;
+
+    #[test]
+    fn both_of_nginxs_warning_formats_are_kept() {
+        let output = "nginx: [warn] the \"listen ... http2\" directive is deprecated in /e/n.conf:5\n\
+                      2026/12/01 13:00:00 [warn] 42#42: the \"listen ... http2\" directive is deprecated in /e/n.conf:6\n\
+                      nginx: the configuration file /e/n.conf syntax is ok\n";
+        assert_eq!(
+            config_test_warnings(output),
+            [
+                "the \"listen ... http2\" directive is deprecated in /e/n.conf:5",
+                "the \"listen ... http2\" directive is deprecated in /e/n.conf:6",
+            ]
+        );
+        assert!(config_test_warnings("nginx: the configuration file x syntax is ok").is_empty());
     }
 }
