@@ -313,6 +313,13 @@ pub struct UpgradeArgs {
     #[arg(long, value_name = "ADDR")]
     pub health_tcp: Option<SocketAddr>,
 
+    /// One argument the master was started with, after argv[0] (repeat, in order), for a
+    /// title that cannot say them for sure (nginx joins its argv with spaces): used for
+    /// the config test and the daemon check; they must be how the title ends.
+    /// E.g. `--server-arg=-c --server-arg='/etc/my -x.conf'`
+    #[arg(long = "server-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub server_args: Vec<String>,
+
     /// Health check after the spawn: run this shell command (`/bin/sh -c`), healthy on
     /// exit 0 (e.g. `curl -fsS https://127.0.0.1/healthz`, for https)
     #[arg(long, value_name = "COMMAND")]

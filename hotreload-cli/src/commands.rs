@@ -297,7 +297,10 @@ fn with_timeouts(options: UpgradeOptions, t: &Timeouts) -> UpgradeOptions {
 
 pub fn upgrade_cmd(args: &UpgradeArgs, printer: &Printer, watch: &Watch) -> Report {
     let pid_file = args.target.pid_file.clone();
-    let target = target_of(&args.target, args.binary.as_ref());
+    let mut target = target_of(&args.target, args.binary.as_ref());
+    if !args.server_args.is_empty() {
+        target = target.server_args(args.server_args.clone());
+    }
     let empty_body = || Body::Upgrade {
         preflight: Vec::new(),
         plan: Vec::new(),

@@ -165,6 +165,7 @@ pub struct Target {
     pid_file: PathBuf,
     flavor: Flavor,
     binary: Option<PathBuf>,
+    server_args: Option<Vec<String>>,
 }
 
 impl Target {
@@ -174,6 +175,7 @@ impl Target {
             pid_file: pid_file.into(),
             flavor: Flavor::nginx(),
             binary: None,
+            server_args: None,
         }
     }
 
@@ -203,6 +205,27 @@ impl Target {
     /// The executable path, if one was set with [`Target::binary`].
     pub fn binary_path(&self) -> Option<&Path> {
         self.binary.as_deref()
+    }
+
+    /// The master's arguments after `argv[0]`, exactly as it was started, for a title
+    /// that cannot say them for sure ([`Flavor::title_ambiguity`]: nginx joins its argv
+    /// with spaces). Used for the config test, the `daemon` check and finding `argv[0]`
+    /// (what the master re-executes); they must be how the title ends.
+    pub fn server_args(mut self, args: Vec<String>) -> Self {
+        self.server_args = Some(args);
+        self
+    }
+
+    /// The master's argv: from [`Target::server_args`] when given, else from its
+    /// command line or title, refused (`Err`, the reason) when the title is ambiguous.
+    pub fn master_argv(&self, master: &MasterInfo) -> Result<Vec<String>, String> {
+        match &self.server_args {
+            Some(args) => self.flavor.master_argv_with(&master.cmdline, args),
+            None => match self.flavor.title_ambiguity(&master.cmdline) {
+                Some(reason) => Err(reason),
+                None => Ok(self.flavor.master_argv(&master.cmdline)),
+            },
+        }
     }
 
     /// Where the old master's pid is during an upgrade (nginx: `<pid file>.oldbin`).

@@ -33,7 +33,9 @@ pub(crate) fn installed_binary(target: &Target, master: &MasterInfo) -> PathBuf 
             return exe.clone();
         }
     }
-    let argv = target.flavor_ref().master_argv(&master.cmdline);
+    let argv = target
+        .master_argv(master)
+        .unwrap_or_else(|_| target.flavor_ref().master_argv(&master.cmdline));
     let argv0 = PathBuf::from(argv.first().map(String::as_str).unwrap_or_default());
     if argv0.is_absolute() {
         return argv0;

@@ -78,7 +78,20 @@ impl Run<'_> {
         record("catches-spawn-signal", self.catches_spawn(&info));
         record("spawn-not-ignored", self.daemon_check(ctx, &master, &info));
         record("systemd", self.systemd_check(ctx, &master));
-        let argv = target.flavor_ref().master_argv(&master.cmdline);
+        let argv = match target.master_argv(&master) {
+            Ok(argv) => argv,
+            Err(reason) => {
+                record(
+                    "title-args",
+                    Err(format!(
+                        "{reason}; give the master's arguments explicitly (each one after \
+                         argv[0], as it was started: the CLI's --server-arg, \
+                         Target::server_args)"
+                    )),
+                );
+                target.flavor_ref().master_argv(&master.cmdline)
+            }
+        };
         let argv0 = PathBuf::from(argv.first().cloned().unwrap_or_default());
         let argv0_kept = target.flavor_ref().title_args() != TitleArgs::ArgsAfterMasterMarker;
         record(

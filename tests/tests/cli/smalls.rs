@@ -135,3 +135,68 @@ fn the_https_refusal_suggests_health_cmd_which_works() {
         server.assert_healthy_steady("2.0", &sha(&new).unwrap(), &run);
     });
 }
+
+/// Issue 12, item 1's leftover: a master started with `-e '<dir>/err -x.log'` has the
+/// title `… -e <dir>/err -x.log -p … -c …` (fake-nginx joins argv as nginx does), where
+/// `-x.log` could be an option or a word of a path. `upgrade` refuses before any change
+/// and says how to give the arguments; given with `--server-arg`, it upgrades; given
+/// wrong (not how the title ends), it refuses again.
+#[test]
+fn an_ambiguous_title_is_refused_until_the_arguments_are_given() {
+    hotreload_tests::watchdog(|| {
+        let scripts = tempfile::tempdir().unwrap();
+        let err_log = scripts.path().join("err -x.log").display().to_string();
+        // A "wrapper" that execs the server with one argument holding a space.
+        let wrapper = scripts.path().join("with-e");
+        fs::write(
+            &wrapper,
+            format!("#!/bin/sh\nprog=\"$1\"; shift\nexec \"$prog\" -e '{err_log}' \"$@\"\n"),
+        )
+        .unwrap();
+        fs::set_permissions(
+            &wrapper,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let server = Server::start_under(&wrapper, &[]);
+        let old_sha = sha(&server.installed).unwrap();
+        let new = server.build("2.0", &[]);
+        let pid_file = server.pid_file();
+        let new_arg = new.display().to_string();
+        let upgrade = |extra: &[&str]| {
+            let mut args = vec!["upgrade", "--pid-file", &pid_file, "--new-binary", &new_arg];
+            args.extend(extra);
+            hotreload(&args)
+        };
+
+        let run = upgrade(&[]);
+        run.expect_code(3)
+            .expect_stderr("`-x.log` is not an option an nginx master takes")
+            .expect_stderr("--server-arg");
+        assert_eq!(
+            sha(&server.installed).as_deref(),
+            Some(old_sha.as_str()),
+            "{run}"
+        );
+        assert!(!server.journal().exists(), "{run}");
+
+        let prefix = server.inst.prefix().display().to_string();
+        let wrong = upgrade(&["--server-arg=-e", "--server-arg=/elsewhere.log"]);
+        wrong
+            .expect_code(3)
+            .expect_stderr("are not how the master's title ends");
+
+        let e = format!("--server-arg={err_log}");
+        let p = format!("--server-arg={prefix}");
+        let run = upgrade(&[
+            "--server-arg=-e",
+            &e,
+            "--server-arg=-p",
+            &p,
+            "--server-arg=-c",
+            "--server-arg=conf/nginx.conf",
+        ]);
+        run.expect_code(0);
+        server.assert_healthy_steady("2.0", &sha(&new).unwrap(), &run);
+    });
+}
