@@ -147,7 +147,7 @@ pub fn next_commands(phase: Phase, ctx: &HintContext<'_>) -> String {
             "`hotreload drain --pid-file {p}` to continue, or `hotreload rollback --pid-file {p}` to go back"
         ),
         Phase::Spawning => format!(
-            "a new master is starting: wait for the upgrade that started it (`hotreload status --pid-file {p}`); if none runs any more and it does not finish starting, `hotreload rollback --pid-file {p}` stops it and restores the executable"
+            "a new master is starting for the upgrade that holds the lock: let it finish (`hotreload status --pid-file {p}` shows the phase it reaches)"
         ),
         Phase::Drained => format!(
             "`hotreload commit --pid-file {p}` to keep the new version, or `hotreload rollback --pid-file {p}` to go back"

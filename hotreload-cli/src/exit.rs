@@ -63,8 +63,8 @@ Exit codes:
   3  refused before changing anything: bad input (pid file, pid, binary),
      a safety check, a failed config test, or a step command in the wrong phase;
      `status`: the pid file is unusable or the phase is unknown (a person
-     must look); every known phase (steady, spawning, spawned, drained), in
-     progress or not, is 0
+     must look, e.g. a new master nobody waits for); every known phase
+     (steady, spawning, spawned, drained), in progress or not, is 0
   4  another upgrade holds the lock on this pid file
   5  failed and could not restore a healthy state: manual action needed
      (the observed state and what to do are printed)

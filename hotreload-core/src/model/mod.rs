@@ -33,11 +33,12 @@ pub enum Phase {
     Spawned,
     /// Old master alive without workers; new master with workers.
     Drained,
-    /// The moment between the two: the old master renamed its pid file (nginx:
-    /// `.oldbin`) and has a new master child that has not written the pid file yet.
-    /// Every upgrade passes through it; one that stays (a new build hung on start,
-    /// hotreload killed in its spawn wait) is ended by [`crate::rollback`]. No typed
-    /// operation starts from it ([`crate::State::Unknown`] carries it).
+    /// The moment between the two, while an upgrade waits for it (it holds the
+    /// target's lock): the old master renamed its pid file (nginx: `.oldbin`) and has a
+    /// new master child that has not written the pid file yet. Every upgrade passes
+    /// through it. The same files with nobody holding the lock (a hotreload killed in
+    /// its spawn wait) are `Unknown`, ended by [`crate::rollback`]. No typed operation
+    /// starts from it ([`crate::State::Unknown`] carries it).
     Spawning,
     /// Anything else; the observation's evidence says what was seen.
     Unknown,
@@ -384,7 +385,25 @@ impl Target {
                         new_path.display()
                     ));
                     let starting = seen.describe_children(&old);
+                    // Only an upgrade that waits for it makes this a phase: with nobody
+                    // holding the lock, a new master that does not come up is left over
+                    // (a hotreload killed in its spawn wait) and needs a person.
+                    let waited_for = starting && crate::lock::is_held(&self.lock_file());
                     if starting {
+                        seen.fact(if waited_for {
+                            format!(
+                                "an upgrade holds {} and waits for the new master",
+                                self.lock_file().display()
+                            )
+                        } else {
+                            format!(
+                                "no hotreload holds {}: nobody waits for this new master (an \
+                                 upgrade killed in its spawn wait?)",
+                                self.lock_file().display()
+                            )
+                        });
+                    }
+                    if waited_for {
                         return Observation {
                             phase: Phase::Spawning,
                             old_master: Some(old),
