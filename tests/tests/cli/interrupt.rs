@@ -303,3 +303,52 @@ fn status_during_a_slow_spawn_is_spawning_and_exits_0() {
         server.assert_healthy_steady("1.0", &old_sha, &run);
     });
 }
+
+/// A lost SSH session: SIGHUP, and from then on stdout and stderr lead nowhere (their
+/// reader is gone: every write fails with EPIPE). The rollback still runs to its end:
+/// exit 129 and the old version serving alone, journal gone.
+#[test]
+fn a_hangup_with_a_dead_terminal_still_rolls_back() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    hotreload_tests::watchdog(|| {
+        let server = Server::start(&["slow-drain=60s"]);
+        let old_sha = sha(&server.installed).unwrap();
+        let new = server.build("2.0", &[]);
+        let args = upgrade_args(&server, &new, &["--drain-timeout", "2m"]);
+        let mut child = hotreload_tests::run::KillOnDrop(
+            Command::new(hotreload_tests::hotreload_bin())
+                .args(&args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let stdout = child.0.stdout.take().unwrap();
+        let stderr = child.0.stderr.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let mut in_drain = waiting_in("drain");
+        let mut seen = Vec::new();
+        let reached = lines.by_ref().map_while(Result::ok).any(|line| {
+            seen.push(line.clone());
+            serde_json::from_str::<Value>(&line).is_ok_and(|e| in_drain(&e))
+        });
+        assert!(
+            reached,
+            "the drain wait never started:\n{}",
+            seen.join("\n")
+        );
+        // The terminal goes away: the signal, then both readers gone.
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.pid()), Signal::SIGHUP).unwrap();
+        drop(lines);
+        drop(stderr);
+        let status = child.0.wait().unwrap();
+        let context = format!(
+            "\nexit {status}; events before the hang-up:\n{}",
+            seen.join("\n")
+        );
+        assert_eq!(status.code(), Some(129), "{context}");
+        server.assert_healthy_steady("1.0", &old_sha, &context);
+    });
+}
