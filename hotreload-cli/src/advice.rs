@@ -38,6 +38,22 @@ pub enum Advice {
     /// Something failed that should not (the demo's own machinery).
     #[cfg_attr(not(feature = "demo"), allow(dead_code))]
     ReportBug,
+    /// An upgrade stopped by a signal and rolled back (`rolled_back`) or stopped before
+    /// it changed anything.
+    Interrupted {
+        rolled_back: bool,
+    },
+    /// A second signal stopped hotreload in the middle of its clean-up: this command
+    /// (`rollback` or `commit`) settles what it left.
+    Settle {
+        command: &'static str,
+    },
+    /// The pid file does not exist and nothing shows an upgrade: most likely a wrong
+    /// path (`dir_missing`: not even its directory exists).
+    NoSuchPidFile {
+        dir_missing: bool,
+        nginx: bool,
+    },
 }
 
 impl From<CoreAdvice> for Advice {
@@ -53,6 +69,32 @@ impl Advice {
             Advice::Core(core) => core,
             Advice::ReportBug => {
                 return "this is a bug or an unusual environment; please report it with the output above".to_owned()
+            }
+            Advice::Interrupted { rolled_back: true } => {
+                return "the old version is serving again and nothing is left to clean up; run the upgrade again when ready".to_owned()
+            }
+            Advice::Interrupted { rolled_back: false } => {
+                return "nothing was changed; run the upgrade again when ready".to_owned()
+            }
+            Advice::NoSuchPidFile { dir_missing, nginx } => {
+                let dir = if *dir_missing {
+                    " (its directory does not exist either)"
+                } else {
+                    ""
+                };
+                let find = if *nginx {
+                    "is it nginx's `pid`? `nginx -T | grep -w pid` shows it (the default is in `nginx -V`: --pid-path)"
+                } else {
+                    "is it the path the server writes its pid to (its pid-file option)?"
+                };
+                return format!(
+                    "nothing was changed; no such file{dir}: check the path: {find}; and check that the server runs"
+                );
+            }
+            Advice::Settle { command } => {
+                return format!(
+                    "the server may be between versions; run `hotreload {command} --pid-file {p}` to settle it (`hotreload status --pid-file {p}` shows where it stands)"
+                )
             }
         };
         #[allow(unreachable_patterns)] // the core's advice is non-exhaustive
@@ -111,6 +153,9 @@ pub fn next_commands(phase: Phase, ctx: &HintContext<'_>) -> String {
         ),
         Phase::Spawned => format!(
             "`hotreload drain --pid-file {p}` to continue, or `hotreload rollback --pid-file {p}` to go back"
+        ),
+        Phase::Spawning => format!(
+            "a new master is starting for the upgrade that holds the lock: let it finish (`hotreload status --pid-file {p}` shows the phase it reaches)"
         ),
         Phase::Drained => format!(
             "`hotreload commit --pid-file {p}` to keep the new version, or `hotreload rollback --pid-file {p}` to go back"

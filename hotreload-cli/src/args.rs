@@ -116,7 +116,7 @@ Steps: preflight (pid file, process identity, new binary executable), config tes
 (the new binary's `-t` on the running config), lock (one upgrade per pid file),
 swap (back up the installed executable, put the new one at its path), spawn
 (USR2 to the old master, wait for the new master and its workers), health check
-(--health-url / --health-tcp, if given), drain (WINCH to the old master, wait for
+(--health-url / --health-tcp / --health-cmd, if given), drain (WINCH to the old master, wait for
 its workers to exit), retire (QUIT to the old master, wait for it to exit).
 
 Any failure after the first change rolls back: HUP to the old master, QUIT to the
@@ -319,6 +319,18 @@ pub struct UpgradeArgs {
     #[arg(long, value_name = "ADDR")]
     pub health_tcp: Option<SocketAddr>,
 
+    /// One argument the master was started with, after argv[0] (repeat, in order), for a
+    /// title that cannot say them for sure (nginx joins its argv with spaces): used for
+    /// the config test and the daemon check; they must be how the title ends.
+    /// E.g. `--server-arg=-c --server-arg='/etc/my -x.conf'`
+    #[arg(long = "server-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub server_args: Vec<String>,
+
+    /// Health check after the spawn: run this shell command (`/bin/sh -c`), healthy on
+    /// exit 0 (e.g. `curl -fsS https://127.0.0.1/healthz`, for https)
+    #[arg(long, value_name = "COMMAND")]
+    pub health_cmd: Option<String>,
+
     #[command(flatten)]
     pub timeouts: Timeouts,
 
@@ -466,7 +478,13 @@ fn parse_flavor(name: &str) -> Result<Flavor, String> {
 fn parse_health_url(url: &str) -> Result<String, String> {
     hotreload_core::HttpCheck::new(url)
         .map(|_| url.to_owned())
-        .map_err(|e| e.to_string())
+        .map_err(|e| {
+            if url.to_ascii_lowercase().starts_with("https://") {
+                format!("{e}; with this command: --health-cmd 'curl -fsS {url}'")
+            } else {
+                e.to_string()
+            }
+        })
 }
 
 #[cfg(test)]

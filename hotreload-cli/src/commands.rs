@@ -12,16 +12,18 @@
 use std::cell::RefCell;
 use std::error::Error as StdError;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use hotreload_core::{
-    finish, rollback, upgrade, Error, Event, FailureKind, HttpCheck, Left, Observation, Observer,
-    OpError, Outcome, Phase, State, Target, TcpCheck, UpgradeOptions,
+    finish, rollback, upgrade, CommandCheck, Error, Event, FailureKind, HttpCheck, Left,
+    Observation, Observer, OpError, Outcome, Phase, State, Target, TcpCheck, UpgradeOptions,
 };
 
 use crate::advice::Advice;
 use crate::args::{StatusArgs, StepArgs, SwapArg, TargetArgs, Timeouts, UpgradeArgs};
 use crate::exit::Exit;
+use crate::interrupt::{self, Handlers, Watch};
 use crate::printer::{Notice, Printer};
 use crate::report::{
     pids_of, step_times, Body, CommandName, OutcomeKind, Report, StepCmd, StepTime,
@@ -48,6 +50,8 @@ pub fn error_chain(err: &(dyn StdError + 'static)) -> String {
 /// classification becomes a number.
 pub fn exit_of_failure(kind: &FailureKind) -> Exit {
     match kind {
+        // The signal's own code is set by the caller, which knows which one came.
+        FailureKind::Cancelled => Exit::Interrupted(libc::SIGINT),
         FailureKind::Refused => Exit::Refused,
         FailureKind::Locked => Exit::Locked,
         FailureKind::RolledBack => Exit::RolledBack,
@@ -105,6 +109,43 @@ pub fn target_of(args: &TargetArgs, binary: Option<&PathBuf>) -> Target {
     }
 }
 
+/// A pid file that is not there, with no sign of an upgrade that would explain it (no
+/// old or new pid file, no journal): a mistyped path far more often than anything else.
+/// The advice for it, about the path.
+fn pid_file_gone(args: &TargetArgs) -> Option<Advice> {
+    let target = target_of(args, None);
+    let absent = |p: &Path| matches!(p.symlink_metadata(), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+    let gone = absent(target.pid_file())
+        && absent(&target.old_pid_file())
+        && absent(&target.new_pid_file())
+        && absent(&target.journal_file());
+    let dir_missing = args
+        .pid_file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .is_some_and(absent);
+    gone.then_some(Advice::NoSuchPidFile {
+        dir_missing,
+        nginx: args.flavor.name() == "nginx",
+    })
+}
+
+/// [`pid_file_gone`] as the refusal of a command that would change the server, made
+/// before anything is locked or created.
+fn no_such_pid_file(command: CommandName, args: &TargetArgs, body: Body) -> Option<Report> {
+    let advice = pid_file_gone(args)?;
+    let err = Error::PidFile {
+        path: args.pid_file.clone(),
+        problem: hotreload_core::PidFileProblem::Missing,
+    };
+    let mut report = refusal(command, &err, &args.pid_file, body);
+    report.failure = Some(crate::report::Failure {
+        message: error_chain(&err),
+        advice: Some(advice),
+    });
+    Some(report)
+}
+
 pub fn status(args: &StatusArgs) -> Report {
     let pid_file = &args.target.pid_file;
     match target_of(&args.target, None).observe() {
@@ -120,7 +161,10 @@ pub fn status(args: &StatusArgs) -> Report {
                 )
                 .with_failure(
                     unknown_state_message(&obs, pid_file),
-                    Some(CoreAdvice::for_phase(Phase::Unknown).into()),
+                    Some(
+                        pid_file_gone(&args.target)
+                            .unwrap_or_else(|| CoreAdvice::for_phase(Phase::Unknown).into()),
+                    ),
                 )
             } else {
                 Report::new(
@@ -151,6 +195,99 @@ fn unknown_state_message(obs: &Observation, pid_file: &Path) -> String {
     )
 }
 
+/// Starts watching SIGINT, SIGTERM and SIGHUP for a command that changes the server of
+/// `args`: the first signal stops its waits (the core rolls back, or finishes once the
+/// old master was told to stop), a second exits at once naming the command that settles
+/// what is left.
+pub fn watch_signals(command: CommandName, args: &TargetArgs, printer: &Arc<Printer>) -> Watch {
+    let upgrade = command == CommandName::Upgrade;
+    let first_printer = Arc::clone(printer);
+    let first = move |signal: i32, past_no_return: bool| {
+        let name = interrupt::name(signal);
+        let message = match (upgrade, past_no_return) {
+            (_, true) => format!(
+                "{name} received after the old master was told to stop: finishing the upgrade (a second signal stops at once)"
+            ),
+            (true, false) => format!(
+                "{name} received: stopping the upgrade and rolling back to the old version (a second signal stops at once)"
+            ),
+            (false, false) => format!(
+                "{name} received: stopping `hotreload {}` where it stands (a second signal stops at once)",
+                command.as_str()
+            ),
+        };
+        first_printer.on_event(&Event::Warning { message });
+    };
+    let second_printer = Arc::clone(printer);
+    let target = target_of(args, None);
+    let pid_file = args.pid_file.clone();
+    let second = move |signal: i32, past_no_return: bool| {
+        let settle = match command {
+            CommandName::Commit => "commit",
+            CommandName::Upgrade if past_no_return => "commit",
+            _ => "rollback",
+        };
+        let journal = target.journal_file();
+        let message = format!(
+            "interrupted again by {}: stopped at once in the middle of `hotreload {}`{}",
+            interrupt::name(signal),
+            command.as_str(),
+            if journal.exists() {
+                format!(
+                    "; the journal {} is left for the next command",
+                    journal.display()
+                )
+            } else {
+                String::new()
+            }
+        );
+        let exit = Exit::Interrupted(signal);
+        let mut report = Report::new(command, OutcomeKind::Interrupted, exit, pid_file.clone())
+            .with_failure(message, Some(Advice::Settle { command: settle }));
+        report.changed = true;
+        // Read-only and quick: what runs at the moment of exit.
+        report.state = target.observe().ok();
+        report.body = match command {
+            CommandName::Upgrade => Body::Upgrade {
+                preflight: Vec::new(),
+                plan: Vec::new(),
+                total: None,
+            },
+            _ => Body::Step {
+                cmd: match command {
+                    CommandName::Spawn => StepCmd::Spawn,
+                    CommandName::Drain => StepCmd::Drain,
+                    CommandName::Commit => StepCmd::Commit,
+                    _ => StepCmd::Rollback,
+                },
+                journal_only: false,
+            },
+        };
+        second_printer.finish(&report);
+    };
+    let (watch, error) = Watch::start(Handlers {
+        first: Box::new(first),
+        second: Box::new(second),
+    });
+    if let Some(error) = error {
+        printer.on_event(&Event::Warning {
+            message: format!(
+                "cannot watch SIGINT/SIGTERM/SIGHUP ({error}): a signal will stop hotreload without a rollback"
+            ),
+        });
+    }
+    watch
+}
+
+/// `during` of a cancelled wait, from the core's error (`cancelled while waiting for ...`).
+fn interrupted_message(signal: i32, error: &Error, then: &str) -> String {
+    let during = match error {
+        Error::Cancelled { during } => format!(" while waiting for {during}"),
+        _ => String::new(),
+    };
+    format!("interrupted by {}{during}: {then}", interrupt::name(signal))
+}
+
 fn with_timeouts(options: UpgradeOptions, t: &Timeouts) -> UpgradeOptions {
     options
         .spawn_timeout(t.spawn_timeout)
@@ -158,14 +295,21 @@ fn with_timeouts(options: UpgradeOptions, t: &Timeouts) -> UpgradeOptions {
         .quit_timeout(t.quit_timeout)
 }
 
-pub fn upgrade_cmd(args: &UpgradeArgs, printer: &Printer) -> Report {
+pub fn upgrade_cmd(args: &UpgradeArgs, printer: &Printer, watch: &Watch) -> Report {
     let pid_file = args.target.pid_file.clone();
-    let target = target_of(&args.target, args.binary.as_ref());
+    let mut target = target_of(&args.target, args.binary.as_ref());
+    if !args.server_args.is_empty() {
+        target = target.server_args(args.server_args.clone());
+    }
     let empty_body = || Body::Upgrade {
         preflight: Vec::new(),
         plan: Vec::new(),
         total: None,
     };
+    // Before the core takes the lock: a mistyped path must not get a lock file.
+    if let Some(report) = no_such_pid_file(CommandName::Upgrade, &args.target, empty_body()) {
+        return report;
+    }
 
     let mut options = with_timeouts(UpgradeOptions::new(), &args.timeouts)
         .swap(args.swap.into())
@@ -175,7 +319,8 @@ pub fn upgrade_cmd(args: &UpgradeArgs, printer: &Printer) -> Report {
         .keep_old(args.keep_old)
         .allow_orphaned_sockets(args.allow_orphaned_sockets)
         .dry_run(args.dry_run)
-        .require_pidfd(args.require_pidfd);
+        .require_pidfd(args.require_pidfd)
+        .cancel_token(watch.token());
     if let Some(new_binary) = &args.new_binary {
         options = options.new_binary(new_binary.clone());
     }
@@ -198,6 +343,13 @@ pub fn upgrade_cmd(args: &UpgradeArgs, printer: &Printer) -> Report {
     if let Some(addr) = args.health_tcp {
         options = options.health_check(Box::new(TcpCheck::new(addr)));
     }
+    if let Some(command) = &args.health_cmd {
+        options = options.health_check(Box::new(CommandCheck::new(vec![
+            "/bin/sh".to_owned(),
+            "-c".to_owned(),
+            command.clone(),
+        ])));
+    }
     debug_assert!(args.new_binary.is_some() || args.swap == SwapArg::None);
 
     printer.notice(&Notice::Upgrading {
@@ -206,10 +358,25 @@ pub fn upgrade_cmd(args: &UpgradeArgs, printer: &Printer) -> Report {
         dry_run: args.dry_run,
     });
     let started = Instant::now();
-    match upgrade(&target, &options, printer) {
+    let observer = watch.observer(printer);
+    match upgrade(&target, &options, &observer) {
         Ok(done) => {
             let (outcome, changed) = outcome_of(done.outcome);
-            let mut report = Report::new(CommandName::Upgrade, outcome, Exit::Success, pid_file);
+            // A signal past the point of no return: finished, and the code still says
+            // it was interrupted (a loop over hosts stops here).
+            let exit = match watch.signal() {
+                Some(signal) => {
+                    printer.on_event(&Event::Warning {
+                        message: format!(
+                            "{} came after the old master was told to stop: the upgrade was finished",
+                            interrupt::name(signal)
+                        ),
+                    });
+                    Exit::Interrupted(signal)
+                }
+                None => Exit::Success,
+            };
+            let mut report = Report::new(CommandName::Upgrade, outcome, exit, pid_file);
             report.changed = changed;
             report.old_pid = done.old_pid;
             report.new_pid = done.new_pid;
@@ -218,6 +385,45 @@ pub fn upgrade_cmd(args: &UpgradeArgs, printer: &Printer) -> Report {
                 preflight: done.preflight,
                 plan: done.plan,
                 total: Some(started.elapsed()),
+            };
+            report
+        }
+        Err(failure) if failure.kind == FailureKind::Cancelled => {
+            let signal = watch.signal().unwrap_or(libc::SIGINT);
+            let rolled_back = failure.left != Left::Untouched;
+            let message = interrupted_message(
+                signal,
+                &failure.error,
+                &if rolled_back {
+                    format!(
+                        "rolled back: the old version is serving (master {})",
+                        crate::printer::pid_or_dash(failure.report.old_pid)
+                    )
+                } else {
+                    "nothing was changed".to_owned()
+                },
+            );
+            let exit = Exit::Interrupted(signal);
+            let mut report = Report::new(
+                CommandName::Upgrade,
+                OutcomeKind::Interrupted,
+                exit,
+                pid_file,
+            )
+            .with_failure(message, Some(Advice::Interrupted { rolled_back }));
+            report.changed = rolled_back;
+            report.old_pid = failure.report.old_pid;
+            report.new_pid = failure.report.new_pid;
+            report.steps = step_times(&failure.report.steps);
+            // The final state, as the rollback left it (or as it is now).
+            report.state = failure
+                .observation
+                .map(|o| *o)
+                .or_else(|| target.observe().ok());
+            report.body = Body::Upgrade {
+                preflight: failure.report.preflight,
+                plan: Vec::new(),
+                total: None,
             };
             report
         }
@@ -358,19 +564,29 @@ pub struct DrainFlags {
     pub allow_orphaned_sockets: bool,
 }
 
-pub fn step(cmd: StepCmd, args: &StepArgs, drain: DrainFlags, printer: &Printer) -> Report {
+pub fn step(
+    cmd: StepCmd,
+    args: &StepArgs,
+    drain: DrainFlags,
+    printer: &Printer,
+    watch: &Watch,
+) -> Report {
     let terminate = drain.terminate;
     let pid_file = args.target.pid_file.clone();
     let target = target_of(&args.target, None);
     let options = with_timeouts(UpgradeOptions::new(), &args.timeouts)
         .require_pidfd(args.require_pidfd)
-        .allow_orphaned_sockets(drain.allow_orphaned_sockets);
+        .allow_orphaned_sockets(drain.allow_orphaned_sockets)
+        .cancel_token(watch.token());
     let ops = options.op_options();
     let body = Body::Step {
         cmd,
         journal_only: false,
     };
 
+    if let Some(report) = no_such_pid_file(cmd.command(), &args.target, body.clone()) {
+        return report;
+    }
     // Look first, so that bad input (a missing or foreign pid file) is reported as what it
     // is rather than as a lock-file problem, and no lock file is created for it.
     let state = match target.attach() {
@@ -396,7 +612,9 @@ pub fn step(cmd: StepCmd, args: &StepArgs, drain: DrainFlags, printer: &Printer)
     let fits = match (cmd, before.phase) {
         (StepCmd::Spawn, Phase::Steady) | (StepCmd::Drain, Phase::Spawned) => true,
         (StepCmd::Commit, Phase::Drained) => true,
-        (StepCmd::Rollback, Phase::Spawned | Phase::Drained | Phase::Unknown) => true,
+        (StepCmd::Rollback, Phase::Spawned | Phase::Drained | Phase::Spawning | Phase::Unknown) => {
+            true
+        }
         (StepCmd::Commit | StepCmd::Rollback, Phase::Steady) => journal_only,
         _ => false,
     };
@@ -411,15 +629,18 @@ pub fn step(cmd: StepCmd, args: &StepArgs, drain: DrainFlags, printer: &Printer)
         (StepCmd::Commit, Phase::Steady) => {
             printer.notice(&Notice::JournalCommit { journal: &journal })
         }
-        (StepCmd::Rollback, Phase::Unknown) => printer.notice(&Notice::UnknownRollback {
-            pid_file: &pid_file,
-            obs: &before,
-        }),
+        (StepCmd::Rollback, Phase::Unknown | Phase::Spawning) => {
+            printer.notice(&Notice::UnknownRollback {
+                pid_file: &pid_file,
+                obs: &before,
+            })
+        }
         _ => printer.notice(&Notice::Step { cmd, old, new }),
     }
 
+    let tracker = watch.observer(printer);
     let witness = Witness {
-        inner: printer,
+        inner: &tracker,
         steps: RefCell::new(Vec::new()),
     };
     let outcome: Result<Observation, StepFailure> = match cmd {
@@ -465,12 +686,44 @@ pub fn step(cmd: StepCmd, args: &StepArgs, drain: DrainFlags, printer: &Printer)
                 StepCmd::Spawn => pids_of(&after).1,
                 _ => new,
             };
-            let mut report = Report::new(cmd.command(), OutcomeKind::Ok, Exit::Success, pid_file);
+            // A signal that came too late to stop it (a commit past the old master's QUIT).
+            let exit = watch.signal().map_or(Exit::Success, Exit::Interrupted);
+            let mut report = Report::new(cmd.command(), OutcomeKind::Ok, exit, pid_file);
             report.changed = true;
             report.old_pid = old;
             report.new_pid = new;
             report.steps = steps;
             report.state = Some(after);
+            report.body = body;
+            report
+        }
+        Err(failure) if matches!(failure.error, Error::Cancelled { .. }) => {
+            let signal = watch.signal().unwrap_or(libc::SIGINT);
+            let mut message = String::new();
+            let state = observe_after(&target, &mut message);
+            let phase = state.as_ref().map(|o| o.phase);
+            let left = match (failure.left, phase) {
+                (Left::Untouched, _) => "nothing was changed".to_owned(),
+                (Left::Reverted, _) => "what it had started was undone".to_owned(),
+                (_, Some(phase)) => format!("the server is left in phase `{phase}`"),
+                (_, None) => "the server could not be observed afterwards".to_owned(),
+            };
+            let message = format!(
+                "{}{message}",
+                interrupted_message(signal, &failure.error, &left)
+            );
+            let advice = match phase {
+                Some(phase) => CoreAdvice::Next { phase },
+                None => CoreAdvice::ManualAction { phase: None },
+            };
+            let exit = Exit::Interrupted(signal);
+            let mut report = Report::new(cmd.command(), OutcomeKind::Interrupted, exit, pid_file)
+                .with_failure(message, Some(advice.into()));
+            report.changed = failure.left != Left::Untouched;
+            report.old_pid = old;
+            report.new_pid = new;
+            report.steps = steps;
+            report.state = state;
             report.body = body;
             report
         }

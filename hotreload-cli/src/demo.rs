@@ -63,11 +63,11 @@ pub fn run(args: &DemoArgs, printer: Printer) -> Exit {
     // Cleanup on Ctrl-C/SIGTERM: a thread waits on the self-pipe, drops the work (killing
     // the server, removing the files) and exits with 128 + signal.
     match crate::interrupt::install() {
-        Ok(read_end) => {
+        Ok(mut read_end) => {
             let work = Arc::clone(&work);
             let out = Arc::clone(&out);
             std::thread::spawn(move || {
-                let signal = crate::interrupt::wait(read_end);
+                let signal = crate::interrupt::wait(&mut read_end);
                 out.error("interrupted: stopping the demo server and removing its files", None);
                 // The lock stays held until the process exits, so the main thread cannot
                 // start a server after this cleanup.

@@ -25,8 +25,11 @@ pub enum Exit {
     Locked,
     /// 5: failed and could not restore a healthy state: manual action is needed.
     Unrecovered,
-    /// 128 + signal: the demo was interrupted (Ctrl-C / SIGTERM) and cleaned up.
-    #[cfg_attr(not(feature = "demo"), allow(dead_code))]
+    /// 128 + signal: interrupted by SIGINT (130), SIGTERM (143) or SIGHUP (129). An
+    /// upgrade stopped and rolled back (or had changed nothing); one past the point of no
+    /// return (the old master told to stop) finished first, and says so (`committed`).
+    /// A second signal stops at once and names the command that settles what is left.
+    /// The demo cleaned up.
     Interrupted(i32),
 }
 
@@ -59,11 +62,19 @@ Exit codes:
   2  usage error (bad command line)
   3  refused before changing anything: bad input (pid file, pid, binary),
      a safety check, a failed config test, or a step command in the wrong phase;
-     `status`: the pid file is unusable or the phase is unknown
+     `status`: the pid file is unusable or the phase is unknown (a person
+     must look, e.g. a new master nobody waits for); every known phase
+     (steady, spawning, spawned, drained), in progress or not, is 0
   4  another upgrade holds the lock on this pid file
   5  failed and could not restore a healthy state: manual action needed
      (the observed state and what to do are printed)
-  130/143  demo interrupted by SIGINT/SIGTERM (it cleaned up)";
+  130/143/129  interrupted by SIGINT/SIGTERM/SIGHUP: the upgrade stopped and
+     rolled back, the old version is serving (or it had changed nothing); a
+     signal after the old master was told to stop lets it finish (outcome
+     `committed`); a second signal stops at once, leaving the journal, and
+     prints the command that settles it (`rollback` or `commit`); step
+     commands stop where they stand and print the state and what to run next;
+     the demo cleans up";
 
 #[cfg(test)]
 mod tests {
@@ -88,5 +99,7 @@ mod tests {
         }
         assert_eq!(Exit::Interrupted(2).code(), 130);
         assert_eq!(Exit::Interrupted(15).code(), 143);
+        assert_eq!(Exit::Interrupted(1).code(), 129);
+        assert!(EXIT_CODES_HELP.contains("130/143/129"));
     }
 }

@@ -12,7 +12,6 @@ mod commands;
 #[cfg(feature = "demo")]
 mod demo;
 mod exit;
-#[cfg(feature = "demo")]
 mod interrupt;
 mod printer;
 mod report;
@@ -20,13 +19,14 @@ mod term;
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{CommandFactory, Parser};
 
 use args::{Cli, Command, SwapArg, TargetArgs};
 use exit::Exit;
 use printer::{PrintOptions, Printer};
-use report::StepCmd;
+use report::{CommandName, StepCmd};
 
 fn main() -> ExitCode {
     // Must come first: `hotreload demo` turns copies of this very executable into
@@ -54,7 +54,7 @@ fn run(cli: Cli) -> Exit {
     let (quiet, color) = (cli.quiet, cli.color);
     let (printer, report) = match &cli.command {
         Command::Status(args) => {
-            let printer = printer_for(quiet, color, &args.target);
+            let printer = Arc::new(printer_for(quiet, color, &args.target));
             let report = commands::status(args);
             (printer, report)
         }
@@ -68,8 +68,9 @@ fn run(cli: Cli) -> Exit {
                     )
                     .exit();
             }
-            let printer = printer_for(quiet, color, &args.target);
-            let report = commands::upgrade_cmd(args, &printer);
+            let printer = Arc::new(printer_for(quiet, color, &args.target));
+            let watch = commands::watch_signals(CommandName::Upgrade, &args.target, &printer);
+            let report = commands::upgrade_cmd(args, &printer, &watch);
             (printer, report)
         }
         Command::Spawn(args) | Command::Commit(args) | Command::Rollback(args) => {
@@ -78,12 +79,20 @@ fn run(cli: Cli) -> Exit {
                 Command::Commit(_) => StepCmd::Commit,
                 _ => StepCmd::Rollback,
             };
-            let printer = printer_for(quiet, color, &args.target);
-            let report = commands::step(cmd, args, commands::DrainFlags::default(), &printer);
+            let printer = Arc::new(printer_for(quiet, color, &args.target));
+            let watch = commands::watch_signals(cmd.command(), &args.target, &printer);
+            let report = commands::step(
+                cmd,
+                args,
+                commands::DrainFlags::default(),
+                &printer,
+                &watch,
+            );
             (printer, report)
         }
         Command::Drain(args) => {
-            let printer = printer_for(quiet, color, &args.step.target);
+            let printer = Arc::new(printer_for(quiet, color, &args.step.target));
+            let watch = commands::watch_signals(CommandName::Drain, &args.step.target, &printer);
             let report = commands::step(
                 StepCmd::Drain,
                 &args.step,
@@ -92,6 +101,7 @@ fn run(cli: Cli) -> Exit {
                     allow_orphaned_sockets: args.allow_orphaned_sockets,
                 },
                 &printer,
+                &watch,
             );
             (printer, report)
         }

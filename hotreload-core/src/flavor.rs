@@ -524,6 +524,58 @@ impl Flavor {
             None => cmdline.to_vec(),
         }
     }
+
+    /// The title's text after the master marker, for a flavor whose title is
+    /// `<marker><argv joined with spaces>` (nginx) and a master that shows one.
+    fn title_rest<'a>(&self, cmdline: &'a [String]) -> Option<&'a str> {
+        if self.title_args != TitleArgs::AfterMasterMarker || cmdline.len() != 1 {
+            return None;
+        }
+        let title = &cmdline[0];
+        let at = title.find(&self.titles.master)?;
+        let rest = &title[at + self.titles.master.len()..];
+        Some(rest.strip_prefix(' ').unwrap_or(rest))
+    }
+
+    /// Why [`master_argv`](Self::master_argv) cannot be sure of the argv it puts back from
+    /// this master's title (see the arguments' boundaries there), if it cannot; `None`
+    /// for a real argv.
+    pub fn title_ambiguity(&self, cmdline: &[String]) -> Option<String> {
+        crate::nginx_conf::title_ambiguity(self.title_rest(cmdline)?)
+    }
+
+    /// The master's argv from `args`, its arguments after `argv[0]` as given by the
+    /// operator (for a title [`title_ambiguity`](Self::title_ambiguity) refuses): they
+    /// must be how the title ends, and `argv[0]` is what comes before them.
+    pub fn master_argv_with(
+        &self,
+        cmdline: &[String],
+        args: &[String],
+    ) -> Result<Vec<String>, String> {
+        let Some(rest) = self.title_rest(cmdline) else {
+            let argv0 = self
+                .master_argv(cmdline)
+                .into_iter()
+                .next()
+                .unwrap_or_default();
+            return Ok(std::iter::once(argv0).chain(args.iter().cloned()).collect());
+        };
+        let tail = args.join(" ");
+        let argv0 = if tail.is_empty() {
+            Some(rest)
+        } else {
+            rest.strip_suffix(tail.as_str())
+                .and_then(|head| head.strip_suffix(' '))
+        };
+        match argv0.filter(|a| !a.is_empty()) {
+            Some(argv0) => Ok(std::iter::once(argv0.to_string())
+                .chain(args.iter().cloned())
+                .collect()),
+            None => Err(format!(
+                "the arguments given (`{tail}`) are not how the master's title ends (`{rest}`)"
+            )),
+        }
+    }
 }
 
 impl Default for Flavor {
@@ -569,6 +621,42 @@ mod tests {
                 "daemon off;"
             ]
         );
+    }
+
+    #[test]
+    fn an_ambiguous_title_is_refused_and_explicit_arguments_resolve_it() {
+        let f = Flavor::nginx();
+        let t = |s: &str| vec![format!("nginx: master process {s}")];
+        // Put back by the grammar: argv[0] with a space (nginx takes no operands), -g.
+        let ok = t("/opt/my nginx/sbin/nginx -g daemon on; master_process on;");
+        assert_eq!(f.title_ambiguity(&ok), None);
+        assert_eq!(
+            f.master_argv(&ok),
+            [
+                "/opt/my nginx/sbin/nginx",
+                "-g",
+                "daemon on; master_process on;"
+            ]
+        );
+        // A word that no master option starts, a flag twice, a run of spaces.
+        for bad in [
+            "/usr/sbin/nginx -c /etc/my -x.conf",
+            "/opt/a -b/nginx -p /opt",
+            "/usr/sbin/nginx -c /etc/a -c.conf",
+            "/usr/sbin/nginx -c /etc/a  b.conf",
+        ] {
+            assert!(f.title_ambiguity(&t(bad)).is_some(), "{bad}");
+        }
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let bad = t("/opt/a -b/nginx -c /etc/my -x.conf");
+        assert_eq!(
+            f.master_argv_with(&bad, &args(&["-c", "/etc/my -x.conf"]))
+                .unwrap(),
+            ["/opt/a -b/nginx", "-c", "/etc/my -x.conf"]
+        );
+        assert!(f
+            .master_argv_with(&bad, &args(&["-c", "/etc/other.conf"]))
+            .is_err());
     }
 
     #[test]

@@ -205,3 +205,43 @@ mod tests {
         }
     }
 }
+
+/// Whether a process holds an flock on `lock_file`, read from `/proc/locks` (taking the
+/// lock to find out would make an upgrade starting at that moment fail as locked).
+/// `false` when it cannot be told (no such file, no `/proc/locks`).
+pub(crate) fn is_held(lock_file: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::symlink_metadata(lock_file) else {
+        return false;
+    };
+    // glibc's encoding of dev_t, as the kernel prints it: `major:minor:inode`, hex devs.
+    let dev = meta.dev();
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    let key = format!("{major:02x}:{minor:02x}:{}", meta.ino());
+    std::fs::read_to_string("/proc/locks").is_ok_and(|locks| {
+        locks.lines().any(|line| {
+            // `N: FLOCK ADVISORY WRITE pid dev:dev:ino 0 EOF`; waiters (`N: -> FLOCK …`)
+            // hold nothing.
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.get(1) == Some(&"FLOCK") && fields.get(5) == Some(&key.as_str())
+        })
+    })
+}
+
+#[cfg(test)]
+mod held_tests {
+    use super::*;
+
+    #[test]
+    fn a_held_lock_shows_in_proc_locks_and_a_free_one_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("x.pid");
+        let path = TargetLock::path_for(&pid_file);
+        assert!(!is_held(&path));
+        let lock = TargetLock::acquire(&pid_file).unwrap();
+        assert!(is_held(&path));
+        drop(lock);
+        assert!(!is_held(&path));
+    }
+}

@@ -62,12 +62,23 @@ impl NginxOptions {
 pub(crate) fn rejoin_title_args(words: &[String]) -> Vec<String> {
     let mut argv: Vec<String> = Vec::with_capacity(words.len());
     let mut i = 0;
+    // nginx takes no operands: every word before the first option is argv[0]'s.
+    if let Some(first) = words.first() {
+        let mut argv0 = first.clone();
+        i = 1;
+        while i < words.len() && !words[i].starts_with('-') {
+            argv0.push(' ');
+            argv0.push_str(&words[i]);
+            i += 1;
+        }
+        argv.push(argv0);
+    }
     while i < words.len() {
         let word = &words[i];
         argv.push(word.clone());
         i += 1;
         let flag = match word.strip_prefix('-') {
-            Some(flags) if i > 1 => flags
+            Some(flags) => flags
                 .char_indices()
                 .find(|(_, c)| matches!(c, 'p' | 'c' | 'g' | 'e' | 's'))
                 .map(|(pos, c)| (c, flags[pos + c.len_utf8()..].is_empty())),
@@ -101,6 +112,55 @@ pub(crate) fn rejoin_title_args(words: &[String]) -> Vec<String> {
         }
     }
     argv
+}
+
+/// Why nginx's title (`master process ` + argv joined with spaces, the part after the
+/// marker given as `rest`) cannot be turned back into the argv for sure, if it cannot:
+/// a run of white space (single spaces are all the split can put back), a word that
+/// looks like an option a master does not take (so it belongs to an argument with
+/// spaces, and the title cannot say which), or an option given twice (one of them may
+/// be a word of a value). A master takes `-p`, `-c`, `-e`, `-g` and `-q`; `-t`, `-T`,
+/// `-s`, `-v`, `-V`, `-h` and `-?` never start one.
+pub(crate) fn title_ambiguity(rest: &str) -> Option<String> {
+    if rest.contains("  ") || rest.contains(['\t', '\n']) || rest.ends_with(' ') {
+        return Some(
+            "the title holds a run of white space: an argument with several spaces or a tab \
+             cannot be put back from it"
+                .to_string(),
+        );
+    }
+    let mut seen = Vec::new();
+    let mut words = rest.split(' ').skip(1).peekable();
+    while let Some(word) = words.next() {
+        let Some(flags) = word.strip_prefix('-') else {
+            continue;
+        };
+        let flag = flags.trim_start_matches('q').chars().next();
+        match flag {
+            None => continue,
+            Some(flag @ ('p' | 'c' | 'e' | 'g')) => {
+                if seen.contains(&flag) {
+                    return Some(format!(
+                        "`-{flag}` appears twice in the title: one of them may be a word of an \
+                         argument with spaces"
+                    ));
+                }
+                seen.push(flag);
+                if flags.trim_start_matches('q').len() == 1 {
+                    // Its value follows: a word starting with `-` there is a value's too.
+                    words.next();
+                }
+            }
+            Some(_) => {
+                return Some(format!(
+                    "`{word}` is not an option an nginx master takes: it is a word of an \
+                     argument with spaces (argv[0], or a value of -p, -c, -e or -g), and the \
+                     title cannot say which"
+                ))
+            }
+        }
+    }
+    None
 }
 
 /// Reads `-p`, `-c` and `-g` from a master's command line: the real argv when it has

@@ -298,3 +298,67 @@ fn killed_at(
 pub fn is_step(event: &Value, kind: &str, step: &str) -> bool {
     event["type"] == kind && event["data"]["step"] == step
 }
+
+/// One signal of [`hotreload_signalled`]: sent once `at` holds for an event (checked
+/// from the event after the previous signal's on).
+pub struct SignalAt<'a> {
+    pub signal: nix::sys::signal::Signal,
+    pub at: Box<dyn FnMut(&Value) -> bool + 'a>,
+}
+
+/// Starts `hotreload args` (which must include `--json`), reads its JSON events line by
+/// line, sends each signal of `plan` in turn when its event comes, and reads on to the
+/// end. Returns the run and how many of the signals were sent (a test asserts all).
+/// An `at` may look at the server itself (run `hotreload status`) before it says yes:
+/// hotreload is then inside the wait that event announced.
+pub fn hotreload_signalled(args: &[String], plan: Vec<SignalAt<'_>>) -> (Run, usize) {
+    let started = Instant::now();
+    let mut child = KillOnDrop(
+        command(None, args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start hotreload"),
+    );
+    let stdout = child.0.stdout.take().expect("stdout");
+    let mut stderr = child.0.stderr.take().expect("stderr");
+    let stderr_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
+    let pid = nix::unistd::Pid::from_raw(child.pid());
+    let mut plan = plan.into_iter();
+    let mut next = plan.next();
+    let mut sent = 0;
+    let mut out = String::new();
+    for line in BufReader::new(stdout).lines() {
+        let Ok(line) = line else { break };
+        out.push_str(&line);
+        out.push('\n');
+        let Ok(event) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        if let Some(signal_at) = next.as_mut() {
+            if (signal_at.at)(&event) {
+                nix::sys::signal::kill(pid, signal_at.signal).expect("signal hotreload");
+                sent += 1;
+                next = plan.next();
+            }
+        }
+    }
+    let status = child.0.wait().expect("reap hotreload");
+    let stderr = stderr_reader.join().unwrap_or_default();
+    let run = Run {
+        wrapper: None,
+        args: args.to_vec(),
+        cwd: std::env::current_dir().unwrap_or_default(),
+        code: status.code(),
+        status: status.to_string(),
+        stdout: out,
+        stderr,
+        elapsed: started.elapsed(),
+        servers: watchdog::diagnostics(),
+    };
+    (run, sent)
+}

@@ -277,7 +277,13 @@ pub fn headline(report: &Report, failure: &Failure) -> String {
         (Body::Upgrade { .. }, Exit::Refused | Exit::Locked) => {
             format!("upgrade refused: {}", failure.message)
         }
+        (Body::Upgrade { .. }, Exit::Interrupted(_)) => {
+            format!("upgrade stopped: {}", failure.message)
+        }
         (Body::Upgrade { .. }, _) => format!("upgrade failed: {}", failure.message),
+        (Body::Step { cmd, .. }, Exit::Interrupted(_)) => {
+            format!("{} stopped: {}", cmd.name(), failure.message)
+        }
         (Body::Step { cmd, .. }, Exit::Refused | Exit::Locked) => {
             format!("refusing `hotreload {}`: {}", cmd.name(), failure.message)
         }

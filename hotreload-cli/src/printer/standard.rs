@@ -229,13 +229,24 @@ impl StandardPrinter {
     /// The end of the account: what happened, what runs now, what to do.
     pub fn finish(&self, report: &Report) {
         let ctx = self.hint_context(report);
-        let ok = report.exit == Exit::Success;
+        // A commit a signal came too late to stop is told as done; its code says the signal.
+        let ok = report.exit == Exit::Success
+            || (matches!(report.exit, Exit::Interrupted(_)) && report.failure.is_none());
         let good = Some(GOOD);
         match (&report.body, ok) {
             (Body::None, _) => {}
             (Body::Status, _) => {
                 if let Some(obs) = &report.state {
-                    let lines = observation_lines(obs, &ctx);
+                    let mut lines = observation_lines(obs, &ctx);
+                    // A pid file that is simply not there: the advice about its path
+                    // replaces the commands for an interrupted upgrade.
+                    if let Some(advice @ crate::advice::Advice::NoSuchPidFile { .. }) =
+                        report.failure.as_ref().and_then(|f| f.advice.as_ref())
+                    {
+                        if let Some(last) = lines.last_mut() {
+                            *last = format!("next        {}", advice.render(&ctx));
+                        }
+                    }
                     let mut lines = lines.iter();
                     if let Some(first) = lines.next() {
                         self.styled(first, None);
@@ -494,6 +505,9 @@ pub fn phase_meaning(phase: &Phase) -> &'static str {
         Phase::Steady => "one master with workers; no upgrade in progress",
         Phase::Spawned => "upgrade in progress: old and new master both have workers (after USR2)",
         Phase::Drained => "upgrade in progress: old master kept without workers (after WINCH)",
+        Phase::Spawning => {
+            "upgrade in progress: a new master is starting (after USR2; it has not written the pid file yet)"
+        }
         Phase::Unknown => "not a state hotreload can name; see the evidence",
         _ => "a phase this build of hotreload does not know",
     }

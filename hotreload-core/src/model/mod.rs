@@ -33,17 +33,25 @@ pub enum Phase {
     Spawned,
     /// Old master alive without workers; new master with workers.
     Drained,
+    /// The moment between the two, while an upgrade waits for it (it holds the
+    /// target's lock): the old master renamed its pid file (nginx: `.oldbin`) and has a
+    /// new master child that has not written the pid file yet. Every upgrade passes
+    /// through it. The same files with nobody holding the lock (a hotreload killed in
+    /// its spawn wait) are `Unknown`, ended by [`crate::rollback`]. No typed operation
+    /// starts from it ([`crate::State::Unknown`] carries it).
+    Spawning,
     /// Anything else; the observation's evidence says what was seen.
     Unknown,
 }
 
 impl Phase {
-    /// `steady`, `spawned`, `drained` or `unknown`.
+    /// `steady`, `spawning`, `spawned`, `drained` or `unknown`.
     pub fn as_str(self) -> &'static str {
         match self {
             Phase::Steady => "steady",
             Phase::Spawned => "spawned",
             Phase::Drained => "drained",
+            Phase::Spawning => "spawning",
             Phase::Unknown => "unknown",
         }
     }
@@ -158,6 +166,7 @@ pub struct Target {
     pid_file: PathBuf,
     flavor: Flavor,
     binary: Option<PathBuf>,
+    server_args: Option<Vec<String>>,
 }
 
 impl Target {
@@ -167,6 +176,7 @@ impl Target {
             pid_file: pid_file.into(),
             flavor: Flavor::nginx(),
             binary: None,
+            server_args: None,
         }
     }
 
@@ -196,6 +206,27 @@ impl Target {
     /// The executable path, if one was set with [`Target::binary`].
     pub fn binary_path(&self) -> Option<&Path> {
         self.binary.as_deref()
+    }
+
+    /// The master's arguments after `argv[0]`, exactly as it was started, for a title
+    /// that cannot say them for sure ([`Flavor::title_ambiguity`]: nginx joins its argv
+    /// with spaces). Used for the config test, the `daemon` check and finding `argv[0]`
+    /// (what the master re-executes); they must be how the title ends.
+    pub fn server_args(mut self, args: Vec<String>) -> Self {
+        self.server_args = Some(args);
+        self
+    }
+
+    /// The master's argv: from [`Target::server_args`] when given, else from its
+    /// command line or title, refused (`Err`, the reason) when the title is ambiguous.
+    pub fn master_argv(&self, master: &MasterInfo) -> Result<Vec<String>, String> {
+        match &self.server_args {
+            Some(args) => self.flavor.master_argv_with(&master.cmdline, args),
+            None => match self.flavor.title_ambiguity(&master.cmdline) {
+                Some(reason) => Err(reason),
+                None => Ok(self.flavor.master_argv(&master.cmdline)),
+            },
+        }
     }
 
     /// Where the old master's pid is during an upgrade (nginx: `<pid file>.oldbin`).
@@ -355,7 +386,33 @@ impl Target {
                          file was removed",
                         new_path.display()
                     ));
-                    seen.describe_children(&old);
+                    let starting = seen.describe_children(&old);
+                    // Only an upgrade that waits for it makes this a phase: with nobody
+                    // holding the lock, a new master that does not come up is left over
+                    // (a hotreload killed in its spawn wait) and needs a person.
+                    let waited_for = starting && crate::lock::is_held(&self.lock_file());
+                    if starting {
+                        seen.fact(if waited_for {
+                            format!(
+                                "an upgrade holds {} and waits for the new master",
+                                self.lock_file().display()
+                            )
+                        } else {
+                            format!(
+                                "no hotreload holds {}: nobody waits for this new master (an \
+                                 upgrade killed in its spawn wait?)",
+                                self.lock_file().display()
+                            )
+                        });
+                    }
+                    if waited_for {
+                        return Observation {
+                            phase: Phase::Spawning,
+                            old_master: Some(old),
+                            new_master: None,
+                            evidence: seen.evidence,
+                        };
+                    }
                     return unknown(seen, Some(old), None);
                 }
                 if files.new == files.old {
@@ -597,20 +654,25 @@ impl Seen<'_> {
     }
 
     /// Describes the children of `master` that are not workers (a starting new master).
-    fn describe_children(&mut self, master: &MasterInfo) {
+    /// Says what the master's children other than its workers are; true when one of
+    /// them is live (a new master starting).
+    fn describe_children(&mut self, master: &MasterInfo) -> bool {
         let Ok(children) = procfs::children(master.pid) else {
-            return;
+            return false;
         };
+        let mut live = false;
         for child in children {
             if is_worker_child(self.flavor, &child) {
                 continue;
             }
             let state = if child.is_zombie() { ", a zombie" } else { "" };
+            live |= !child.is_zombie();
             self.fact(format!(
                 "old master {} has a child {}{state} titled `{}`",
                 master.pid, child.pid, child.title
             ));
         }
+        live
     }
 }
 

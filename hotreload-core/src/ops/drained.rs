@@ -144,7 +144,9 @@ impl Drained {
         if let Err(e) = ctx.pidfd_gate() {
             return Err(ctx.fail(Some(self), e, |_| Phase::Drained, false));
         }
-        match ctx.step(Step::Rollback, || rollback(&ctx, &self.old, &self.new)) {
+        match ctx.step(Step::Rollback, || {
+            rollback(&ctx, &self.old, &self.new, false)
+        }) {
             Ok(observation) => Ok(Steady {
                 at: self.at.seeing(observation),
                 master: self.old,

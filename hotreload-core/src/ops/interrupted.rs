@@ -44,7 +44,7 @@ impl Target {
             found: format!("{} ({why})", seen.phase),
             evidence: seen.evidence,
         };
-        if seen.phase != Phase::Unknown {
+        if !matches!(seen.phase, Phase::Unknown | Phase::Spawning) {
             return Err(refuse("not an interrupted spawn", seen));
         }
         let (Some(old), None) = (&seen.old_master, &seen.new_master) else {

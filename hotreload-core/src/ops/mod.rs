@@ -301,6 +301,10 @@ pub struct Spawned {
     at: Box<Attached>,
     old: ProcessHandle,
     new: ProcessHandle,
+    /// This process told the old workers to stop (a drain that gave the state back:
+    /// cancelled or past its deadline). A rollback must let that signal take effect
+    /// before it counts the old workers, or the late signal undoes the rollback.
+    told_workers_to_stop: bool,
 }
 
 /// Old master without workers, new master with workers, pinned.
@@ -328,7 +332,7 @@ impl Target {
                 })
             };
             let pinned = match observation.phase {
-                Phase::Unknown => return Ok(State::Unknown(observation)),
+                Phase::Unknown | Phase::Spawning => return Ok(State::Unknown(observation)),
                 Phase::Steady => pin(&observation.old_master)?.map(|master| {
                     State::Steady(Steady {
                         at: attached(),
@@ -342,6 +346,7 @@ impl Target {
                                 at: attached(),
                                 old,
                                 new,
+                                told_workers_to_stop: false,
                             })
                         } else {
                             State::Drained(Drained {

@@ -70,7 +70,7 @@ impl Spawned {
         ctx.step(Step::Drain, || self.drain(&ctx, true))
     }
 
-    fn drain(self, ctx: &Ctx<'_>, terminate: bool) -> Result<Drained, OpError<Spawned>> {
+    fn drain(mut self, ctx: &Ctx<'_>, terminate: bool) -> Result<Drained, OpError<Spawned>> {
         let target = ctx.target;
         let old = self.old.pid();
         let fail = |state: Option<Spawned>, e| ctx.fail(state, e, |_| Phase::Spawned, false);
@@ -98,6 +98,7 @@ impl Spawned {
                 let state = matches!(e, Error::Cancelled { .. }).then_some(self);
                 return Err(fail(state, e));
             }
+            self.told_workers_to_stop = true;
             (ctx.opts.drain_timeout, signals.stop_workers)
         };
         let new_died = || Error::NewMasterDied {
@@ -176,6 +177,7 @@ impl Spawned {
             at: self.at.seeing(seen),
             old: self.old,
             new: self.new,
+            told_workers_to_stop: self.told_workers_to_stop,
         })
     }
 
@@ -194,7 +196,9 @@ impl Spawned {
         if let Err(e) = ctx.pidfd_gate() {
             return Err(ctx.fail(Some(self), e, |_| Phase::Spawned, false));
         }
-        match ctx.step(Step::Rollback, || rollback(&ctx, &self.old, &self.new)) {
+        match ctx.step(Step::Rollback, || {
+            rollback(&ctx, &self.old, &self.new, self.told_workers_to_stop)
+        }) {
             Ok(observation) => Ok(Steady {
                 at: self.at.seeing(observation),
                 master: self.old,
@@ -228,10 +232,13 @@ fn drain_stall(target: &Target, old: Pid, sent: Signal) -> DrainStall {
 /// The rollback shared by spawned and drained (and anything in between): old workers up
 /// first, then the new master stopped, then the pid files checked, then the executable
 /// restored. Never signals the new master with anything but the stop signals.
+/// `told_to_stop`: this process sent the old master its stop-workers signal (an
+/// interrupted drain), which it may not have acted on yet.
 pub(super) fn rollback(
     ctx: &Ctx<'_>,
     old: &ProcessHandle,
     new: &ProcessHandle,
+    told_to_stop: bool,
 ) -> Result<Observation, Error> {
     let target = ctx.target;
     let signals = target.flavor_ref().signals();
@@ -244,6 +251,21 @@ pub(super) fn rollback(
             .filter(|w| !w.shutting_down)
             .count())
     };
+    if told_to_stop && active(old_pid)? > 0 {
+        // The master acts on a signal some time after it is sent: counted before that,
+        // its workers look up, no restart is sent, and the stop then takes them all
+        // down after the new master is gone. Wait for it to act (a master that ignores
+        // the signal keeps its workers: the wait ends at its deadline, nothing lost).
+        ctx.decision(format!(
+            "waiting for old master {old_pid} to act on the {} the drain sent, before starting its workers again",
+            signals.stop_workers
+        ));
+        ctx.poll(
+            &format!("old master {old_pid} to stop its workers"),
+            ctx.opts.quit_timeout,
+            || Ok((active(old_pid)? == 0).then_some(())),
+        )?;
+    }
     if active(old_pid)? == 0 {
         ctx.decision(format!(
             "old master {old_pid} has no active workers: sending {} to start them again",

@@ -18,6 +18,7 @@ use crate::model::{error_chain, MasterInfo, Observation, Phase, Target};
 use crate::pid::Pid;
 use crate::process::{ProcInfo, ProcessHandle};
 use crate::procfs;
+use crate::signal::Signal;
 
 /// The executable a master starts on the spawn signal: the target's binary, else the
 /// master's own `argv[0]` (relative to its working directory, as nginx executes it).
@@ -32,7 +33,9 @@ pub(crate) fn installed_binary(target: &Target, master: &MasterInfo) -> PathBuf 
             return exe.clone();
         }
     }
-    let argv = target.flavor_ref().master_argv(&master.cmdline);
+    let argv = target
+        .master_argv(master)
+        .unwrap_or_else(|_| target.flavor_ref().master_argv(&master.cmdline));
     let argv0 = PathBuf::from(argv.first().map(String::as_str).unwrap_or_default());
     if argv0.is_absolute() {
         return argv0;
@@ -320,6 +323,9 @@ impl Steady {
                 Error::Cancelled { .. } => {
                     // Cancelled while the new master starts: undo the spawn to the end.
                     ctx.ignore_cancel();
+                    if new_pid.is_none() {
+                        self.await_fork(ctx, spawn_signal, signalled, saw_old_pid_file, &before);
+                    }
                     self.abandon_spawn(ctx, error, &before)
                 }
                 Error::NewMasterDied { .. } => {
@@ -356,10 +362,55 @@ impl Steady {
                     at: self.at.seeing(seen),
                     old: self.master,
                     new,
+                    told_workers_to_stop: false,
                 })
             }
             Err(e) => Err(ctx.fail(None, e, |_| Phase::Steady, true)),
         }
+    }
+
+    /// A cancel right after the spawn signal can come before the master acted on it:
+    /// there is no new master to stop yet, and one stopped "nothing" would leave the
+    /// master to start it a moment later, unwatched. Waits until the master has a child
+    /// besides its workers (then `abandon_spawn` stops it), or the spawn is over without
+    /// one (its pid file shown and taken back), or the master ignores the signal (no
+    /// sign of it within the time the spawn wait allows for that).
+    fn await_fork(
+        &self,
+        ctx: &Ctx<'_>,
+        signal: Signal,
+        signalled: Instant,
+        mut shown: bool,
+        before: &Before,
+    ) {
+        let target = ctx.target;
+        let pid = self.master.pid();
+        let old_path = target.old_pid_file();
+        let flavor = target.flavor_ref();
+        let _ = ctx.poll(
+            &format!("master {pid} to act on {signal}, to stop the new master it starts"),
+            ctx.opts.quit_timeout,
+            || {
+                // Only a child born after the signal: the master's helpers (nginx's cache
+                // manager and loader) were there before it.
+                let forked = procfs::children(pid)?.iter().any(|c| {
+                    !c.is_zombie()
+                        && !crate::model::is_worker_child(flavor, c)
+                        && !before.had_pid(c.pid, c.start_time)
+                });
+                if forked {
+                    return Ok(Some(()));
+                }
+                let showing = if old_path == target.pid_file() {
+                    pid_named_by(&target.new_pid_file()).is_some_and(|p| p != pid)
+                } else {
+                    pid_named_by(&old_path) == Some(pid)
+                };
+                shown |= showing;
+                let ignored = signalled.elapsed() >= SPAWN_ACK.min(ctx.opts.spawn_timeout);
+                Ok((!showing && (shown || ignored)).then_some(()))
+            },
+        );
     }
 
     /// After a failed spawn with a live new master (hung or wrong): stop it so that the

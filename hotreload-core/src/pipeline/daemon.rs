@@ -104,7 +104,11 @@ impl Run<'_> {
         if self.target.flavor_ref().name() != "nginx" {
             return heuristic("");
         }
-        let opts = nginx_options(&master.cmdline);
+        // The argv as the operator gave it, when the title is ambiguous.
+        let opts = match self.target.master_argv(master) {
+            Ok(argv) if argv.len() > 1 => nginx_options(&argv),
+            _ => nginx_options(&master.cmdline),
+        };
         let (value, source) = match self.effective_daemon(ctx, master, &opts) {
             Ok(Some(found)) => found,
             Ok(None) => {

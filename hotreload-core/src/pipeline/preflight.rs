@@ -78,7 +78,20 @@ impl Run<'_> {
         record("catches-spawn-signal", self.catches_spawn(&info));
         record("spawn-not-ignored", self.daemon_check(ctx, &master, &info));
         record("systemd", self.systemd_check(ctx, &master));
-        let argv = target.flavor_ref().master_argv(&master.cmdline);
+        let argv = match target.master_argv(&master) {
+            Ok(argv) => argv,
+            Err(reason) => {
+                record(
+                    "title-args",
+                    Err(format!(
+                        "{reason}; give the master's arguments explicitly (each one after \
+                         argv[0], as it was started: the CLI's --server-arg, \
+                         Target::server_args)"
+                    )),
+                );
+                target.flavor_ref().master_argv(&master.cmdline)
+            }
+        };
         let argv0 = PathBuf::from(argv.first().cloned().unwrap_or_default());
         let argv0_kept = target.flavor_ref().title_args() != TitleArgs::ArgsAfterMasterMarker;
         record(
@@ -421,13 +434,20 @@ impl Run<'_> {
             self.opts.ops.spawn_timeout,
             ctx.waiter(),
         ) {
-            Ok((true, _, _)) => {
-                self.check(
-                    ctx,
-                    "config-test",
-                    true,
-                    format!("ran the config test {as_whom}: `{command}` accepts the configuration"),
-                );
+            Ok((true, _, output)) => {
+                let warnings = config_test_warnings(&output);
+                for warning in &warnings {
+                    ctx.warning(format!("the config test warns: {warning}"));
+                }
+                let detail = if warnings.is_empty() {
+                    format!("ran the config test {as_whom}: `{command}` accepts the configuration")
+                } else {
+                    format!(
+                        "ran the config test {as_whom}: `{command}` accepts the configuration, with warnings: {}",
+                        warnings.join("; ")
+                    )
+                };
+                self.check(ctx, "config-test", true, detail);
                 Ok(())
             }
             Ok((false, status, output)) => {
@@ -471,5 +491,48 @@ pub(crate) fn user_name(uid: u32, gid: u32) -> String {
         user
     } else {
         format!("{user}, group {gid}")
+    }
+}
+
+/// The warnings of a passed config test, each without its prefix: nginx writes
+/// `nginx: [warn] …` on a terminal's stderr, or `2026/01/01 00:00:00 [warn] 1#1: …` when
+/// its compiled-in error log is stderr (Debian).
+fn config_test_warnings(output: &str) -> Vec<String> {
+    output
+        .lines()
+        .filter_map(|line| {
+            let (_, rest) = line.split_once("[warn] ")?;
+            // The log format puts `pid#tid: ` first.
+            let rest = match rest.split_once(": ") {
+                Some((head, tail))
+                    if head.contains('#')
+                        && head.bytes().all(|b| b.is_ascii_digit() || b == b'#') =>
+                {
+                    tail
+                }
+                _ => rest,
+            };
+            Some(rest.trim().to_string())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod warning_tests {
+    use super::config_test_warnings;
+
+    #[test]
+    fn both_of_nginxs_warning_formats_are_kept() {
+        let output = "nginx: [warn] the \"listen ... http2\" directive is deprecated in /e/n.conf:5\n\
+                      2026/12/01 13:00:00 [warn] 42#42: the \"listen ... http2\" directive is deprecated in /e/n.conf:6\n\
+                      nginx: the configuration file /e/n.conf syntax is ok\n";
+        assert_eq!(
+            config_test_warnings(output),
+            [
+                "the \"listen ... http2\" directive is deprecated in /e/n.conf:5",
+                "the \"listen ... http2\" directive is deprecated in /e/n.conf:6",
+            ]
+        );
+        assert!(config_test_warnings("nginx: the configuration file x syntax is ok").is_empty());
     }
 }
