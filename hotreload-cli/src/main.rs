@@ -81,13 +81,8 @@ fn run(cli: Cli) -> Exit {
             };
             let printer = Arc::new(printer_for(quiet, color, &args.target));
             let watch = commands::watch_signals(cmd.command(), &args.target, &printer);
-            let report = commands::step(
-                cmd,
-                args,
-                commands::DrainFlags::default(),
-                &printer,
-                &watch,
-            );
+            let report =
+                commands::step(cmd, args, commands::DrainFlags::default(), &printer, &watch);
             (printer, report)
         }
         Command::Drain(args) => {
