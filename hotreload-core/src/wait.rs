@@ -124,8 +124,6 @@ impl Waiter<'_> {
             Nap::Exit(_) => CANCEL_SLICE,
             Nap::Wake(wake) => wake.first,
         };
-        // The last event a `Wake` reported: right after one, checks stay at `first`.
-        let mut last_event: Option<Instant> = None;
         loop {
             self.check_cancel(what)?;
             let now = Instant::now();
@@ -154,11 +152,10 @@ impl Waiter<'_> {
                     handle.wait_exit(until)?;
                 }
                 Nap::Wake(wake) => {
-                    if self.sleep_or_wake(wake, (now + pause).min(deadline)) {
-                        last_event = Some(Instant::now());
-                    }
-                    let busy = last_event.is_some_and(|at| at.elapsed() < wake.settle);
-                    pause = if busy {
+                    // After an event, what follows it (a master's pid file is followed by
+                    // its workers) is looked for quickly again: the schedule restarts.
+                    let woken = self.sleep_or_wake(wake, (now + pause).min(deadline));
+                    pause = if woken {
                         wake.first
                     } else {
                         (pause * 2).min(wake.max)
@@ -233,9 +230,6 @@ pub(crate) struct Wake {
     exits: RefCell<Vec<OwnedFd>>,
     first: Duration,
     max: Duration,
-    /// How long after an event checks stay at `first` (what follows a pid file's write
-    /// — the workers' start — comes without an event of its own).
-    settle: Duration,
 }
 
 /// inotify events that can mean "a pid file appeared, changed or moved".
@@ -265,7 +259,6 @@ impl Wake {
             exits: RefCell::new(Vec::new()),
             first: POLL_FIRST,
             max: POLL_MAX,
-            settle: Duration::from_millis(25),
         }
     }
 

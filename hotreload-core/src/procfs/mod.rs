@@ -432,12 +432,17 @@ fn read_at(dir: &fs::File, name: &std::ffi::CStr, buf: &mut Vec<u8>) -> io::Resu
     // SAFETY: `fd` was just opened and is owned by nobody else.
     let mut file = unsafe { fs::File::from_raw_fd(fd) };
     buf.clear();
-    // Not `read_to_end` on an unknown size: /proc files report size 0; one read of a
-    // buffer this large returns all of `stat` and a typical title, the second sees EOF.
+    // Not `read_to_end` on an unknown size: /proc files report size 0. `stat` and
+    // `cmdline` hand out what they have in one read; a read that does not fill the
+    // buffer is their end, so the usual one read per file does (no second read for EOF).
     let mut chunk = [0u8; 1024];
     loop {
         match file.read(&mut chunk) {
             Ok(0) => return Ok(()),
+            Ok(n) if n < chunk.len() => {
+                buf.extend_from_slice(&chunk[..n]);
+                return Ok(());
+            }
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
