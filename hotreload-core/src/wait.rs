@@ -225,6 +225,10 @@ impl Waiter<'_> {
 pub(crate) struct Wake {
     /// `None` when inotify is unavailable (`inotify_init1` failed: old kernel, limits).
     inotify: Option<OwnedFd>,
+    /// The watches added to it, removed when the nap ends.
+    watches: Vec<i32>,
+    /// Whether `inotify` goes back to this thread's cache when the nap ends.
+    cached: bool,
     /// Duplicated pidfds of the processes whose exit ends the nap; each is dropped once it
     /// has fired (a pidfd stays readable, and polling it again would spin).
     exits: RefCell<Vec<OwnedFd>>,
@@ -256,6 +260,8 @@ impl Wake {
     pub(crate) fn schedule() -> Wake {
         Wake {
             inotify: None,
+            watches: Vec::new(),
+            cached: false,
             exits: RefCell::new(Vec::new()),
             first: POLL_FIRST,
             max: POLL_MAX,
@@ -263,31 +269,55 @@ impl Wake {
     }
 
     /// Woken by changes in `dirs` (the pid files' directories).
+    ///
+    /// The inotify instance is kept per thread and reused: closing one costs the kernel a
+    /// grace period (measured: 15 ms here), which would sit on the critical path of every
+    /// wait. Watches are added here and removed when the nap ends.
     pub(crate) fn watching(dirs: &[&Path]) -> Wake {
-        Wake::watching_with(dirs, inotify_init)
+        let cached = THREAD_INOTIFY.with(|c| c.borrow_mut().take());
+        let fd = match cached {
+            Some(fd) => {
+                // Events left from an earlier nap (the removal's IN_IGNORED among them).
+                drain(&fd);
+                Ok(fd)
+            }
+            None => inotify_init(),
+        };
+        let mut wake = Wake::watching_fd(dirs, fd);
+        wake.cached = true;
+        wake
     }
 
-    /// [`Wake::watching`] with the inotify set-up given (tests make it fail).
+    /// [`Wake::watching`] with the inotify set-up given (tests make it fail), uncached.
+    #[cfg(test)]
     pub(crate) fn watching_with(dirs: &[&Path], init: fn() -> io::Result<OwnedFd>) -> Wake {
-        let inotify = init().ok().filter(|fd| {
+        Wake::watching_fd(dirs, init())
+    }
+
+    fn watching_fd(dirs: &[&Path], fd: io::Result<OwnedFd>) -> Wake {
+        let mut wake = Wake::schedule();
+        let Ok(fd) = fd else { return wake };
+        for dir in dirs {
+            let Ok(path) = CString::new(dir.as_os_str().as_bytes()) else {
+                continue;
+            };
+            // SAFETY: valid descriptor and NUL-terminated path.
+            let wd = unsafe { libc::inotify_add_watch(fd.as_raw_fd(), path.as_ptr(), DIR_EVENTS) };
             // A directory that cannot be watched (gone, no permission) leaves the
-            // schedule to find what happens in it; one that can is enough to keep it.
-            let mut any = false;
-            for dir in dirs {
-                let Ok(path) = CString::new(dir.as_os_str().as_bytes()) else {
-                    continue;
-                };
-                // SAFETY: valid descriptor and NUL-terminated path.
-                let wd =
-                    unsafe { libc::inotify_add_watch(fd.as_raw_fd(), path.as_ptr(), DIR_EVENTS) };
-                any |= wd >= 0;
+            // schedule to find what happens in it.
+            if wd >= 0 && !wake.watches.contains(&wd) {
+                wake.watches.push(wd);
             }
-            any
-        });
-        Wake {
-            inotify,
-            ..Wake::schedule()
         }
+        if wake.watches.is_empty() {
+            // Nothing to wait on: keep the instance for the next nap, unused now.
+            THREAD_INOTIFY.with(|c| {
+                c.borrow_mut().get_or_insert(fd);
+            });
+        } else {
+            wake.inotify = Some(fd);
+        }
+        wake
     }
 
     /// Also wakes when one of `handles` exits (those without a pidfd are left to the
@@ -349,14 +379,44 @@ impl Wake {
     /// Reads every queued inotify event: which file changed does not matter, the check
     /// looks at everything again.
     fn drain_inotify(&self) {
-        let Some(fd) = &self.inotify else { return };
-        let mut buf = [0u8; 4096];
-        loop {
-            // SAFETY: `buf` is valid for `len` bytes; the descriptor is non-blocking.
-            let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            if n <= 0 {
-                return;
-            }
+        if let Some(fd) = &self.inotify {
+            drain(fd);
+        }
+    }
+}
+
+impl Drop for Wake {
+    fn drop(&mut self) {
+        let Some(fd) = self.inotify.take() else {
+            return;
+        };
+        for wd in &self.watches {
+            // SAFETY: a valid descriptor and a watch it returned.
+            unsafe { libc::inotify_rm_watch(fd.as_raw_fd(), *wd) };
+        }
+        if self.cached {
+            // Nested naps on one thread: the outer one's instance stays cached and this
+            // one is closed (rare: only then is the close paid).
+            THREAD_INOTIFY.with(|c| {
+                c.borrow_mut().get_or_insert(fd);
+            });
+        }
+    }
+}
+
+thread_local! {
+    /// This thread's idle inotify instance, reused by the next [`Wake::watching`].
+    static THREAD_INOTIFY: RefCell<Option<OwnedFd>> = const { RefCell::new(None) };
+}
+
+/// Reads and drops every event queued on a non-blocking inotify descriptor.
+fn drain(fd: &OwnedFd) {
+    let mut buf = [0u8; 4096];
+    loop {
+        // SAFETY: `buf` is valid for `len` bytes; the descriptor is non-blocking.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            return;
         }
     }
 }
@@ -416,12 +476,10 @@ mod tests {
 
     /// A schedule that never checks again by itself within a test's deadline: a wait
     /// with it only ends early when an event wakes it.
-    fn events_only(wake: Wake) -> Wake {
-        Wake {
-            first: Duration::from_secs(3600),
-            max: Duration::from_secs(3600),
-            ..wake
-        }
+    fn events_only(mut wake: Wake) -> Wake {
+        wake.first = Duration::from_secs(3600);
+        wake.max = Duration::from_secs(3600);
+        wake
     }
 
     /// Creates `path` from another thread once the wait has looked once (a handshake,
@@ -461,6 +519,20 @@ mod tests {
         // Its schedule would not look again before the deadline: only the inotify event
         // on the file's creation can end this wait with the file found.
         let found = wait_for_file(&wake, &dir.path().join("nginx.pid"));
+        assert_eq!(found, Some(()));
+    }
+
+    #[test]
+    fn a_reused_inotify_instance_wakes_for_the_new_directory_only() {
+        // The second nap on a thread reuses the first one's instance: its watch on the
+        // first directory is gone, its queued events are not taken for new ones.
+        let first = tempfile::tempdir().unwrap();
+        drop(Wake::watching(&[first.path()]));
+        std::fs::write(first.path().join("stale"), "x").unwrap();
+        let second = tempfile::tempdir().unwrap();
+        let wake = events_only(Wake::watching(&[second.path()]));
+        assert!(wake.uses_inotify());
+        let found = wait_for_file(&wake, &second.path().join("nginx.pid"));
         assert_eq!(found, Some(()));
     }
 
