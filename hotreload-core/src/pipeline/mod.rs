@@ -318,7 +318,7 @@ impl Run<'_> {
     }
 
     /// Installs the new executable, then records what the install did in the journal
-    /// that [`prepare_swap`](Self::prepare_swap) wrote.
+    /// that [`prepare_swap`] wrote.
     fn swap(
         &self,
         plan: &Plan,

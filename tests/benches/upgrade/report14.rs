@@ -261,8 +261,9 @@ impl Report {
                     ),
                     target: "≤ 1 %",
                     met: pct.map(|p| p <= 1.0),
-                    why: "includes the process start and the config test it runs; the drain \
-                          itself sleeps on the workers' pidfds"
+                    why: "the whole upgrade's CPU (wait4 rusage): the process start, the \
+                          swap's copy (and, before issue 14's swap work, its SHA-256), the config \
+                          test child; the drain itself sleeps on the workers' pidfds"
                         .into(),
                 });
             }
