@@ -234,6 +234,11 @@ impl ProcessHandle {
         self.pidfd.is_some()
     }
 
+    /// The pidfd, for waits that watch several processes at once (`wait::Wake`).
+    pub(crate) fn pidfd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.pidfd.as_ref().map(AsFd::as_fd)
+    }
+
     /// A fresh snapshot, after checking that the pid still names the pinned process.
     ///
     /// A zombie is returned as a snapshot (its `state` is `'Z'`): looking is harmless.

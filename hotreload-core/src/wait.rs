@@ -3,9 +3,18 @@
 //! [`Event::Waiting`] about every 500 ms, and watches a [`CancelToken`].
 //!
 //! A wait sleeps in slices of at most [`CANCEL_SLICE`], so a cancel takes effect within
-//! about that long; the sleep itself is either a backing-off pause (for pid files and
-//! `/proc`, which offer no readiness to wait on) or a pidfd poll (for process exits).
+//! about that long; the sleep itself is a backing-off pause, a pidfd poll (for one
+//! process's exit), or a [`Wake`]: woken at once by a change in a watched directory
+//! (inotify: the pid files) or by the exit of a watched process (pidfds), with the pause
+//! as the fallback for what sends no event (a fork: workers appearing) and for systems
+//! without inotify.
 
+use std::cell::RefCell;
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,6 +22,7 @@ use std::time::{Duration, Instant};
 use crate::error::Error;
 use crate::event::{Event, Observer};
 use crate::process::ProcessHandle;
+use crate::sys;
 
 /// Asks running operations to stop, from any thread or task.
 ///
@@ -71,13 +81,20 @@ pub(crate) enum Nap<'a> {
     Backoff { first: Duration, max: Duration },
     /// Wait on the pidfd of this process (woken at once when it exits).
     Exit(&'a ProcessHandle),
+    /// Woken by the [`Wake`]'s events, polling on its schedule in between.
+    Wake(&'a Wake),
 }
 
+/// The schedule of waits on pid files and `/proc`: 1 ms doubling to 50 ms.
+const POLL_FIRST: Duration = Duration::from_millis(1);
+const POLL_MAX: Duration = Duration::from_millis(50);
+
 impl Nap<'_> {
-    /// Pid files and `/proc`: 1 ms doubling to 50 ms.
+    /// Pid files and `/proc` without any event source (the [`Wake`] fallback alone).
+    #[cfg(test)]
     pub(crate) const POLL: Nap<'static> = Nap::Backoff {
-        first: Duration::from_millis(1),
-        max: Duration::from_millis(50),
+        first: POLL_FIRST,
+        max: POLL_MAX,
     };
 }
 
@@ -105,6 +122,7 @@ impl Waiter<'_> {
         let mut pause = match nap {
             Nap::Backoff { first, .. } => first,
             Nap::Exit(_) => CANCEL_SLICE,
+            Nap::Wake(wake) => wake.first,
         };
         loop {
             self.check_cancel(what)?;
@@ -133,6 +151,30 @@ impl Waiter<'_> {
                     let until = (now + CANCEL_SLICE).min(deadline).min(next_report);
                     handle.wait_exit(until)?;
                 }
+                Nap::Wake(wake) => {
+                    // After an event, what follows it (a master's pid file is followed by
+                    // its workers) is looked for quickly again: the schedule restarts.
+                    let woken = self.sleep_or_wake(wake, (now + pause).min(deadline));
+                    pause = if woken {
+                        wake.first
+                    } else {
+                        (pause * 2).min(wake.max)
+                    };
+                }
+            }
+        }
+    }
+
+    /// Sleeps until `until` or an event of `wake`, in slices, returning early when
+    /// cancelled; true when an event woke it.
+    fn sleep_or_wake(&self, wake: &Wake, until: Instant) -> bool {
+        loop {
+            let now = Instant::now();
+            if now >= until || self.cancelled() {
+                return false;
+            }
+            if wake.wait(until.min(now + CANCEL_SLICE)) {
+                return true;
             }
         }
     }
@@ -172,6 +214,209 @@ impl Waiter<'_> {
                 return;
             }
             std::thread::sleep((until - now).min(CANCEL_SLICE));
+        }
+    }
+}
+
+/// What wakes a [`Nap::Wake`] early: changes in watched directories (inotify) and exits
+/// of watched processes (pidfds). Between events the wait still checks on a backing-off
+/// schedule: forks send no event (a master starting workers), and without inotify or
+/// pidfds that schedule is all there is.
+pub(crate) struct Wake {
+    /// `None` when inotify is unavailable (`inotify_init1` failed: old kernel, limits).
+    inotify: Option<OwnedFd>,
+    /// The watches added to it, removed when the nap ends.
+    watches: Vec<i32>,
+    /// Whether `inotify` goes back to this thread's cache when the nap ends.
+    cached: bool,
+    /// Duplicated pidfds of the processes whose exit ends the nap; each is dropped once it
+    /// has fired (a pidfd stays readable, and polling it again would spin).
+    exits: RefCell<Vec<OwnedFd>>,
+    first: Duration,
+    max: Duration,
+}
+
+/// inotify events that can mean "a pid file appeared, changed or moved".
+const DIR_EVENTS: u32 = libc::IN_CREATE
+    | libc::IN_CLOSE_WRITE
+    | libc::IN_MODIFY
+    | libc::IN_MOVED_TO
+    | libc::IN_MOVED_FROM
+    | libc::IN_DELETE;
+
+/// A fresh inotify descriptor (non-blocking, close-on-exec).
+pub(crate) fn inotify_init() -> io::Result<OwnedFd> {
+    // SAFETY: no pointers; the returned descriptor is owned below.
+    let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor we just opened and own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+impl Wake {
+    /// Nothing to wake on yet: the schedule alone (1 ms doubling to 50 ms).
+    pub(crate) fn schedule() -> Wake {
+        Wake {
+            inotify: None,
+            watches: Vec::new(),
+            cached: false,
+            exits: RefCell::new(Vec::new()),
+            first: POLL_FIRST,
+            max: POLL_MAX,
+        }
+    }
+
+    /// Woken by changes in `dirs` (the pid files' directories).
+    ///
+    /// The inotify instance is kept per thread and reused: closing one costs the kernel a
+    /// grace period (measured: 15 ms here), which would sit on the critical path of every
+    /// wait. Watches are added here and removed when the nap ends.
+    pub(crate) fn watching(dirs: &[&Path]) -> Wake {
+        let cached = THREAD_INOTIFY.with(|c| c.borrow_mut().take());
+        let fd = match cached {
+            Some(fd) => {
+                // Events left from an earlier nap (the removal's IN_IGNORED among them).
+                drain(&fd);
+                Ok(fd)
+            }
+            None => inotify_init(),
+        };
+        let mut wake = Wake::watching_fd(dirs, fd);
+        wake.cached = true;
+        wake
+    }
+
+    /// [`Wake::watching`] with the inotify set-up given (tests make it fail), uncached.
+    #[cfg(test)]
+    pub(crate) fn watching_with(dirs: &[&Path], init: fn() -> io::Result<OwnedFd>) -> Wake {
+        Wake::watching_fd(dirs, init())
+    }
+
+    fn watching_fd(dirs: &[&Path], fd: io::Result<OwnedFd>) -> Wake {
+        let mut wake = Wake::schedule();
+        let Ok(fd) = fd else { return wake };
+        for dir in dirs {
+            let Ok(path) = CString::new(dir.as_os_str().as_bytes()) else {
+                continue;
+            };
+            // SAFETY: valid descriptor and NUL-terminated path.
+            let wd = unsafe { libc::inotify_add_watch(fd.as_raw_fd(), path.as_ptr(), DIR_EVENTS) };
+            // A directory that cannot be watched (gone, no permission) leaves the
+            // schedule to find what happens in it.
+            if wd >= 0 && !wake.watches.contains(&wd) {
+                wake.watches.push(wd);
+            }
+        }
+        if wake.watches.is_empty() {
+            // Nothing to wait on: keep the instance for the next nap, unused now.
+            THREAD_INOTIFY.with(|c| {
+                c.borrow_mut().get_or_insert(fd);
+            });
+        } else {
+            wake.inotify = Some(fd);
+        }
+        wake
+    }
+
+    /// Also wakes when one of `handles` exits (those without a pidfd are left to the
+    /// schedule).
+    pub(crate) fn exits<'h>(self, handles: impl IntoIterator<Item = &'h ProcessHandle>) -> Wake {
+        self.exits.borrow_mut().extend(
+            handles
+                .into_iter()
+                .filter_map(|h| h.pidfd().and_then(|fd| fd.try_clone_to_owned().ok())),
+        );
+        self
+    }
+
+    /// Whether directory changes wake it (false: inotify was unavailable).
+    #[cfg(test)]
+    pub(crate) fn uses_inotify(&self) -> bool {
+        self.inotify.is_some()
+    }
+
+    /// Waits until an event or `until`: true when an event came (inotify events are
+    /// consumed; a fired pidfd is dropped).
+    fn wait(&self, until: Instant) -> bool {
+        let timeout = until.saturating_duration_since(Instant::now());
+        let mut exits = self.exits.borrow_mut();
+        let mut fds: Vec<BorrowedFd<'_>> = exits.iter().map(AsFd::as_fd).collect();
+        if let Some(fd) = &self.inotify {
+            fds.push(fd.as_fd());
+        }
+        if fds.is_empty() {
+            std::thread::sleep(timeout);
+            return false;
+        }
+        let ready = match sys::poll_readable(&fds, Some(timeout)) {
+            Ok(ready) => ready,
+            // EINTR: the caller's loop computes its time again. Another failure (there is
+            // none for valid descriptors) degrades to the schedule.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return false,
+            Err(_) => {
+                drop(fds);
+                exits.clear();
+                std::thread::sleep(timeout);
+                return false;
+            }
+        };
+        drop(fds);
+        let woke = ready.iter().any(|r| *r);
+        if self.inotify.is_some() && ready[ready.len() - 1] {
+            self.drain_inotify();
+        }
+        let mut i = 0;
+        exits.retain(|_| {
+            let fired = ready[i];
+            i += 1;
+            !fired
+        });
+        woke
+    }
+
+    /// Reads every queued inotify event: which file changed does not matter, the check
+    /// looks at everything again.
+    fn drain_inotify(&self) {
+        if let Some(fd) = &self.inotify {
+            drain(fd);
+        }
+    }
+}
+
+impl Drop for Wake {
+    fn drop(&mut self) {
+        let Some(fd) = self.inotify.take() else {
+            return;
+        };
+        for wd in &self.watches {
+            // SAFETY: a valid descriptor and a watch it returned.
+            unsafe { libc::inotify_rm_watch(fd.as_raw_fd(), *wd) };
+        }
+        if self.cached {
+            // Nested naps on one thread: the outer one's instance stays cached and this
+            // one is closed (rare: only then is the close paid).
+            THREAD_INOTIFY.with(|c| {
+                c.borrow_mut().get_or_insert(fd);
+            });
+        }
+    }
+}
+
+thread_local! {
+    /// This thread's idle inotify instance, reused by the next [`Wake::watching`].
+    static THREAD_INOTIFY: RefCell<Option<OwnedFd>> = const { RefCell::new(None) };
+}
+
+/// Reads and drops every event queued on a non-blocking inotify descriptor.
+fn drain(fd: &OwnedFd) {
+    let mut buf = [0u8; 4096];
+    loop {
+        // SAFETY: `buf` is valid for `len` bytes; the descriptor is non-blocking.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            return;
         }
     }
 }
@@ -227,5 +472,125 @@ mod tests {
             })
             .unwrap();
         assert_eq!(found, Some(3));
+    }
+
+    /// A schedule that never checks again by itself within a test's deadline: a wait
+    /// with it only ends early when an event wakes it.
+    fn events_only(mut wake: Wake) -> Wake {
+        wake.first = Duration::from_secs(3600);
+        wake.max = Duration::from_secs(3600);
+        wake
+    }
+
+    /// Creates `path` from another thread once the wait has looked once (a handshake,
+    /// so the file appears while the wait sleeps), and waits for it.
+    fn wait_for_file(wake: &Wake, path: &Path) -> Option<()> {
+        let token = CancelToken::new();
+        let waiter = Waiter {
+            observer: &NoopObserver,
+            cancel: Some(&token),
+        };
+        let (looked, seen) = std::sync::mpsc::channel::<()>();
+        let target = path.to_path_buf();
+        let writer = std::thread::spawn(move || {
+            seen.recv().unwrap();
+            std::fs::write(&target, "4242\n").unwrap();
+        });
+        let found = waiter
+            .until(
+                "the pid file",
+                Duration::from_secs(60),
+                Nap::Wake(wake),
+                || {
+                    let _ = looked.send(());
+                    Ok(path.exists().then_some(()))
+                },
+            )
+            .unwrap();
+        writer.join().unwrap();
+        found
+    }
+
+    #[test]
+    fn a_wait_wakes_when_the_pid_file_is_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let wake = events_only(Wake::watching(&[dir.path()]));
+        assert!(wake.uses_inotify());
+        // Its schedule would not look again before the deadline: only the inotify event
+        // on the file's creation can end this wait with the file found.
+        let found = wait_for_file(&wake, &dir.path().join("nginx.pid"));
+        assert_eq!(found, Some(()));
+    }
+
+    #[test]
+    fn a_reused_inotify_instance_wakes_for_the_new_directory_only() {
+        // The second nap on a thread reuses the first one's instance: its watch on the
+        // first directory is gone, its queued events are not taken for new ones.
+        let first = tempfile::tempdir().unwrap();
+        drop(Wake::watching(&[first.path()]));
+        std::fs::write(first.path().join("stale"), "x").unwrap();
+        let second = tempfile::tempdir().unwrap();
+        let wake = events_only(Wake::watching(&[second.path()]));
+        assert!(wake.uses_inotify());
+        let found = wait_for_file(&wake, &second.path().join("nginx.pid"));
+        assert_eq!(found, Some(()));
+    }
+
+    #[test]
+    fn without_inotify_a_wait_polls() {
+        let dir = tempfile::tempdir().unwrap();
+        let wake = Wake::watching_with(&[dir.path()], || {
+            Err(io::Error::from_raw_os_error(libc::EMFILE))
+        });
+        assert!(!wake.uses_inotify());
+        let found = wait_for_file(&wake, &dir.path().join("nginx.pid"));
+        assert_eq!(found, Some(()));
+        // A directory that cannot be watched leaves the schedule alone too.
+        let gone = Wake::watching(&[&dir.path().join("missing")]);
+        assert!(!gone.uses_inotify());
+    }
+
+    #[test]
+    fn a_wait_wakes_when_a_watched_process_exits() {
+        if !crate::process::pidfd_available() {
+            return; // The exit then shows on the schedule (tested in `process`).
+        }
+        struct Reap(std::process::Child);
+        impl Drop for Reap {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let child = std::process::Command::new("sleep")
+            .arg("600")
+            .spawn()
+            .unwrap();
+        let pid = crate::pid::Pid::try_from(child.id()).unwrap();
+        let mut child = Reap(child);
+        let handle = ProcessHandle::open(pid).unwrap();
+        let wake = events_only(Wake::schedule().exits([&handle]));
+        let waiter = Waiter {
+            observer: &NoopObserver,
+            cancel: None,
+        };
+        let mut killed = false;
+        let exited = waiter
+            .until(
+                "sleep to exit",
+                Duration::from_secs(60),
+                Nap::Wake(&wake),
+                || {
+                    if !killed {
+                        // Killed (not reaped: a zombie counts as exited) after the first look.
+                        child.0.kill().unwrap();
+                        killed = true;
+                        return Ok(None);
+                    }
+                    Ok(handle.has_exited().then_some(()))
+                },
+            )
+            .unwrap();
+        assert_eq!(exited, Some(()));
     }
 }

@@ -5,4 +5,5 @@
 mod discovery;
 mod pidfile;
 mod process;
+mod procfs;
 mod swap;

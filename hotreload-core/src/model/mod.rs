@@ -17,7 +17,7 @@ use crate::flavor::Flavor;
 use crate::lock::TargetLock;
 use crate::pid::Pid;
 use crate::pidfile::read_pid_file_optional;
-use crate::procfs::{self, ProcInfo};
+use crate::procfs::{self, ChildProc};
 
 mod roles;
 pub(crate) use roles::{is_child_master, is_worker_child, master_info, workers_of};
@@ -319,6 +319,7 @@ impl Target {
         let mut seen = Seen {
             flavor: &self.flavor,
             evidence: Vec::new(),
+            children: Vec::new(),
         };
         let old_path = self.old_pid_file();
         let new_path = self.new_pid_file();
@@ -501,6 +502,9 @@ struct PidFiles {
 struct Seen<'a> {
     flavor: &'a Flavor,
     evidence: Vec<String>,
+    /// The children of each master looked at, listed once per observation (the one
+    /// `/proc` pass: the workers, the child-master check and the description share it).
+    children: Vec<(Pid, Result<Vec<ChildProc>, String>)>,
 }
 
 impl Seen<'_> {
@@ -566,14 +570,26 @@ impl Seen<'_> {
         Some(master_info(info, workers))
     }
 
+    /// The children of `pid`, read from `/proc` at the first call for it.
+    fn children_of(&mut self, pid: Pid) -> &Result<Vec<ChildProc>, String> {
+        let at = match self.children.iter().position(|(p, _)| *p == pid) {
+            Some(at) => at,
+            None => {
+                let listed = procfs::child_procs(pid).map_err(|e| error_chain(&e));
+                self.children.push((pid, listed));
+                self.children.len() - 1
+            }
+        };
+        &self.children[at].1
+    }
+
     fn workers(&mut self, pid: Pid) -> Vec<WorkerInfo> {
-        match procfs::children(pid) {
-            Ok(children) => workers_of(self.flavor, &children),
+        let flavor = self.flavor;
+        match self.children_of(pid) {
+            Ok(children) => workers_of(flavor, children),
             Err(e) => {
-                self.fact(format!(
-                    "children of {pid} cannot be listed: {}",
-                    error_chain(&e)
-                ));
+                let fact = format!("children of {pid} cannot be listed: {e}");
+                self.fact(fact);
                 Vec::new()
             }
         }
@@ -595,20 +611,24 @@ impl Seen<'_> {
 
     /// In steady phase no child of the master may be a master.
     fn no_child_master(&mut self, master: &MasterInfo) -> bool {
-        let Ok(children) = procfs::children(master.pid) else {
+        let flavor = self.flavor;
+        let Ok(children) = self.children_of(master.pid) else {
             return true;
         };
-        let masters: Vec<&ProcInfo> = children
+        let facts: Vec<String> = children
             .iter()
-            .filter(|c| is_child_master(self.flavor, c))
+            .filter(|c| is_child_master(flavor, *c))
+            .map(|child| {
+                format!(
+                    "master {} has a child {} that is also a master (`{}`), but there is no old \
+                     pid file",
+                    master.pid, child.pid, child.title
+                )
+            })
             .collect();
-        for child in &masters {
-            self.fact(format!(
-                "master {} has a child {} that is also a master (`{}`), but there is no old pid file",
-                master.pid, child.pid, child.title
-            ));
-        }
-        masters.is_empty()
+        let none = facts.is_empty();
+        self.evidence.extend(facts);
+        none
     }
 
     /// Whether `master`'s parent is not a live master of the flavor. One whose parent is
@@ -653,25 +673,27 @@ impl Seen<'_> {
         false
     }
 
-    /// Describes the children of `master` that are not workers (a starting new master).
     /// Says what the master's children other than its workers are; true when one of
     /// them is live (a new master starting).
     fn describe_children(&mut self, master: &MasterInfo) -> bool {
-        let Ok(children) = procfs::children(master.pid) else {
+        let flavor = self.flavor;
+        let Ok(children) = self.children_of(master.pid) else {
             return false;
         };
         let mut live = false;
-        for child in children {
-            if is_worker_child(self.flavor, &child) {
-                continue;
-            }
-            let state = if child.is_zombie() { ", a zombie" } else { "" };
-            live |= !child.is_zombie();
-            self.fact(format!(
-                "old master {} has a child {}{state} titled `{}`",
-                master.pid, child.pid, child.title
-            ));
-        }
+        let facts: Vec<String> = children
+            .iter()
+            .filter(|child| !is_worker_child(flavor, *child))
+            .map(|child| {
+                live |= !child.is_zombie();
+                let state = if child.is_zombie() { ", a zombie" } else { "" };
+                format!(
+                    "old master {} has a child {}{state} titled `{}`",
+                    master.pid, child.pid, child.title
+                )
+            })
+            .collect();
+        self.evidence.extend(facts);
         live
     }
 }

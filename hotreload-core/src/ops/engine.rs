@@ -4,6 +4,7 @@
 //! whether the operation changed anything yet (a signal sent, a file touched).
 
 use std::cell::Cell;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::{Left, OpError, OpOptions};
@@ -15,7 +16,7 @@ use crate::pid::Pid;
 use crate::process::{ProcInfo, ProcessHandle};
 use crate::procfs;
 use crate::signal::Signal;
-use crate::wait::{Nap, Waiter};
+use crate::wait::{Nap, Waiter, Wake};
 
 /// What every operation needs: the target, the deadlines and the observer.
 pub(crate) struct Ctx<'a> {
@@ -170,7 +171,24 @@ impl<'a> Ctx<'a> {
         timeout: Duration,
         check: impl FnMut() -> Result<Option<T>, Error>,
     ) -> Result<Option<T>, Error> {
-        self.waiter().until(what, timeout, Nap::POLL, check)
+        // Woken by any change in the pid files' directories (the new master's pid file
+        // appears, the old one is renamed back), polled in between for what sends no event.
+        let files = [
+            self.target.pid_file().to_path_buf(),
+            self.target.old_pid_file(),
+            self.target.new_pid_file(),
+        ];
+        let mut dirs: Vec<&Path> = files
+            .iter()
+            .map(|f| match f.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            })
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        let wake = Wake::watching(&dirs);
+        self.waiter().until(what, timeout, Nap::Wake(&wake), check)
     }
 
     /// Waits on the pidfd for `handle` to exit, up to `timeout`.
@@ -285,7 +303,7 @@ pub(crate) fn verify_new_master(
 /// The live workers of `master` (children titled as workers), pinned; workers that exit
 /// while being pinned are left out.
 pub(crate) fn pin_workers(target: &Target, master: Pid) -> Result<Vec<ProcessHandle>, Error> {
-    let children = procfs::children(master)?;
+    let children = procfs::child_procs(master)?;
     let mut handles = Vec::new();
     for worker in workers_of(target.flavor_ref(), &children) {
         match ProcessHandle::open_pinned(worker.pid, worker.start_time) {

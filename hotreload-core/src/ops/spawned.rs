@@ -12,7 +12,7 @@ use crate::pid::Pid;
 use crate::process::ProcessHandle;
 use crate::procfs;
 use crate::signal::Signal;
-use crate::wait::Nap;
+use crate::wait::{Nap, Wake};
 
 impl Spawned {
     /// The observation this state was computed from.
@@ -110,7 +110,9 @@ impl Spawned {
             ),
         };
         let what = format!("the old workers of {old} to exit");
-        let drained = ctx.waiter().until(&what, timeout, Nap::POLL, || {
+        // Woken at once by the exit of any old worker or of the new master (pidfds).
+        let wake = Wake::schedule().exits(workers.iter().chain([&self.new]));
+        let drained = ctx.waiter().until(&what, timeout, Nap::Wake(&wake), || {
             workers.retain(|w| !w.has_exited());
             if self.new.has_exited() {
                 return Err(new_died());

@@ -205,6 +205,9 @@ impl Steady {
             if foreign.is_none() {
                 foreign = foreign_pid_file(target, pid, info.uid);
             }
+            // Read before the observation, not after: a steady glimpse taken just before the
+            // master renames its pid file away must not pass for the file renamed back.
+            let stamp_now = file_stamp(target.pid_file());
             let seen = target.observe_now()?;
             if let (Some(old), Some(new)) = (&seen.old_master, &seen.new_master) {
                 if old.pid == pid && new.ppid == pid.get() {
@@ -245,7 +248,7 @@ impl Steady {
                     Ok(None)
                 }
                 Phase::Steady if seen.old_master.as_ref().map(|m| m.pid) == Some(pid) => {
-                    if saw_old_pid_file || file_stamp(target.pid_file()) != stamp {
+                    if saw_old_pid_file || stamp_now != stamp {
                         return Err(Error::NewMasterDied {
                             old: pid,
                             new: new_pid,

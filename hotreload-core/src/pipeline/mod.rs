@@ -33,7 +33,7 @@ use std::cell::{Cell, RefCell};
 use crate::error::Error;
 use crate::event::{Event, Observer, Step};
 use crate::journal::Journal;
-use crate::model::{error_chain, Observation, Target};
+use crate::model::{error_chain, MasterInfo, Observation, Target};
 use crate::ops::engine::Ctx;
 use crate::ops::{Left, OpError, OpOptions, State};
 use crate::pid::Pid;
@@ -208,18 +208,51 @@ impl Run<'_> {
             self.report.borrow_mut().unchanged = true;
             return Ok(self.report());
         }
-        if self.opts.config_test {
+        // The config test and the swap's preparation only read the new binary: they run
+        // side by side (the preparation on a scoped thread, the test here, where the
+        // events are emitted in order). A failed test still leaves nothing changed: what
+        // the preparation wrote is removed, nothing was renamed into place.
+        let prepared = if self.opts.config_test {
             self.check_cancel(&ctx, "the config test")?;
-            ctx.step(Step::ConfigTest, || {
-                self.config_test(&ctx, steady.master(), &plan)
-            })?;
-        }
+            let (tested, prepared) = std::thread::scope(|scope| {
+                // Only `Send + Sync` parts of the run cross (the recorder's cells do not).
+                let (target, swap, planned, master) =
+                    (self.target, &self.opts.swap, &plan, steady.master());
+                let preparing = (!self.opts.dry_run)
+                    .then(|| scope.spawn(move || prepare_swap(target, &**swap, planned, master)));
+                let tested = ctx.step(Step::ConfigTest, || {
+                    self.config_test(&ctx, steady.master(), &plan)
+                });
+                let prepared = preparing.map(|p| p.join().expect("the swap preparation panicked"));
+                (tested, prepared)
+            });
+            if let Err(e) = tested {
+                if let Some(Ok(prepared)) = prepared {
+                    prepared.discard();
+                }
+                return Err(e);
+            }
+            prepared
+        } else {
+            None
+        };
         if self.opts.dry_run {
             return Ok(self.report());
         }
-        self.check_cancel(&ctx, "the swap")?;
+        if let Err(e) = self.check_cancel(&ctx, "the swap") {
+            if let Some(Ok(prepared)) = prepared {
+                prepared.discard();
+            }
+            return Err(e);
+        }
         let old = (steady.master_pid(), steady.master().start_time);
-        let durability = match ctx.step(Step::Swap, || self.swap(&ctx, &plan, &steady)) {
+        let swapped = ctx.step(Step::Swap, || {
+            let prepared = prepared.unwrap_or_else(|| {
+                prepare_swap(self.target, &*self.opts.swap, &plan, steady.master())
+            })?;
+            self.swap(&ctx, &plan, &steady, prepared)
+        });
+        let durability = match swapped {
             Ok(durability) => durability,
             Err(e) => {
                 // A swap refuses before changing anything, but one that failed half-way
@@ -305,47 +338,30 @@ impl Run<'_> {
         }
     }
 
-    /// Writes the journal, then installs the new executable, then records what the
-    /// install did. The first journal already names the backup-to-be, so a crash in the
-    /// middle leaves enough for a later rollback. Returns the install's durability work
+    /// Installs the new executable, then records what the install did in the journal
+    /// that [`prepare_swap`] wrote (it already names the backup-to-be, so a crash in the
+    /// middle leaves enough for a later rollback). Returns the install's durability work
     /// (its directory fsync, still running), to complete before the commit.
     fn swap(
         &self,
         ctx: &Ctx<'_>,
         plan: &Plan,
         steady: &crate::ops::Steady,
+        prepared: Prepared,
     ) -> Result<Durability, Error> {
-        let journal_path = self.target.journal_file();
-        let master = steady.master();
-        let new_binary = &plan.new_binary;
-        let binary = std::path::absolute(&plan.binary).unwrap_or_else(|_| plan.binary.clone());
-        // Installed file unknown yet. Without it, a restore from this record treats a
-        // missing backup as "the old binary is still in place", which is what a crash
-        // before the backup exists leaves.
-        let predicted = SwapRecord::new(
-            self.opts.swap.name(),
-            binary.clone(),
-            self.opts.swap.predict(&binary),
-        );
-        let journal = |record: &SwapRecord| Journal {
-            old_master: master.pid,
-            old_start_time: master.start_time,
-            swap: record.to_text(),
-        };
-        journal(&predicted).write(&journal_path)?;
         let installed =
             self.opts
                 .swap
-                .install_with(&plan.binary, new_binary, &self.opts.install)?;
+                .install_with(&plan.binary, &plan.new_binary, &self.opts.install)?;
         for lost in &installed.lost_metadata {
             ctx.emit(Event::Warning {
                 message: format!(
                     "the new executable at {} lacks the installed file's {lost} (allowed)",
-                    binary.display()
+                    installed.record.binary.display()
                 ),
             });
         }
-        journal(&installed.record).write(&journal_path)?;
+        swap_journal(steady.master(), &installed.record).write(&prepared.journal_path)?;
         Ok(installed.durability)
     }
 
@@ -427,6 +443,52 @@ impl Run<'_> {
             what: "the server to settle".into(),
             timeout: self.opts.ops.quit_timeout,
         })
+    }
+}
+
+/// What the swap's preparation left, to be used by the swap or discarded.
+#[must_use = "a preparation is used by the swap or discarded"]
+struct Prepared {
+    journal_path: std::path::PathBuf,
+}
+
+impl Prepared {
+    /// Undoes the preparation (the upgrade stops before the swap): nothing was installed.
+    fn discard(self) {
+        let _ = crate::journal::remove(&self.journal_path);
+    }
+}
+
+/// The part of the swap that changes nothing a server or a restore depends on, so it
+/// can run beside the config test: the first journal, which already names the
+/// backup-to-be, so that a crash in what follows leaves enough for a later rollback.
+///
+/// Runs on a scoped thread, so it takes only `Send + Sync` parts of the run (no events).
+/// The seam for staging the copy here too is [`Prepared`]: once `BinarySwap` can stage
+/// (copy next to the binary, fsync) without renaming, the staged file goes in it, `swap`
+/// only renames it in, and `discard` removes the staged file as well.
+fn prepare_swap(
+    target: &Target,
+    swap: &dyn crate::swap::BinarySwap,
+    plan: &Plan,
+    master: &MasterInfo,
+) -> Result<Prepared, Error> {
+    let journal_path = target.journal_file();
+    let binary = std::path::absolute(&plan.binary).unwrap_or_else(|_| plan.binary.clone());
+    // Digest unknown yet (hashing is the install's job). With no digest, a restore from
+    // this record treats a missing backup as "the old binary is still in place", which
+    // is what a crash before the backup exists leaves.
+    let predicted = SwapRecord::new(swap.name(), binary.clone(), swap.predict(&binary));
+    swap_journal(master, &predicted).write(&journal_path)?;
+    Ok(Prepared { journal_path })
+}
+
+/// The journal of a swap from `master`.
+fn swap_journal(master: &MasterInfo, record: &SwapRecord) -> Journal {
+    Journal {
+        old_master: master.pid,
+        old_start_time: master.start_time,
+        swap: record.to_text(),
     }
 }
 

@@ -327,7 +327,12 @@ fn kernel_lists_children() -> bool {
 /// CONFIG_PROC_CHILDREN lack those files; there the parent link of every process
 /// has to be read (one small `stat` read per process).
 pub fn child_pids(pid: Pid) -> Result<Vec<Pid>, Error> {
-    let mut pids = if kernel_lists_children() {
+    child_pids_using(pid, kernel_lists_children())
+}
+
+/// [`child_pids`] with the method chosen by the caller (tests compare the two).
+pub(crate) fn child_pids_using(pid: Pid, from_tasks: bool) -> Result<Vec<Pid>, Error> {
+    let mut pids = if from_tasks {
         child_pids_from_tasks(pid)?
     } else {
         child_pids_by_scan(pid)?
@@ -384,6 +389,129 @@ pub fn children(pid: Pid) -> Result<Vec<ProcInfo>, Error> {
             Ok(info) if info.ppid == pid.get() => out.push(info),
             Ok(_) | Err(Error::ProcessGone { .. }) => {}
             Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+/// A child as the model needs it to tell roles apart: what one `stat` read gives, plus
+/// the title. The cheap counterpart of [`ProcInfo`] (no `status`, no `exe`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ChildProc {
+    pub(crate) pid: Pid,
+    pub(crate) ppid: i32,
+    /// State letter; `Z` for a zombie (exited, not reaped: treated as exited).
+    pub(crate) state: char,
+    pub(crate) start_time: u64,
+    pub(crate) comm: String,
+    /// The command line joined by spaces, or `[comm]` when empty (zombies).
+    pub(crate) title: String,
+}
+
+impl ChildProc {
+    pub(crate) fn is_zombie(&self) -> bool {
+        self.state == 'Z'
+    }
+}
+
+/// Reads `name` under an open `/proc/<pid>` directory into `buf` (cleared first).
+///
+/// Through the directory's descriptor, not a path: once the process it was opened for
+/// has exited, the kernel refuses (ENOENT/ESRCH) even if its pid names another process
+/// by now, so every file read through it belongs to the same process.
+fn read_at(dir: &fs::File, name: &std::ffi::CStr, buf: &mut Vec<u8>) -> io::Result<()> {
+    use std::io::Read;
+    use std::os::fd::{AsRawFd, FromRawFd};
+    // SAFETY: `dir` is an open directory and `name` a NUL-terminated relative path.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just opened and is owned by nobody else.
+    let mut file = unsafe { fs::File::from_raw_fd(fd) };
+    buf.clear();
+    // Not `read_to_end` on an unknown size: /proc files report size 0. `stat` and
+    // `cmdline` hand out what they have in one read; a read that does not fill the
+    // buffer is their end, so the usual one read per file does (no second read for EOF).
+    let mut chunk = [0u8; 1024];
+    loop {
+        match file.read(&mut chunk) {
+            Ok(0) => return Ok(()),
+            Ok(n) if n < chunk.len() => {
+                buf.extend_from_slice(&chunk[..n]);
+                return Ok(());
+            }
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// One child of `parent` from two reads (`stat`, `cmdline`) through one directory
+/// descriptor: `Ok(None)` when it exited meanwhile or is no longer `parent`'s child.
+fn child_proc(parent: Pid, pid: Pid, buf: &mut Vec<u8>) -> Result<Option<ChildProc>, Error> {
+    let dir_path = PathBuf::from(format!("/proc/{pid}"));
+    let gone = |e: io::Error, path: PathBuf| match read_error(pid, path, e) {
+        Error::ProcessGone { .. } => Ok(None),
+        e => Err(e),
+    };
+    let dir = match fs::File::open(&dir_path) {
+        Ok(d) => d,
+        Err(e) => return gone(e, dir_path),
+    };
+    if let Err(e) = read_at(&dir, c"stat", buf) {
+        return gone(e, proc_path(pid, "stat"));
+    }
+    let stat = parse_stat(pid, &String::from_utf8_lossy(buf))?;
+    if stat.ppid != parent.get() {
+        return Ok(None);
+    }
+    let title = if stat.is_zombie() {
+        // A zombie has no command line left; no need to ask.
+        format!("[{}]", stat.comm)
+    } else {
+        if let Err(e) = read_at(&dir, c"cmdline", buf) {
+            return gone(e, proc_path(pid, "cmdline"));
+        }
+        let args = parse_cmdline(buf);
+        if args.is_empty() {
+            format!("[{}]", stat.comm)
+        } else {
+            args.join(" ")
+        }
+    };
+    Ok(Some(ChildProc {
+        pid,
+        ppid: stat.ppid,
+        state: stat.state,
+        start_time: stat.start_time,
+        comm: stat.comm,
+        title,
+    }))
+}
+
+/// The children of `pid` as the model needs them (zombies included: check `state`),
+/// from one listing and two small reads per child, sorted by pid.
+///
+/// Children that exit while they are read are left out; each returned child had `pid`
+/// as its parent when its `stat` was read.
+pub(crate) fn child_procs(pid: Pid) -> Result<Vec<ChildProc>, Error> {
+    child_procs_from(pid, child_pids(pid)?)
+}
+
+fn child_procs_from(pid: Pid, pids: Vec<Pid>) -> Result<Vec<ChildProc>, Error> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut out = Vec::with_capacity(pids.len());
+    for child in pids {
+        if let Some(c) = child_proc(pid, child, &mut buf)? {
+            out.push(c);
         }
     }
     Ok(out)
@@ -485,7 +613,18 @@ pub fn start_time_to_system_time(start_time: u64) -> Result<SystemTime, Error> {
     let ticks_per_second = sys::clock_ticks_per_second();
     let since_boot = Duration::from_secs(start_time / ticks_per_second)
         + Duration::from_nanos((start_time % ticks_per_second) * 1_000_000_000 / ticks_per_second);
-    Ok(boot_time()? + since_boot)
+    // Read once per process: `/proc/stat` lists every CPU and interrupt, costlier than the
+    // rest of an observation, and btime only moves when the clock is stepped (display only).
+    static BOOT: OnceLock<SystemTime> = OnceLock::new();
+    let boot = match BOOT.get() {
+        Some(b) => *b,
+        // Only a successful read is kept; a failure is returned and tried again next time.
+        None => {
+            let read = boot_time()?;
+            *BOOT.get_or_init(|| read)
+        }
+    };
+    Ok(boot + since_boot)
 }
 
 #[cfg(test)]

@@ -25,6 +25,9 @@ pub enum Method {
     LibNoConfigTest,
     /// Busy-polling oracle: swap, then the same signals as fast as the protocol allows.
     Oracle,
+    /// The same with the new binary's config test (`nginx -t`) first: the whole job of a
+    /// default `hotreload upgrade`, minus every safety step (issue 14's reference).
+    TestingOracle,
     /// The same job polled every 50 µs instead of spinning (a fast poller that leaves
     /// the CPU to the server: the practical limit on a small, loaded machine).
     PollingOracle,
@@ -45,6 +48,7 @@ impl Method {
             Method::Lib => "hotreload_core::upgrade (library)",
             Method::LibNoConfigTest => "library, no config test",
             Method::Oracle => "busy-polling oracle",
+            Method::TestingOracle => "busy-polling oracle with `nginx -t`",
             Method::PollingOracle => "50 µs-polling oracle",
             Method::Make => "`make upgrade` recipe",
             Method::Debian => "Debian init-script upgrade",
@@ -179,12 +183,17 @@ pub fn run(method: Method, server: &Server, new_build: &Path, tools: &Tools) -> 
         Method::Make => spawn_and_wait(sh(MAKE_SCRIPT, &vars)),
         Method::Debian => spawn_and_wait(sh(DEBIAN_SCRIPT, &vars)),
         Method::Hand => spawn_and_wait(sh(HAND_SCRIPT, &vars)),
-        Method::Lib | Method::LibNoConfigTest | Method::Oracle | Method::PollingOracle => {
+        Method::Lib
+        | Method::LibNoConfigTest
+        | Method::Oracle
+        | Method::TestingOracle
+        | Method::PollingOracle => {
             let mut steps = String::new();
             let mode = match method {
                 Method::Lib => "lib",
                 Method::LibNoConfigTest => "lib-no-test",
                 Method::PollingOracle => "oracle-poll",
+                Method::TestingOracle => "oracle-test",
                 _ => "oracle",
             };
             let mut c = Command::new(&tools.bench_exe);
@@ -344,13 +353,15 @@ pub fn child_main(args: &[String]) -> Option<i32> {
     let r = match mode {
         "lib" => lib_upgrade(pid_file, new, true),
         "lib-no-test" => lib_upgrade(pid_file, new, false),
-        "oracle" => oracle(pid_file, sbin, new, workers, None),
+        "oracle" => oracle(pid_file, sbin, new, workers, None, false),
+        "oracle-test" => oracle(pid_file, sbin, new, workers, None, true),
         "oracle-poll" => oracle(
             pid_file,
             sbin,
             new,
             workers,
             Some(Duration::from_micros(50)),
+            false,
         ),
         m => Err(format!("unknown child mode {m}")),
     };
@@ -406,9 +417,34 @@ fn oracle(
     new: &Path,
     workers: usize,
     pause: Option<Duration>,
+    config_test: bool,
 ) -> Result<String, String> {
     let t = Instant::now();
     let old = sys::read_pid(pid_file).ok_or("no pid in the pid file")?;
+    let mut tested = String::new();
+    if config_test {
+        // `nginx -t` of the new binary on the running config (PREFIX/logs/nginx.pid).
+        let prefix = pid_file
+            .parent()
+            .and_then(Path::parent)
+            .ok_or("pid file outside PREFIX/logs")?;
+        let out = Command::new(new)
+            .arg("-p")
+            .arg(format!("{}/", prefix.display()))
+            .args(["-c", "conf/nginx.conf", "-t"])
+            .current_dir(prefix)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("run {} -t: {e}", new.display()))?;
+        if !out.status.success() {
+            return Err(format!(
+                "config test failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        tested = format!(" config-test={}", t.elapsed().as_micros());
+    }
+    let t_test = Instant::now();
     install(new, sbin)?;
     let t_swap = Instant::now();
     sys::kill(old, libc::SIGUSR2)?;
@@ -446,8 +482,8 @@ fn oracle(
     spin("the old master to exit", &mut || sys::exited(old))?;
     let t_retire = Instant::now();
     Ok(format!(
-        "steps swap={} spawn={} drain={} retire={}",
-        (t_swap - t).as_micros(),
+        "steps{tested} swap={} spawn={} drain={} retire={}",
+        (t_swap - t_test).as_micros(),
         (t_spawn - t_swap).as_micros(),
         (t_drain - t_spawn).as_micros(),
         (t_retire - t_drain).as_micros()

@@ -20,6 +20,8 @@ pub struct Report {
     pub cpu: Vec<CpuRow>,
     pub scale: Vec<ScaleRow>,
     pub parallel: Vec<ParallelRow>,
+    pub swap: Vec<crate::issue14::SwapRow>,
+    pub demo: Option<crate::issue14::DemoRow>,
     pub ran: Vec<u32>,
     pub wall: Option<Duration>,
 }
@@ -147,7 +149,10 @@ impl Report {
         self.cpu_md(&mut s, &mut targets);
         self.scale_md(&mut s, &mut targets);
         self.parallel_md(&mut s, &mut targets);
-        let mut head = String::from("\n## Targets of issue 7\n\n");
+        self.swap_md(&mut s);
+        self.demo_md(&mut s);
+        let mut head = self.issue14_md();
+        head.push_str("\n## Targets of issue 7\n\n");
         for t in &targets {
             let _ = writeln!(head, "- {t}");
         }

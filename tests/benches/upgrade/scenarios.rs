@@ -327,8 +327,9 @@ pub struct LatencyRow {
 /// The key of spawn + drain + retire (signals and waits only) in the step timings.
 pub const PROTOCOL: &str = "protocol(spawn+drain+retire)";
 
-pub const LATENCY_METHODS: [Method; 9] = [
+pub const LATENCY_METHODS: [Method; 10] = [
     Method::Oracle,
+    Method::TestingOracle,
     Method::PollingOracle,
     Method::LibNoConfigTest,
     Method::Lib,

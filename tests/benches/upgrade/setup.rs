@@ -21,9 +21,26 @@ pub fn bin_dir() -> PathBuf {
 /// `cargo build --release -p PACKAGE --bins` (a no-op when up to date). `cargo bench`
 /// builds in the `bench` profile, whose binaries land in `target/release` too.
 fn cargo_build(package: &str) -> Result<(), String> {
+    cargo_build_profile(package, true)
+}
+
+/// The debug build of the `hotreload` CLI (`target/debug/hotreload`): the demo's figure
+/// is set for a debug build (what `cargo run -- demo` gives a newcomer).
+pub fn debug_cli() -> Result<PathBuf, String> {
+    cargo_build_profile("hotreload-cli", false)?;
+    Ok(bin_dir()
+        .parent()
+        .expect("target/<profile> has a parent")
+        .join("debug/hotreload"))
+}
+
+fn cargo_build_profile(package: &str, release: bool) -> Result<(), String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let profile: &[&str] = if release { &["--release"] } else { &[] };
     let out = Command::new(cargo)
-        .args(["build", "--release", "--quiet", "-p", package, "--bins"])
+        .arg("build")
+        .args(profile)
+        .args(["--quiet", "-p", package, "--bins"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .map_err(|e| format!("run cargo: {e}"))?;
