@@ -98,7 +98,10 @@ fn refusal(command: CommandName, err: &Error, pid_file: &Path, body: Body) -> Re
 }
 
 pub fn target_of(args: &TargetArgs, binary: Option<&PathBuf>) -> Target {
-    let target = Target::new(args.pid_file.clone()).flavor(args.flavor.clone());
+    let mut target = Target::new(args.pid_file.clone()).flavor(args.flavor.clone());
+    if let Some(dir) = &args.state_dir {
+        target = target.state_dir(dir.clone());
+    }
     match binary {
         Some(binary) => target.binary(binary.clone()),
         None => target,
@@ -107,8 +110,10 @@ pub fn target_of(args: &TargetArgs, binary: Option<&PathBuf>) -> Target {
 
 pub fn status(args: &StatusArgs) -> Report {
     let pid_file = &args.target.pid_file;
-    match target_of(&args.target, None).observe() {
-        Ok(obs) => {
+    let target = target_of(&args.target, None);
+    match target.observe() {
+        Ok(mut obs) => {
+            obs.evidence.extend(target.journal_notes());
             // A script asking "can I act on this server?" gets its answer from the
             // code: a phase hotreload cannot name is the same answer as a bad pid file.
             let mut report = if obs.phase == Phase::Unknown {
@@ -376,8 +381,9 @@ pub fn step(cmd: StepCmd, args: &StepArgs, terminate: bool, printer: &Printer) -
     };
     // A steady server with a journal is an upgrade killed between the swap and the spawn
     // (or after the old master went away): commit and rollback finish its executable part.
-    let journal = target.journal_file();
-    let journal_only = before.phase == Phase::Steady && journal.exists();
+    let pending = target.pending_journal();
+    let journal_only = before.phase == Phase::Steady && pending.is_some();
+    let journal = pending.unwrap_or_else(|| target.legacy_journal_file());
     // `rollback` is the one command for an unknown phase: an upgrade killed inside its
     // spawn wait leaves `.oldbin`, no pid file and a hung new master (the core checks
     // exactly that, and refuses anything else with the evidence).

@@ -191,6 +191,35 @@ pub(crate) fn kill_process_group(pgid: i32, signal: i32) -> io::Result<()> {
     }
 }
 
+/// `fgetxattr(2)` of `system.posix_acl_access` on an open file: the raw POSIX access ACL,
+/// or `None` when the file has none (or the file system knows no ACLs).
+pub(crate) fn posix_acl_access(fd: BorrowedFd<'_>) -> io::Result<Option<Vec<u8>>> {
+    const NAME: &[u8] = b"system.posix_acl_access\0";
+    let mut buf = vec![0u8; 1024];
+    loop {
+        // SAFETY: NAME is NUL-terminated; `buf` is valid for `buf.len()` writable bytes
+        // for the duration of the call; the descriptor is valid for the borrow.
+        let ret = unsafe {
+            libc::fgetxattr(
+                fd.as_raw_fd(),
+                NAME.as_ptr().cast(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        if ret >= 0 {
+            buf.truncate(ret as usize);
+            return Ok(Some(buf));
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::ENODATA) | Some(libc::ENOTSUP) => return Ok(None),
+            Some(libc::ERANGE) if buf.len() < 1 << 20 => buf.resize(buf.len() * 8, 0),
+            _ => return Err(e),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -198,10 +198,12 @@ impl FakeServer {
         hotreload_core::swap::backup_path_for(&self.installed)
     }
 
+    /// The upgrade journal, in hotreload's state home (the default one: these tests run
+    /// as root, so `/run/hotreload`).
     pub fn journal(&self) -> PathBuf {
-        let mut s = self.inst.pid_file().as_os_str().to_owned();
-        s.push(".hotreload-journal");
-        PathBuf::from(s)
+        hotreload_core::Target::new(self.inst.pid_file())
+            .journal_file()
+            .expect("the journal's place in the state home")
     }
 
     /// The master the pid file names, if any.

@@ -33,11 +33,13 @@ use std::cell::{Cell, RefCell};
 use crate::error::Error;
 use crate::event::{Event, Observer, Step};
 use crate::journal::Journal;
+use crate::lock::BinaryLock;
 use crate::model::{error_chain, Observation, Target};
 use crate::ops::engine::Ctx;
 use crate::ops::{Left, OpError, OpOptions, State};
 use crate::pid::Pid;
 use crate::swap::SwapRecord;
+use crate::swap::Undo;
 use crate::wait::CancelToken;
 use plan::Plan;
 
@@ -219,17 +221,22 @@ impl Run<'_> {
         }
         self.check_cancel(&ctx, "the swap")?;
         let old = (steady.master_pid(), steady.master().start_time);
-        if let Err(e) = ctx.step(Step::Swap, || self.swap(&plan, &steady)) {
-            // A swap refuses before changing anything, but one that failed half-way
-            // (say, after the rename) must be undone like any later failure.
-            let unchanged = !self.opts.swap.installs()
-                || crate::procfs::runs_file(old.0, &plan.binary).unwrap_or(false);
-            if unchanged {
-                let _ = crate::journal::remove(&self.target.journal_file());
-                return Err(self.fail(FailureKind::Refused, e, None));
+        // Held until the upgrade is committed or rolled back (both happen in this call).
+        let _binary_lock = match ctx.step(Step::Swap, || self.swap(&plan, &steady)) {
+            Ok(lock) => lock,
+            Err(SwapFailure::Before(e)) => return Err(self.fail(FailureKind::Refused, e, None)),
+            Err(SwapFailure::During(e, journal)) => {
+                // A swap refuses before changing anything, but one that failed half-way
+                // (say, after the rename) must be undone like any later failure.
+                let unchanged = !self.opts.swap.installs()
+                    || crate::procfs::runs_file(old.0, &plan.binary).unwrap_or(false);
+                if unchanged {
+                    let _ = crate::journal::remove(&journal);
+                    return Err(self.fail(FailureKind::Refused, e, None));
+                }
+                return Err(self.roll_back(e, Some(State::Steady(steady)), old));
             }
-            return Err(self.roll_back(e, Some(State::Steady(steady)), old));
-        }
+        };
         // From here on, every failure rolls back.
         let spawned = match steady.spawn_new_master(&self.opts.ops, &self.recorder) {
             Ok(s) => s,
@@ -284,14 +291,20 @@ impl Run<'_> {
         }
     }
 
-    /// Writes the journal, then installs the new executable, then records what the
-    /// install did. The first journal already names the backup-to-be, so a crash in the
-    /// middle leaves enough for a later rollback.
-    fn swap(&self, plan: &Plan, steady: &crate::ops::Steady) -> Result<(), Error> {
-        let journal_path = self.target.journal_file();
+    /// Takes the binary's lock, writes the journal, then installs the new executable, then
+    /// records what the install did. The first journal already names the backup-to-be, so
+    /// a crash in the middle leaves enough for a later rollback. A backup that is already
+    /// there (another upgrade's) or another target's unfinished swap of the same file is
+    /// refused before the journal is written: its rollback must never touch that backup.
+    fn swap(&self, plan: &Plan, steady: &crate::ops::Steady) -> Result<BinaryLock, SwapFailure> {
         let master = steady.master();
         let new_binary = &plan.new_binary;
         let binary = std::path::absolute(&plan.binary).unwrap_or_else(|_| plan.binary.clone());
+        let journal_path = crate::journal::home_path(self.target).map_err(SwapFailure::Before)?;
+        let binary_lock =
+            crate::journal::binary_lock(self.target, &binary).map_err(SwapFailure::Before)?;
+        crate::journal::check_no_other_swap(self.target, &journal_path, &binary)
+            .map_err(SwapFailure::Before)?;
         // Digest unknown yet (hashing is the install's job). With no digest, a restore
         // from this record treats a missing backup as "the old binary is still in place",
         // which is what a crash before the backup exists leaves.
@@ -300,14 +313,35 @@ impl Run<'_> {
             binary.clone(),
             self.opts.swap.predict(&binary),
         );
+        if let Undo::RestoreBackup { backup, .. } = &predicted.undo {
+            if std::fs::symlink_metadata(backup).is_ok() {
+                return Err(SwapFailure::Before(Error::Swap {
+                    path: backup.clone(),
+                    problem: format!(
+                        "a backup already exists: an earlier upgrade of `{}` was neither \
+                         committed nor rolled back; roll it back (which restores this backup) \
+                         or, if the installed binary is known good, remove the backup",
+                        binary.display()
+                    ),
+                }));
+            }
+        }
         let journal = |record: &SwapRecord| Journal {
             old_master: master.pid,
             old_start_time: master.start_time,
             swap: record.to_text(),
         };
-        journal(&predicted).write(&journal_path)?;
-        let record = self.opts.swap.install(&plan.binary, new_binary)?;
-        journal(&record).write(&journal_path)
+        journal(&predicted)
+            .write(&journal_path)
+            .map_err(SwapFailure::Before)?;
+        let during = |e| SwapFailure::During(e, journal_path.clone());
+        let record = self
+            .opts
+            .swap
+            .install(&plan.binary, new_binary)
+            .map_err(during)?;
+        journal(&record).write(&journal_path).map_err(during)?;
+        Ok(binary_lock)
     }
 
     /// Rolls back from whatever phase the system is in after `error`, and builds the
@@ -452,6 +486,13 @@ pub fn finish(
         }
     };
     Ok(steady.observation().clone())
+}
+
+/// How a swap failed: before the journal was written (nothing changed), or after (the
+/// journal at the path may need undoing).
+enum SwapFailure {
+    Before(Error),
+    During(Error, std::path::PathBuf),
 }
 
 /// The error and what it left, without the state (which the caller attaches again).
