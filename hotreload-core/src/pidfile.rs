@@ -180,11 +180,17 @@ fn check_writers(path: &Path, writers: &[Writer], pid: Pid) -> Result<(), Error>
             )),
         }
     };
-    for w in writers {
+    // "every user" is the plainest account of a file that is also group-writable.
+    let widest_first = |ws: &[Writer]| -> Vec<Writer> {
+        let (all, rest): (Vec<Writer>, Vec<Writer>) =
+            ws.iter().partition(|w| **w == Writer::Everyone);
+        all.into_iter().chain(rest).collect()
+    };
+    for w in &widest_first(writers) {
         consider(path, w, false)?;
     }
     // The directory's owner can replace any entry, sticky or not.
-    for w in &dir_writers {
+    for w in &widest_first(&dir_writers) {
         consider(&dir, w, true)?;
     }
     if users.is_empty() {

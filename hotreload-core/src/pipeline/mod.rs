@@ -224,6 +224,9 @@ impl Run<'_> {
         // Held until the upgrade is committed or rolled back (both happen in this call).
         let _binary_lock = match ctx.step(Step::Swap, || self.swap(&plan, &steady)) {
             Ok(lock) => lock,
+            Err(SwapFailure::Before(e @ Error::Locked { .. })) => {
+                return Err(self.fail(FailureKind::Locked, e, None))
+            }
             Err(SwapFailure::Before(e)) => return Err(self.fail(FailureKind::Refused, e, None)),
             Err(SwapFailure::During(e, journal)) => {
                 // A swap refuses before changing anything, but one that failed half-way
