@@ -21,7 +21,7 @@ pub enum Exit {
     /// 3: refused before changing anything: bad input, a safety check, a failed config
     /// test, or a step command run in the wrong phase.
     Refused,
-    /// 4: another upgrade holds the lock on this pid file.
+    /// 4: another upgrade holds the lock on this pid file (or on the executable it swaps).
     Locked,
     /// 5: failed and could not restore a healthy state: manual action is needed.
     Unrecovered,
@@ -60,7 +60,7 @@ Exit codes:
   3  refused before changing anything: bad input (pid file, pid, binary),
      a safety check, a failed config test, or a step command in the wrong phase;
      `status`: the pid file is unusable or the phase is unknown
-  4  another upgrade holds the lock on this pid file
+  4  another upgrade holds the lock on this pid file (or on the executable it swaps)
   5  failed and could not restore a healthy state: manual action needed
      (the observed state and what to do are printed)
   130/143  demo interrupted by SIGINT/SIGTERM (it cleaned up)";
