@@ -7,7 +7,10 @@
 //! signals at any process), unless the process it names belongs to that very user
 //! (who could signal it anyway). "Could have written" reads the mode bits and the POSIX
 //! ACLs of the file and of its directory (DESIGN.md §6). A group that can write is
-//! refused whatever its gid: group 0 is not root, and its members need not be.
+//! refused whatever its gid: group 0 is not root, and its members need not be. A sticky
+//! world-writable directory (`/tmp`) is accepted for a root-owned pid file, since others
+//! cannot replace what they do not own there; hotreload's own files no longer live beside
+//! the pid file ([`crate::state`]), so nothing else of ours is exposed there.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
