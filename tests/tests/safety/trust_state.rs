@@ -14,6 +14,7 @@ use std::process::{Command, Stdio};
 
 use crate::common::*;
 use fake_nginx::harness::Instance;
+use hotreload_core::swap::{FileIdentity, SwapRecord, Undo};
 
 const NOBODY: u32 = 65534;
 
@@ -194,30 +195,36 @@ fn a_journal_naming_files_this_swap_would_not_is_refused() {
         let home = base.path().join("home");
         fs::DirBuilder::new().mode(0o700).create(&home).unwrap();
         let journal = journal_in(&home, server.inst.pid_file());
-        let installed = server.installed.display().to_string();
         let backup = server.backup();
         fs::write(&backup, "not the old executable\n").unwrap();
+        // Records as the library writes them (whatever its identity format is).
+        let record = |binary: &Path, backup: &Path, identity: Option<FileIdentity>| {
+            SwapRecord::new(
+                "rename",
+                binary,
+                Undo::RestoreBackup {
+                    backup: backup.to_path_buf(),
+                    identity,
+                },
+            )
+            .to_text()
+        };
+        let installed = server.installed.clone();
         let cases = [
             (
-                format!(
-                    "kind=rename\nbinary={}\nundo=restore-backup\nbackup={}\n",
-                    victim.display(),
-                    backup.display()
-                ),
+                record(&victim, &backup, None),
                 "but this target's master runs",
             ),
             (
-                format!(
-                    "kind=rename\nbinary={installed}\nundo=restore-backup\nbackup={}\n",
-                    victim.display()
-                ),
+                record(&installed, &victim, None),
                 "but this swap keeps its backup at",
             ),
             (
-                format!(
-                    "kind=rename\nbinary={installed}\nundo=restore-backup\nbackup={}\n\
-                     backup_identity=1:2:3\n",
-                    backup.display()
+                // The identity of another file: not the backup this swap made.
+                record(
+                    &installed,
+                    &backup,
+                    Some(FileIdentity::of(&victim).unwrap()),
                 ),
                 "is not the backup this swap made",
             ),
@@ -671,7 +678,9 @@ fn leftovers_are_removed_and_none_are_made() {
             "--state-dir",
             &full.display().to_string(),
         ]);
-        run.expect_code(3).expect_stderr("journal");
+        run.expect_code(3)
+            .expect_stderr("failed to write upgrade journal")
+            .expect_stderr("No space left on device");
         let left: Vec<String> = fs::read_dir(&full)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
