@@ -7,7 +7,8 @@
 //! blocks upgrades or a symlink we would write through. The kernel drops an flock when
 //! the last descriptor of its open file closes — including when the holder is killed —
 //! so a crashed or SIGKILLed hotreload never leaves anything locked, and there is no
-//! stale-lock heuristic to get wrong. The file's content (holder pid, command, time) is
+//! stale-lock heuristic to get wrong. The holder removes the file as it lets go; a locker
+//! that finds it locked a removed file tries again. The file's content (holder pid, command, time) is
 //! only information for the error message.
 
 use std::fs::{File, OpenOptions};
@@ -42,38 +43,56 @@ impl TargetLock {
     }
 
     /// Takes the lock on exactly `lock_file` (for callers that choose the file themselves:
-    /// it must be in a directory only they can write).
+    /// it must be in a directory only they can write). The file is removed when the lock
+    /// is dropped.
     pub fn acquire_file(lock_file: &Path) -> Result<TargetLock, Error> {
         let lock_err = |source| Error::Lock {
             path: lock_file.to_path_buf(),
             source,
         };
-        let mut file = open_or_create(lock_file).map_err(lock_err)?;
-        // Ours, a regular file: we truncate and write it.
-        let meta = file.metadata().map_err(lock_err)?;
-        if !meta.is_file() || meta.uid() != sys::geteuid() {
-            return Err(lock_err(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                format!(
-                    "it is not a regular file of user {} (owner {}): remove it",
-                    sys::geteuid(),
-                    meta.uid()
-                ),
-            )));
-        }
-        if !sys::flock_exclusive_nonblocking(file.as_fd()).map_err(lock_err)? {
-            let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
-            let holder = holder.lines().collect::<Vec<_>>().join(", ");
-            return Err(Error::Locked {
-                path: lock_file.to_path_buf(),
-                holder: if holder.trim().is_empty() {
-                    "holder unknown: it has not written its details yet".to_string()
-                } else {
-                    holder
-                },
-            });
-        }
+        // The holder removes the file when it lets go (so the home does not fill with one
+        // file per target ever upgraded): a file we locked after it was removed is no
+        // lock at all, so it counts only if the path still names it; else look again.
+        let mut attempts = 0;
+        let mut file = loop {
+            let mut file = open_or_create(lock_file).map_err(lock_err)?;
+            // Ours, a regular file: we truncate and write it.
+            let meta = file.metadata().map_err(lock_err)?;
+            if !meta.is_file() || meta.uid() != sys::geteuid() {
+                return Err(lock_err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!(
+                        "it is not a regular file of user {} (owner {}): remove it",
+                        sys::geteuid(),
+                        meta.uid()
+                    ),
+                )));
+            }
+            if !sys::flock_exclusive_nonblocking(file.as_fd()).map_err(lock_err)? {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.lines().collect::<Vec<_>>().join(", ");
+                return Err(Error::Locked {
+                    path: lock_file.to_path_buf(),
+                    holder: if holder.trim().is_empty() {
+                        "holder unknown: it has not written its details yet".to_string()
+                    } else {
+                        holder
+                    },
+                });
+            }
+            let still_there = std::fs::symlink_metadata(lock_file)
+                .is_ok_and(|m| m.dev() == meta.dev() && m.ino() == meta.ino());
+            attempts += 1;
+            if still_there {
+                break file;
+            }
+            if attempts >= 100 {
+                return Err(lock_err(io::Error::other(
+                    "it kept being replaced while it was locked",
+                )));
+            }
+        };
         // We hold it: replace whatever a previous holder wrote with our details.
         let info = format!(
             "pid {}\ncommand `{}`\nsince {}\n",
@@ -178,10 +197,11 @@ impl Drop for BinaryLock {
 
 impl Drop for TargetLock {
     fn drop(&mut self) {
-        // Clear our details so the next reader does not mistake them for a holder;
-        // the lock itself goes when `file` closes. The file stays: removing it would
-        // race with a process that has opened it and is about to lock it.
+        // Removed while still locked: whoever opened it meanwhile and locks it after we
+        // close sees that the path no longer names it, and opens the path again. A killed
+        // holder leaves the file (empty of meaning: its flock went with it).
         let _ = self.file.set_len(0);
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 
