@@ -275,6 +275,12 @@ pub struct TargetArgs {
     /// Print JSON Lines on stdout instead of the human account
     #[arg(long)]
     pub json: bool,
+
+    /// Where hotreload keeps its locks and journals: a directory only you can write
+    /// (made 0700 if missing; refused if it is a symlink, not yours, or writable by others)
+    /// [default: /run/hotreload as root, else $XDG_RUNTIME_DIR/hotreload]
+    #[arg(long, value_name = "DIR", env = "HOTRELOAD_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -102,7 +102,10 @@ fn refusal(command: CommandName, err: &Error, pid_file: &Path, body: Body) -> Re
 }
 
 pub fn target_of(args: &TargetArgs, binary: Option<&PathBuf>) -> Target {
-    let target = Target::new(args.pid_file.clone()).flavor(args.flavor.clone());
+    let mut target = Target::new(args.pid_file.clone()).flavor(args.flavor.clone());
+    if let Some(dir) = &args.state_dir {
+        target = target.state_dir(dir.clone());
+    }
     match binary {
         Some(binary) => target.binary(binary.clone()),
         None => target,
@@ -118,7 +121,8 @@ fn pid_file_gone(args: &TargetArgs) -> Option<Advice> {
     let gone = absent(target.pid_file())
         && absent(&target.old_pid_file())
         && absent(&target.new_pid_file())
-        && absent(&target.journal_file());
+        && target.journal_file().is_ok_and(|journal| absent(&journal))
+        && absent(&target.legacy_journal_file());
     let dir_missing = args
         .pid_file
         .parent()
@@ -148,8 +152,10 @@ fn no_such_pid_file(command: CommandName, args: &TargetArgs, body: Body) -> Opti
 
 pub fn status(args: &StatusArgs) -> Report {
     let pid_file = &args.target.pid_file;
-    match target_of(&args.target, None).observe() {
-        Ok(obs) => {
+    let target = target_of(&args.target, None);
+    match target.observe() {
+        Ok(mut obs) => {
+            obs.evidence.extend(target.journal_notes());
             // A script asking "can I act on this server?" gets its answer from the
             // code: a phase hotreload cannot name is the same answer as a bad pid file.
             let mut report = if obs.phase == Phase::Unknown {
@@ -227,18 +233,20 @@ pub fn watch_signals(command: CommandName, args: &TargetArgs, printer: &Arc<Prin
             CommandName::Upgrade if past_no_return => "commit",
             _ => "rollback",
         };
-        let journal = target.journal_file();
+        let journal = target
+            .journal_file()
+            .ok()
+            .filter(|journal| journal.exists());
         let message = format!(
             "interrupted again by {}: stopped at once in the middle of `hotreload {}`{}",
             interrupt::name(signal),
             command.as_str(),
-            if journal.exists() {
-                format!(
+            match &journal {
+                Some(journal) => format!(
                     "; the journal {} is left for the next command",
                     journal.display()
-                )
-            } else {
-                String::new()
+                ),
+                None => String::new(),
             }
         );
         let exit = Exit::Interrupted(signal);
@@ -604,8 +612,9 @@ pub fn step(
     };
     // A steady server with a journal is an upgrade killed between the swap and the spawn
     // (or after the old master went away): commit and rollback finish its executable part.
-    let journal = target.journal_file();
-    let journal_only = before.phase == Phase::Steady && journal.exists();
+    let pending = target.pending_journal();
+    let journal_only = before.phase == Phase::Steady && pending.is_some();
+    let journal = pending.unwrap_or_else(|| target.legacy_journal_file());
     // `rollback` is the one command for an unknown phase: an upgrade killed inside its
     // spawn wait leaves `.oldbin`, no pid file and a hung new master (the core checks
     // exactly that, and refuses anything else with the evidence).

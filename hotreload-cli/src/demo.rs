@@ -254,7 +254,11 @@ fn demo(args: &DemoArgs, out: &Printer, work: &SharedWork) -> Result<Exit, Strin
         ));
     }
 
-    let target = Target::new(pid_file.clone()).binary(installed.clone());
+    // Its own state home in the work directory: the demo leaves nothing behind, and runs
+    // for a user without XDG_RUNTIME_DIR too.
+    let target = Target::new(pid_file.clone())
+        .binary(installed.clone())
+        .state_dir(root.join("state"));
     let health = || HttpCheck::new(&format!("http://{addr}/")).map_err(|e| error_chain(&e));
     let mut attempts = Vec::new();
 

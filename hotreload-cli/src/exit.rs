@@ -21,7 +21,7 @@ pub enum Exit {
     /// 3: refused before changing anything: bad input, a safety check, a failed config
     /// test, or a step command run in the wrong phase.
     Refused,
-    /// 4: another upgrade holds the lock on this pid file.
+    /// 4: another upgrade holds the lock on this pid file (or on the executable it swaps).
     Locked,
     /// 5: failed and could not restore a healthy state: manual action is needed.
     Unrecovered,
@@ -65,7 +65,7 @@ Exit codes:
      `status`: the pid file is unusable or the phase is unknown (a person
      must look, e.g. a new master nobody waits for); every known phase
      (steady, spawning, spawned, drained), in progress or not, is 0
-  4  another upgrade holds the lock on this pid file
+  4  another upgrade holds the lock on this pid file (or on the executable it swaps)
   5  failed and could not restore a healthy state: manual action needed
      (the observed state and what to do are printed)
   130/143/129  interrupted by SIGINT/SIGTERM/SIGHUP: the upgrade stopped and

@@ -27,8 +27,8 @@
 //! phase and finish it or roll it back. What matches no phase exactly is
 //! [`Phase::Unknown`] with the evidence, and nothing operates on it. The only thing the
 //! system cannot show — where the old executable was backed up — is kept in a journal
-//! next to the pid file (`<pid file>.hotreload-journal`) from the swap until the commit
-//! or the restore.
+//! in hotreload's own state home ([`state`]: `/run/hotreload` for root, where only its
+//! user can write) from the swap until the commit or the restore.
 //!
 //! **Typed operations.** [`Target::attach`] returns a [`State`] whose variants carry
 //! pinned processes and allow exactly the operations of their phase:
@@ -209,7 +209,9 @@ mod nginx_conf;
 mod pidfile;
 pub mod process;
 mod procfs;
+pub mod state;
 mod sys;
+mod trust;
 mod wait;
 // Strategies, user-extensible.
 pub mod discovery;

@@ -1,24 +1,30 @@
-//! `TargetLock`: one upgrade per target at a time (DESIGN.md §5).
+//! `TargetLock`: one upgrade per target at a time, and `BinaryLock`: one swap per binary
+//! path at a time (DESIGN.md §5).
 //!
-//! The lock is an `flock(2)` on `<pid file>.hotreload.lock`. The kernel drops an
-//! flock when the last descriptor of its open file closes — including when the
-//! holder is killed — so a crashed or SIGKILLed hotreload never leaves the target
-//! locked, and there is no stale-lock heuristic to get wrong. The file's content
-//! (holder pid, command, time) is only information for the error message.
+//! Both are an `flock(2)` on a file in hotreload's state home ([`crate::state`]), named
+//! by the canonical path of the pid file (`<key>.lock`) or of the binary
+//! (`binary=<key>.lock`): nobody else can write there, so nobody can plant a lock that
+//! blocks upgrades or a symlink we would write through. The kernel drops an flock when
+//! the last descriptor of its open file closes — including when the holder is killed —
+//! so a crashed or SIGKILLed hotreload never leaves anything locked, and there is no
+//! stale-lock heuristic to get wrong. The holder removes the file as it lets go; a locker
+//! that finds it locked a removed file tries again. The file's content (holder pid, command, time) is
+//! only information for the error message.
 
-use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::AsFd;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::thread::ThreadId;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::Error;
 use crate::sys;
 
-/// Suffix appended to the pid file's name to make the lock file's.
-pub const LOCK_SUFFIX: &str = ".hotreload.lock";
+/// Suffix of a lock's entry in the state home.
+pub const LOCK_SUFFIX: &str = ".lock";
 
 /// Holds a target's lock until dropped (or until the process dies).
 #[derive(Debug)]
@@ -28,49 +34,65 @@ pub struct TargetLock {
 }
 
 impl TargetLock {
-    /// The lock file of the target whose pid file is `pid_file`: `<pid_file>.hotreload.lock`.
-    pub fn path_for(pid_file: &Path) -> PathBuf {
-        let mut name = OsString::from(pid_file.as_os_str());
-        name.push(LOCK_SUFFIX);
-        PathBuf::from(name)
-    }
-
-    /// Takes the lock of the target whose pid file is `pid_file`, without waiting.
+    /// Takes the lock of the target whose pid file is `pid_file` (in the default state
+    /// home), without waiting: the same as `Target::new(pid_file).lock()`.
     ///
     /// Another holder → [`Error::Locked`] naming it (pid, command, since when).
     pub fn acquire(pid_file: &Path) -> Result<TargetLock, Error> {
-        TargetLock::acquire_file(&TargetLock::path_for(pid_file))
+        crate::model::Target::new(pid_file).lock()
     }
 
-    /// Takes the lock on exactly `lock_file` (for callers that choose the file themselves).
+    /// Takes the lock on exactly `lock_file` (for callers that choose the file themselves:
+    /// it must be in a directory only they can write). The file is removed when the lock
+    /// is dropped.
     pub fn acquire_file(lock_file: &Path) -> Result<TargetLock, Error> {
         let lock_err = |source| Error::Lock {
             path: lock_file.to_path_buf(),
             source,
         };
-        // Never follow a symlink planted at the lock path: we truncate and write it.
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(lock_file)
-            .map_err(lock_err)?;
-        if !sys::flock_exclusive_nonblocking(file.as_fd()).map_err(lock_err)? {
-            let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
-            let holder = holder.lines().collect::<Vec<_>>().join(", ");
-            return Err(Error::Locked {
-                path: lock_file.to_path_buf(),
-                holder: if holder.trim().is_empty() {
-                    "holder unknown: it has not written its details yet".to_string()
-                } else {
-                    holder
-                },
-            });
-        }
+        // The holder removes the file when it lets go (so the home does not fill with one
+        // file per target ever upgraded): a file we locked after it was removed is no
+        // lock at all, so it counts only if the path still names it; else look again.
+        let mut attempts = 0;
+        let mut file = loop {
+            let mut file = open_or_create(lock_file).map_err(lock_err)?;
+            // Ours, a regular file: we truncate and write it.
+            let meta = file.metadata().map_err(lock_err)?;
+            if !meta.is_file() || meta.uid() != sys::geteuid() {
+                return Err(lock_err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!(
+                        "it is not a regular file of user {} (owner {}): remove it",
+                        sys::geteuid(),
+                        meta.uid()
+                    ),
+                )));
+            }
+            if !sys::flock_exclusive_nonblocking(file.as_fd()).map_err(lock_err)? {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.lines().collect::<Vec<_>>().join(", ");
+                return Err(Error::Locked {
+                    path: lock_file.to_path_buf(),
+                    holder: if holder.trim().is_empty() {
+                        "holder unknown: it has not written its details yet".to_string()
+                    } else {
+                        holder
+                    },
+                });
+            }
+            let still_there = std::fs::symlink_metadata(lock_file)
+                .is_ok_and(|m| m.dev() == meta.dev() && m.ino() == meta.ino());
+            attempts += 1;
+            if still_there {
+                break file;
+            }
+            if attempts >= 100 {
+                return Err(lock_err(io::Error::other(
+                    "it kept being replaced while it was locked",
+                )));
+            }
+        };
         // We hold it: replace whatever a previous holder wrote with our details.
         let info = format!(
             "pid {}\ncommand `{}`\nsince {}\n",
@@ -93,6 +115,81 @@ impl TargetLock {
     }
 }
 
+/// Opens the lock file that is there (never through a symlink), or creates it exclusively.
+fn open_or_create(path: &Path) -> io::Result<File> {
+    loop {
+        match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path)
+        {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            other => return other,
+        }
+        match crate::state::create_new(path) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            other => return other,
+        }
+    }
+}
+
+/// The binary locks this process holds, and which thread holds each: the pipeline holds
+/// one from the swap to the commit or restore, and the journal's restore and commit take
+/// it again on the same thread.
+static HELD: Mutex<Vec<(PathBuf, ThreadId, usize)>> = Mutex::new(Vec::new());
+
+/// Holds the lock of a binary path until dropped: one swap of that file at a time, across
+/// targets (two servers started from one executable) and processes.
+#[derive(Debug)]
+pub(crate) struct BinaryLock {
+    path: PathBuf,
+    _file: Option<TargetLock>,
+}
+
+impl BinaryLock {
+    /// Takes the lock at `lock_file` (see [`crate::state::Home::binary_lock`]); taken
+    /// again on the thread that holds it, it is the same lock.
+    pub(crate) fn acquire(lock_file: &Path) -> Result<BinaryLock, Error> {
+        let me = std::thread::current().id();
+        let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = held.iter_mut().find(|(p, _, _)| p == lock_file) {
+            if entry.1 != me {
+                return Err(Error::Locked {
+                    path: lock_file.to_path_buf(),
+                    holder: format!(
+                        "pid {} (another upgrade in this process swaps the same executable)",
+                        std::process::id()
+                    ),
+                });
+            }
+            entry.2 += 1;
+            return Ok(BinaryLock {
+                path: lock_file.to_path_buf(),
+                _file: None,
+            });
+        }
+        let file = TargetLock::acquire_file(lock_file)?;
+        held.push((lock_file.to_path_buf(), me, 1));
+        Ok(BinaryLock {
+            path: lock_file.to_path_buf(),
+            _file: Some(file),
+        })
+    }
+}
+
+impl Drop for BinaryLock {
+    fn drop(&mut self) {
+        let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = held.iter().position(|(p, _, _)| *p == self.path) {
+            held[i].2 -= 1;
+            if held[i].2 == 0 {
+                held.remove(i);
+            }
+        }
+    }
+}
+
 // A note on forks: a child forked by any thread of the holder shares the lock's
 // open file description until it execs (the descriptor is close-on-exec), so a
 // competitor can see the lock as held for that instant even after the holder
@@ -100,10 +197,11 @@ impl TargetLock {
 
 impl Drop for TargetLock {
     fn drop(&mut self) {
-        // Clear our details so the next reader does not mistake them for a holder;
-        // the lock itself goes when `file` closes. The file stays: removing it would
-        // race with a process that has opened it and is about to lock it.
+        // Removed while still locked: whoever opened it meanwhile and locks it after we
+        // close sees that the path no longer names it, and opens the path again. A killed
+        // holder leaves the file (empty of meaning: its flock went with it).
         let _ = self.file.set_len(0);
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 
@@ -170,11 +268,11 @@ mod tests {
     #[test]
     fn second_lock_in_same_process_is_refused_then_released() {
         let dir = tempfile::tempdir().unwrap();
-        let pid_file = dir.path().join("x.pid");
-        let first = TargetLock::acquire(&pid_file).unwrap();
-        assert_eq!(first.path(), dir.path().join("x.pid.hotreload.lock"));
+        let pid_file = dir.path().join("x.pid.lock");
+        let first = TargetLock::acquire_file(&pid_file).unwrap();
+        assert_eq!(first.path(), pid_file);
         // flock locks belong to open file descriptions: a second open conflicts even here.
-        match TargetLock::acquire(&pid_file).unwrap_err() {
+        match TargetLock::acquire_file(&pid_file).unwrap_err() {
             Error::Locked { holder, .. } => {
                 assert!(
                     holder.contains(&format!("pid {}", std::process::id())),
@@ -194,7 +292,7 @@ mod tests {
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         let mut pause = Duration::from_millis(1);
         loop {
-            match TargetLock::acquire(pid_file) {
+            match TargetLock::acquire_file(pid_file) {
                 Ok(lock) => return lock,
                 Err(Error::Locked { .. }) if std::time::Instant::now() < deadline => {
                     std::thread::sleep(pause);
@@ -236,10 +334,9 @@ mod held_tests {
     #[test]
     fn a_held_lock_shows_in_proc_locks_and_a_free_one_does_not() {
         let dir = tempfile::tempdir().unwrap();
-        let pid_file = dir.path().join("x.pid");
-        let path = TargetLock::path_for(&pid_file);
+        let path = dir.path().join("x.lock");
         assert!(!is_held(&path));
-        let lock = TargetLock::acquire(&pid_file).unwrap();
+        let lock = TargetLock::acquire_file(&path).unwrap();
         assert!(is_held(&path));
         drop(lock);
         assert!(!is_held(&path));

@@ -5,7 +5,12 @@
 //! never through a symlink, never a FIFO or device, and — when we run as root —
 //! never a file that a non-root user could have written (they could aim root's
 //! signals at any process), unless the process it names belongs to that very user
-//! (who could signal it anyway).
+//! (who could signal it anyway). "Could have written" reads the mode bits and the POSIX
+//! ACLs of the file and of its directory (DESIGN.md §6). A group that can write is
+//! refused whatever its gid: group 0 is not root, and its members need not be. A sticky
+//! world-writable directory (`/tmp`) is accepted for a root-owned pid file, since others
+//! cannot replace what they do not own there; hotreload's own files no longer live beside
+//! the pid file ([`crate::state`]), so nothing else of ours is exposed there.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
@@ -16,6 +21,7 @@ use crate::error::{Error, PidFileProblem};
 use crate::pid::Pid;
 use crate::procfs;
 use crate::sys;
+use crate::trust::{self, Writer};
 
 /// The kernel's upper bound on `pid_max`, used if `/proc/sys/kernel/pid_max` is unreadable.
 const PID_MAX_LIMIT: u64 = 4_194_304;
@@ -67,10 +73,16 @@ pub fn read_pid_file_optional(path: &Path) -> Result<Option<Pid>, Error> {
         };
         return Err(problem(path, PidFileProblem::NotRegularFile { kind }));
     }
+    // Who could have written it, asked of the file we opened (mode bits and ACL).
+    let writers = if sys::geteuid() == 0 {
+        Some(trust::writers(&file, &meta).map_err(|e| read_error(path, e))?)
+    } else {
+        None
+    };
     let content = read_bounded(file, path)?;
     let pid = parse_pid_file_content(&content, pid_max()).map_err(|p| problem(path, p))?;
-    if sys::geteuid() == 0 {
-        check_writers(path, &meta, pid)?;
+    if let Some(writers) = writers {
+        check_writers(path, &writers, pid)?;
     }
     Ok(Some(pid))
 }
@@ -138,47 +150,51 @@ fn read_bounded(file: File, path: &Path) -> Result<Vec<u8>, Error> {
     Ok(content)
 }
 
-/// Who, other than root, could have written the pid file: its owner, its group,
-/// everyone — or the same through its directory (by replacing the file).
-fn check_writers(path: &Path, meta: &fs::Metadata, pid: Pid) -> Result<(), Error> {
+/// Who, other than root, could have written the pid file: its owner, an ACL entry, a
+/// group, everyone — or the same through its directory (by replacing the file).
+fn check_writers(path: &Path, writers: &[Writer], pid: Pid) -> Result<(), Error> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let dir_meta = fs::metadata(&dir).map_err(|e| read_error(&dir, e))?;
+    let dir_file = File::open(&dir).map_err(|e| read_error(&dir, e))?;
+    let dir_meta = dir_file.metadata().map_err(|e| read_error(&dir, e))?;
+    let dir_writers = trust::writers(&dir_file, &dir_meta).map_err(|e| read_error(&dir, e))?;
     let sticky = dir_meta.mode() & libc::S_ISVTX != 0;
 
-    // A user (non-root uid) that could write; group/world writability is refused outright.
-    let mut users: Vec<(PathBuf, u32, &'static str)> = Vec::new();
-    let group_or_world = |what: &Path, m: &fs::Metadata, is_dir: bool| -> Option<PidFileProblem> {
-        let mode = m.mode();
-        // In a sticky directory, others cannot replace a file they do not own.
-        if is_dir && sticky {
-            return None;
+    // Users (non-root uids) that could write; groups and everyone are refused outright.
+    let mut users: Vec<(PathBuf, u32, String)> = Vec::new();
+    let mut consider = |what: &Path, w: &Writer, is_dir: bool| -> Result<(), Error> {
+        match *w {
+            Writer::Owner(0) | Writer::AclUser(0) => Ok(()),
+            // In a sticky directory, only a file's owner (and the directory's) may
+            // replace it: the others' write permission there does not reach our file.
+            Writer::Group(_) | Writer::Everyone | Writer::AclUser(_) if is_dir && sticky => Ok(()),
+            Writer::Owner(uid) | Writer::AclUser(uid) => {
+                users.push((what.to_path_buf(), uid, w.to_string()));
+                Ok(())
+            }
+            Writer::Group(_) | Writer::Everyone => Err(problem(
+                path,
+                PidFileProblem::WritableByOthers {
+                    what: what.to_path_buf(),
+                    who: w.to_string(),
+                },
+            )),
         }
-        let who = if mode & 0o002 != 0 {
-            Some("every user".to_string())
-        } else if mode & 0o020 != 0 && m.gid() != 0 {
-            Some(format!("the members of group {}", m.gid()))
-        } else {
-            None
-        };
-        who.map(|who| PidFileProblem::WritableByOthers {
-            what: what.to_path_buf(),
-            who,
-        })
     };
-    if let Some(p) = group_or_world(path, meta, false) {
-        return Err(problem(path, p));
+    // "every user" is the plainest account of a file that is also group-writable.
+    let widest_first = |ws: &[Writer]| -> Vec<Writer> {
+        let (all, rest): (Vec<Writer>, Vec<Writer>) =
+            ws.iter().partition(|w| **w == Writer::Everyone);
+        all.into_iter().chain(rest).collect()
+    };
+    for w in &widest_first(writers) {
+        consider(path, w, false)?;
     }
-    if let Some(p) = group_or_world(&dir, &dir_meta, true) {
-        return Err(problem(path, p));
-    }
-    if meta.uid() != 0 {
-        users.push((path.to_path_buf(), meta.uid(), "its owner"));
-    }
-    if dir_meta.uid() != 0 && !(sticky && meta.uid() == 0) {
-        users.push((dir.clone(), dir_meta.uid(), "the owner of its directory"));
+    // The directory's owner can replace any entry, sticky or not.
+    for w in &widest_first(&dir_writers) {
+        consider(&dir, w, true)?;
     }
     if users.is_empty() {
         return Ok(());
@@ -195,7 +211,7 @@ fn check_writers(path: &Path, meta: &fs::Metadata, pid: Pid) -> Result<(), Error
                 path,
                 PidFileProblem::WritableByOthers {
                     what,
-                    who: format!("user {uid} ({role}), while process {pid} is not theirs"),
+                    who: format!("{role}, while process {pid} is not theirs"),
                 },
             ));
         }

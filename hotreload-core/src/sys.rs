@@ -299,6 +299,16 @@ pub(crate) fn fremovexattr(fd: BorrowedFd<'_>, name: &std::ffi::CStr) -> io::Res
     Ok(())
 }
 
+/// The raw POSIX access ACL of an open file (`system.posix_acl_access`), or `None` when
+/// the file has none (or the file system knows no ACLs).
+pub(crate) fn posix_acl_access(fd: BorrowedFd<'_>) -> io::Result<Option<Vec<u8>>> {
+    match fgetxattr(fd, c"system.posix_acl_access") {
+        Ok(value) => Ok(Some(value)),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENODATA | libc::ENOTSUP)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hotreload_core::{Error, TargetLock};
+use hotreload_core::{Error, Target, TargetLock};
 
 const HELPER_ENV: &str = "HOTRELOAD_LOWLEVEL_LOCK_HOLDER";
 
@@ -78,8 +78,11 @@ fn acquire_soon(pid_file: &Path) -> Result<TargetLock, Error> {
     }
 }
 
+/// A pid file (the lock refuses to be made for one that does not exist).
 fn pid_file_in(dir: &tempfile::TempDir) -> PathBuf {
-    dir.path().join("nginx.pid")
+    let pid_file = dir.path().join("nginx.pid");
+    std::fs::write(&pid_file, "4242\n").unwrap();
+    pid_file
 }
 
 #[test]
@@ -89,12 +92,12 @@ fn second_caller_is_told_who_holds_it() {
     let holder = spawn_holder(&pid_file);
     match TargetLock::acquire(&pid_file) {
         Err(Error::Locked { path, holder: who }) => {
-            assert_eq!(path, TargetLock::path_for(&pid_file));
+            assert_eq!(path, Target::new(&pid_file).lock_file().unwrap());
             assert!(who.contains(&format!("pid {}", holder.0.id())), "{who}");
             assert!(who.contains("lock_holder_helper"), "{who}");
             assert!(who.contains("since 20"), "{who}");
             let msg = Error::Locked { path, holder: who }.to_string();
-            assert!(msg.contains("nginx.pid.hotreload.lock"), "{msg}");
+            assert!(msg.contains("nginx.pid.lock"), "{msg}");
         }
         other => panic!("expected Locked, got {other:?}"),
     }

@@ -69,6 +69,19 @@ pub struct FakeServer {
     pub dir: tempfile::TempDir,
 }
 
+/// The journal lives in hotreload's state home, not in the test's directory: a test that
+/// ends with one left (killed or kept on purpose) takes it, and its temp, along.
+impl Drop for FakeServer {
+    fn drop(&mut self) {
+        if let Ok(journal) = hotreload_core::Target::new(self.inst.pid_file()).journal_file() {
+            let mut temp = journal.clone().into_os_string();
+            temp.push(".tmp");
+            let _ = fs::remove_file(&journal);
+            let _ = fs::remove_file(PathBuf::from(temp));
+        }
+    }
+}
+
 impl FakeServer {
     /// `1.0` with `old_faults`, daemonized, 2 workers.
     pub fn start(old_faults: &[&str]) -> FakeServer {
@@ -198,10 +211,12 @@ impl FakeServer {
         hotreload_core::swap::backup_path_for(&self.installed)
     }
 
+    /// The upgrade journal, in hotreload's state home (the default one: these tests run
+    /// as root, so `/run/hotreload`).
     pub fn journal(&self) -> PathBuf {
-        let mut s = self.inst.pid_file().as_os_str().to_owned();
-        s.push(".hotreload-journal");
-        PathBuf::from(s)
+        hotreload_core::Target::new(self.inst.pid_file())
+            .journal_file()
+            .expect("the journal's place in the state home")
     }
 
     /// The master the pid file names, if any.

@@ -305,7 +305,9 @@ impl Site {
     }
 
     fn journal_exists(&self) -> bool {
-        Path::new(&format!("{}.hotreload-journal", self.pid_file())).exists()
+        hotreload_core::Target::new(self.pid_file())
+            .journal_file()
+            .is_ok_and(|j| j.exists())
     }
 }
 

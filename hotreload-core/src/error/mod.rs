@@ -412,6 +412,27 @@ pub enum Error {
         problem: String,
     },
 
+    /// An upgrade journal that hotreload will not act on: not ours to trust (its owner,
+    /// who else can write it) or naming files this target's swap would not (DESIGN.md §6).
+    /// Nothing was restored, committed or deleted.
+    #[error("not acting on upgrade journal `{}`: {problem}", path.display())]
+    JournalUntrusted {
+        /// The journal.
+        path: PathBuf,
+        /// Why it is not believed.
+        problem: String,
+    },
+
+    /// hotreload's own state directory (locks, journals) cannot be used safely: it is
+    /// missing and cannot be made, or someone else could write it. Nothing was changed.
+    #[error("hotreload's state directory `{}` {problem}", path.display())]
+    StateDir {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong, and how to fix it.
+        problem: String,
+    },
+
     /// Pidfds were required (`require_pidfd`) and this kernel or its seccomp filter has
     /// none; nothing was changed.
     #[error("{detail}: refusing because --require-pidfd (require_pidfd) was given")]

@@ -144,7 +144,8 @@ pub(crate) fn temp_sibling(target: &Path, what: &str) -> PathBuf {
 }
 
 /// Removes temporary files left beside `target` by hotreload processes that no
-/// longer exist (killed mid-swap). Best effort: a leftover is only clutter.
+/// longer exist (killed mid-swap): before a swap, and after a restore or commit, so that
+/// no full-size staged copy outlives the upgrade. Best effort: a leftover is only clutter.
 pub(crate) fn remove_stale_temps(target: &Path) {
     let Some(name) = target.file_name() else {
         return;
@@ -173,7 +174,10 @@ pub(crate) fn remove_stale_temps(target: &Path) {
         else {
             continue;
         };
-        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+        // Only our own regular files: a name that merely looks like ours is left alone.
+        let ours = fs::symlink_metadata(entry.path())
+            .is_ok_and(|m| m.is_file() && m.uid() == crate::sys::geteuid());
+        if ours && pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
             let _ = fs::remove_file(entry.path());
         }
     }

@@ -167,6 +167,7 @@ pub struct Target {
     flavor: Flavor,
     binary: Option<PathBuf>,
     server_args: Option<Vec<String>>,
+    state_dir: Option<PathBuf>,
 }
 
 impl Target {
@@ -177,6 +178,7 @@ impl Target {
             flavor: Flavor::nginx(),
             binary: None,
             server_args: None,
+            state_dir: None,
         }
     }
 
@@ -191,6 +193,29 @@ impl Target {
     pub fn binary(mut self, binary: impl Into<PathBuf>) -> Self {
         self.binary = Some(binary.into());
         self
+    }
+
+    /// Sets hotreload's state home for this target: where its lock and journal live
+    /// (default: `/run/hotreload` for root, `$XDG_RUNTIME_DIR/hotreload` otherwise). It is
+    /// created (mode 0700) when missing and refused when anyone but the invoking user could
+    /// write it (see [`crate::state`]).
+    pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.state_dir = Some(dir.into());
+        self
+    }
+
+    /// The state home this target uses: the one set with [`Target::state_dir`], else the
+    /// default (an error for a non-root user without `XDG_RUNTIME_DIR`).
+    pub fn state_dir_path(&self) -> Result<PathBuf, Error> {
+        match &self.state_dir {
+            Some(dir) => Ok(dir.clone()),
+            None => crate::state::default_dir(),
+        }
+    }
+
+    /// The checked state home (`create`: made when missing; else `None` when missing).
+    pub(crate) fn home(&self, create: bool) -> Result<Option<crate::state::Home>, Error> {
+        crate::state::Home::open(&self.state_dir_path()?, create)
     }
 
     /// The configured pid file.
@@ -239,22 +264,70 @@ impl Target {
         self.flavor.new_pid_file(&self.pid_file)
     }
 
-    /// The lock file of this target: `<pid file>.hotreload.lock`.
-    pub fn lock_file(&self) -> PathBuf {
-        TargetLock::path_for(&self.pid_file)
+    /// The lock file of this target: `<state home>/<key>.lock`, the key naming the pid
+    /// file's canonical path.
+    pub fn lock_file(&self) -> Result<PathBuf, Error> {
+        self.state_entry(crate::lock::LOCK_SUFFIX)
     }
 
-    /// The journal of an upgrade in progress: `<pid file>.hotreload-journal`.
-    pub fn journal_file(&self) -> PathBuf {
-        crate::journal::journal_path(&self.pid_file)
+    /// The journal of an upgrade in progress: `<state home>/<key>.journal`.
+    pub fn journal_file(&self) -> Result<PathBuf, Error> {
+        self.state_entry(crate::journal::JOURNAL_SUFFIX)
     }
 
-    /// Takes this target's lock (a file next to the pid file), for one upgrade at a time.
+    /// Where hotreload before 0.x kept the journal: `<pid file>.hotreload-journal`. One
+    /// found there is reported by `status` and acted on only if it passes the same checks
+    /// as one in the state home.
+    pub fn legacy_journal_file(&self) -> PathBuf {
+        crate::journal::legacy_journal_path(&self.pid_file)
+    }
+
+    /// The journal an operation on this target would act on, if one exists: the one in
+    /// the state home, else one beside the pid file. Whether it is believed is decided
+    /// when it is acted on.
+    pub fn pending_journal(&self) -> Option<PathBuf> {
+        let home = self.journal_file().ok();
+        home.into_iter()
+            .chain([self.legacy_journal_file()])
+            .find(|p| std::fs::symlink_metadata(p).is_ok())
+    }
+
+    /// Facts about this target's journals, for a status report: each one found, whether
+    /// hotreload would act on it, and the command that settles it.
+    pub fn journal_notes(&self) -> Vec<String> {
+        crate::journal::notes(self)
+    }
+
+    fn state_entry(&self, suffix: &str) -> Result<PathBuf, Error> {
+        let dir = self.state_dir_path()?;
+        let key = crate::state::key_of(&crate::state::canonical_pid_file(&self.pid_file)?);
+        let mut name = key;
+        name.push(suffix);
+        Ok(dir.join(name))
+    }
+
+    /// Takes this target's lock (in hotreload's state home), for one upgrade at a time.
     ///
     /// Fails at once with [`Error::Locked`] naming the holder when another process holds
-    /// it. The lock is released when the returned guard is dropped or its holder dies.
+    /// it. The lock is released when the returned guard is dropped or its holder dies. A
+    /// pid file that does not exist (nor its upgrade-time siblings) is refused before any
+    /// file is made: a mistyped path leaves nothing behind.
     pub fn lock(&self) -> Result<TargetLock, Error> {
-        TargetLock::acquire(&self.pid_file)
+        let any_exists = [
+            self.pid_file.clone(),
+            self.old_pid_file(),
+            self.new_pid_file(),
+        ]
+        .iter()
+        .any(|p| std::fs::symlink_metadata(p).is_ok());
+        if !any_exists {
+            return Err(Error::PidFile {
+                path: self.pid_file.clone(),
+                problem: crate::error::PidFileProblem::Missing,
+            });
+        }
+        let home = self.home(true)?.expect("a home made on demand exists");
+        TargetLock::acquire_file(&home.target_entry(&self.pid_file, crate::lock::LOCK_SUFFIX)?)
     }
 
     /// Computes the phase from the pid files and the live process table.
@@ -391,18 +464,20 @@ impl Target {
                     // Only an upgrade that waits for it makes this a phase: with nobody
                     // holding the lock, a new master that does not come up is left over
                     // (a hotreload killed in its spawn wait) and needs a person.
-                    let waited_for = starting && crate::lock::is_held(&self.lock_file());
+                    let lock_file = self.lock_file().ok();
+                    let waited_for =
+                        starting && lock_file.as_deref().is_some_and(crate::lock::is_held);
                     if starting {
+                        let lock = lock_file.as_ref().map_or_else(
+                            || "the target's lock".to_string(),
+                            |path| path.display().to_string(),
+                        );
                         seen.fact(if waited_for {
-                            format!(
-                                "an upgrade holds {} and waits for the new master",
-                                self.lock_file().display()
-                            )
+                            format!("an upgrade holds {lock} and waits for the new master")
                         } else {
                             format!(
-                                "no hotreload holds {}: nobody waits for this new master (an \
-                                 upgrade killed in its spawn wait?)",
-                                self.lock_file().display()
+                                "no hotreload holds {lock}: nobody waits for this new master (an \
+                                 upgrade killed in its spawn wait?)"
                             )
                         });
                     }

@@ -58,7 +58,7 @@ impl Drained {
         };
         // The upgrade has happened whatever the commit does: a failed commit leaves the
         // journal (and the backup) for `Steady::commit_binary` to retry.
-        if let Err(e) = ctx.step(Step::Commit, || ctx.commit_binary()) {
+        if let Err(e) = ctx.step(Step::Commit, || ctx.commit_binary(&self.new)) {
             ctx.warning(format!(
                 "the old master is retired but the swap could not be committed: {}",
                 error_chain(&e)

@@ -11,7 +11,7 @@ use super::{Left, OpError, OpOptions};
 use crate::error::Error;
 use crate::event::{Event, Observer, Role, Step};
 use crate::journal;
-use crate::model::{workers_of, Phase, Target};
+use crate::model::{master_info, workers_of, Phase, Target};
 use crate::pid::Pid;
 use crate::process::{ProcInfo, ProcessHandle};
 use crate::procfs;
@@ -105,18 +105,29 @@ impl<'a> Ctx<'a> {
 
     /// Puts the journal's executable back (see [`journal::restore`]) for `master`.
     pub(crate) fn restore_binary(&self, master: &ProcessHandle) -> Result<(), Error> {
-        if journal::restore(&self.target.journal_file(), master, self.observer)? {
+        let binary = self.binary_of(master)?;
+        if journal::restore(self.target, &binary, master, self.observer)? {
             self.mark_changed();
         }
         Ok(())
     }
 
-    /// Commits the journal's swap (see [`journal::commit`]).
-    pub(crate) fn commit_binary(&self) -> Result<(), Error> {
-        if journal::commit(&self.target.journal_file(), self.observer)? {
+    /// Commits the journal's swap (see [`journal::commit`]); `master` is the one that
+    /// runs now (the new one).
+    pub(crate) fn commit_binary(&self, master: &ProcessHandle) -> Result<(), Error> {
+        let binary = self.binary_of(master)?;
+        if journal::commit(self.target, &binary, self.observer)? {
             self.mark_changed();
         }
         Ok(())
+    }
+
+    /// The executable `master` starts on the spawn signal, absolute: what a journal of
+    /// this target must name.
+    fn binary_of(&self, master: &ProcessHandle) -> Result<std::path::PathBuf, Error> {
+        let info = procfs::proc_info(master.pid())?;
+        let binary = super::installed_binary(self.target, &master_info(info, Vec::new()));
+        Ok(std::path::absolute(&binary).unwrap_or(binary))
     }
 
     /// Runs `f` as `step`, reporting its start and end.

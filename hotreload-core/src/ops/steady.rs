@@ -587,7 +587,7 @@ impl Steady {
     ) -> Result<Steady, OpError<Steady>> {
         let target = self.at.target.clone();
         let ctx = Ctx::new(&target, opts, observer);
-        match ctx.step(Step::Commit, || ctx.commit_binary()) {
+        match ctx.step(Step::Commit, || ctx.commit_binary(&self.master)) {
             Ok(()) => Ok(self),
             Err(e) => Err(ctx.fail(Some(self), e, |_| Phase::Steady, false)),
         }

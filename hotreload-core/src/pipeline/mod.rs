@@ -33,11 +33,12 @@ use std::cell::{Cell, RefCell};
 use crate::error::Error;
 use crate::event::{Event, Observer, Step};
 use crate::journal::Journal;
+use crate::lock::BinaryLock;
 use crate::model::{error_chain, MasterInfo, Observation, Target};
 use crate::ops::engine::Ctx;
 use crate::ops::{Left, OpError, OpOptions, State};
 use crate::pid::Pid;
-use crate::swap::{Durability, SwapRecord};
+use crate::swap::{Durability, SwapRecord, Undo};
 use crate::wait::CancelToken;
 use plan::Plan;
 
@@ -208,6 +209,21 @@ impl Run<'_> {
             self.report.borrow_mut().unchanged = true;
             return Ok(self.report());
         }
+        // One swap per binary path: held until the upgrade is committed or rolled back
+        // (both happen in this call). Taken on this thread, which commits or restores (the
+        // lock is reentrant per thread), before the preparation runs beside the config test.
+        let _binary_lock: Option<BinaryLock> = if self.opts.dry_run {
+            None
+        } else {
+            let binary = std::path::absolute(&plan.binary).unwrap_or_else(|_| plan.binary.clone());
+            match crate::journal::binary_lock(self.target, &binary) {
+                Ok(lock) => Some(lock),
+                Err(e @ Error::Locked { .. }) => {
+                    return Err(self.fail(FailureKind::Locked, e, None))
+                }
+                Err(e) => return Err(self.fail(FailureKind::Refused, e, None)),
+            }
+        };
         // The config test and the swap's preparation only read the new binary: they run
         // side by side (the preparation on a scoped thread, the test here, where the
         // events are emitted in order). A failed test still leaves nothing changed: what
@@ -247,20 +263,26 @@ impl Run<'_> {
         }
         let old = (steady.master_pid(), steady.master().start_time);
         let swapped = ctx.step(Step::Swap, || {
-            let prepared = prepared.unwrap_or_else(|| {
-                prepare_swap(self.target, &*self.opts.swap, &plan, steady.master())
-            })?;
+            let prepared = prepared
+                .unwrap_or_else(|| {
+                    prepare_swap(self.target, &*self.opts.swap, &plan, steady.master())
+                })
+                .map_err(SwapFailure::Before)?;
             self.swap(&ctx, &plan, &steady, prepared)
         });
         let durability = match swapped {
             Ok(durability) => durability,
-            Err(e) => {
+            Err(SwapFailure::Before(e @ Error::Locked { .. })) => {
+                return Err(self.fail(FailureKind::Locked, e, None))
+            }
+            Err(SwapFailure::Before(e)) => return Err(self.fail(FailureKind::Refused, e, None)),
+            Err(SwapFailure::During(e, journal)) => {
                 // A swap refuses before changing anything, but one that failed half-way
                 // (say, after the rename) must be undone like any later failure.
                 let unchanged = !self.opts.swap.installs()
                     || crate::procfs::runs_file(old.0, &plan.binary).unwrap_or(false);
                 if unchanged {
-                    let _ = crate::journal::remove(&self.target.journal_file());
+                    let _ = crate::journal::remove(&journal);
                     return Err(self.fail(FailureKind::Refused, e, None));
                 }
                 return Err(self.roll_back(e, Some(State::Steady(steady)), old));
@@ -348,11 +370,14 @@ impl Run<'_> {
         plan: &Plan,
         steady: &crate::ops::Steady,
         prepared: Prepared,
-    ) -> Result<Durability, Error> {
-        let installed =
-            self.opts
-                .swap
-                .install_with(&plan.binary, &plan.new_binary, &self.opts.install)?;
+    ) -> Result<Durability, SwapFailure> {
+        let journal_path = prepared.journal_path.clone();
+        let during = |e| SwapFailure::During(e, journal_path.clone());
+        let installed = self
+            .opts
+            .swap
+            .install_with(&plan.binary, &plan.new_binary, &self.opts.install)
+            .map_err(during)?;
         for lost in &installed.lost_metadata {
             ctx.emit(Event::Warning {
                 message: format!(
@@ -361,7 +386,9 @@ impl Run<'_> {
                 ),
             });
         }
-        swap_journal(steady.master(), &installed.record).write(&prepared.journal_path)?;
+        swap_journal(steady.master(), &installed.record)
+            .write(&prepared.journal_path)
+            .map_err(during)?;
         Ok(installed.durability)
     }
 
@@ -473,12 +500,29 @@ fn prepare_swap(
     plan: &Plan,
     master: &MasterInfo,
 ) -> Result<Prepared, Error> {
-    let journal_path = target.journal_file();
+    let journal_path = crate::journal::home_path(target)?;
     let binary = std::path::absolute(&plan.binary).unwrap_or_else(|_| plan.binary.clone());
-    // Digest unknown yet (hashing is the install's job). With no digest, a restore from
-    // this record treats a missing backup as "the old binary is still in place", which
-    // is what a crash before the backup exists leaves.
+    // Another target's unfinished swap of the same file, or a backup already there (another
+    // upgrade's), is refused before the journal is written: its rollback must never touch
+    // that backup.
+    crate::journal::check_no_other_swap(target, &journal_path, &binary)?;
+    // Installed file unknown yet. Without it, a restore from this record treats a missing
+    // backup as "the old binary is still in place", which is what a crash before the
+    // backup exists leaves.
     let predicted = SwapRecord::new(swap.name(), binary.clone(), swap.predict(&binary));
+    if let Undo::RestoreBackup { backup, .. } = &predicted.undo {
+        if std::fs::symlink_metadata(backup).is_ok() {
+            return Err(Error::Swap {
+                path: backup.clone(),
+                problem: format!(
+                    "a backup already exists: an earlier upgrade of `{}` was neither committed \
+                     nor rolled back; roll it back (which restores this backup) or, if the \
+                     installed binary is known good, remove the backup",
+                    binary.display()
+                ),
+            });
+        }
+    }
     swap_journal(master, &predicted).write(&journal_path)?;
     Ok(Prepared { journal_path })
 }
@@ -553,6 +597,13 @@ pub fn finish(
         }
     };
     Ok(steady.observation().clone())
+}
+
+/// How a swap failed: before the journal was written (nothing changed), or after (the
+/// journal at the path may need undoing).
+enum SwapFailure {
+    Before(Error),
+    During(Error, std::path::PathBuf),
 }
 
 /// The error and what it left, without the state (which the caller attaches again).

@@ -43,7 +43,10 @@ impl Plan {
                 new_binary.display(),
                 binary.display(),
                 opts.swap.name(),
-                run.target.journal_file().display()
+                run.target
+                    .journal_file()
+                    .unwrap_or_else(|_| run.target.legacy_journal_file())
+                    .display()
             ));
         }
         steps.push(format!(

@@ -220,16 +220,39 @@ impl Run<'_> {
     }
 
     fn no_journal(&self) -> Result<String, String> {
-        let path = self.target.journal_file();
-        match Journal::read(&path) {
-            Ok(None) => Ok(format!("no unfinished upgrade ({} absent)", path.display())),
-            Ok(Some(j)) => Err(format!(
+        let left = |path: &std::path::Path, j: Journal| {
+            Err(format!(
                 "an earlier upgrade (of master {}) left its journal at {}: it did not finish; \
                  roll it back or commit it first",
                 j.old_master,
                 path.display()
+            ))
+        };
+        let path = self.target.journal_file().map_err(|e| error_chain(&e))?;
+        if self
+            .target
+            .home(false)
+            .map_err(|e| error_chain(&e))?
+            .is_some()
+        {
+            match Journal::read(&path) {
+                Ok(None) => {}
+                Ok(Some(j)) => return left(&path, j),
+                Err(e) => return Err(error_chain(&e)),
+            }
+        }
+        // Beside the pid file, where anyone who can write that directory could put one:
+        // only a journal we would act on blocks the upgrade (else any user could block it).
+        let legacy = self.target.legacy_journal_file();
+        match Journal::read(&legacy) {
+            Ok(Some(j)) => left(&legacy, j),
+            Ok(None) => Ok(format!("no unfinished upgrade ({} absent)", path.display())),
+            Err(e) => Ok(format!(
+                "no unfinished upgrade ({} absent; ignoring {}: {})",
+                path.display(),
+                legacy.display(),
+                error_chain(&e)
             )),
-            Err(e) => Err(error_chain(&e)),
         }
     }
 

@@ -8,7 +8,7 @@
 //! `-N` taken as "process group N" would kill it).
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -391,9 +391,9 @@ fn pid_file_writable_by_another_user_is_refused_as_root() {
     });
 }
 
-/// The journal is staged at `<journal>.tmp`: a symlink planted there (by whoever can write
-/// the pid file's directory) must not make root write through it (issue 11, case 2). The
-/// upgrade goes on, with a temp of its own, and the link's target is untouched.
+/// The journal is staged at `<journal>.tmp`: a symlink planted there (or where it was before
+/// the state home, beside the pid file) must not make root write through it (issue 11,
+/// case 2). The upgrade goes on, with a temp of its own, and the link's target is untouched.
 #[test]
 fn a_symlink_planted_at_the_journal_temp_is_not_written_through() {
     hotreload_tests::watchdog(|| {
@@ -403,10 +403,22 @@ fn a_symlink_planted_at_the_journal_temp_is_not_written_through() {
         let victim = victim_dir.path().join("victim");
         fs::write(&victim, "root's file\n").unwrap();
         fs::set_permissions(&victim, fs::Permissions::from_mode(0o600)).unwrap();
-        let mut temp = server.journal().into_os_string();
-        temp.push(".tmp");
-        let temp = PathBuf::from(temp);
-        std::os::unix::fs::symlink(&victim, &temp).unwrap();
+        // Where the journal's temp is now (the state home, which only root can write)
+        // and where it was (beside the pid file, where others may write).
+        let journal = server.journal();
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(journal.parent().unwrap())
+            .unwrap();
+        for journal in [
+            journal,
+            PathBuf::from(format!("{}.hotreload-journal", server.pid_file())),
+        ] {
+            let mut temp = journal.into_os_string();
+            temp.push(".tmp");
+            std::os::unix::fs::symlink(&victim, PathBuf::from(temp)).unwrap();
+        }
 
         let run = hotreload(&[
             "upgrade",

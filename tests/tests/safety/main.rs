@@ -5,7 +5,8 @@
 //! pidfds (`oldkernel`, issue 17), the installed file's metadata and layout kept or
 //! refused (`metadata`, `install_layout`, issue 12), `listen … reuseport` with fewer
 //! workers (`reuseport`, issue 12), what a less-privileged user may not steer
-//! (`trust_steer`, issue 11), and one test per bug fixed so far (`regression`).
+//! (`trust_steer`, issue 11) or plant in root's own state (`trust_state`, issue 11),
+//! and one test per bug fixed so far (`regression`).
 //! One test binary, one build.
 
 mod common;
@@ -20,5 +21,6 @@ mod operators;
 mod regression;
 mod reuseport;
 mod swap;
+mod trust_state;
 mod trust_steer;
 mod zombie;

@@ -201,11 +201,9 @@ fn lock_of_a_killed_upgrade_does_not_block_the_next() {
         .collect();
         // Killed while it holds the lock and has changed nothing yet.
         hotreload_killed_at(&args, |e| is_step(e, "step_finished", "lock"));
-        let lock = {
-            let mut s = server.inst.pid_file().as_os_str().to_owned();
-            s.push(".hotreload.lock");
-            std::path::PathBuf::from(s)
-        };
+        let lock = hotreload_core::Target::new(server.inst.pid_file())
+            .lock_file()
+            .unwrap();
         assert!(
             lock.exists(),
             "the killed upgrade left no lock file to test with"
