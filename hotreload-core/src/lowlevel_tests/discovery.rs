@@ -188,6 +188,17 @@ fn a_found_master_becomes_a_target_only_on_its_own_pid_file() {
             .stdin(Stdio::null()),
     ));
     let pid = Pid::try_from(master.0.id()).unwrap();
+    // Until the child has exec'd, its command line is this test's: wait for the shell's
+    // (a deadline, not a pause), or the claims below are read from the wrong argv.
+    let cmdline = format!("/proc/{pid}/cmdline");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !fs::read(&cmdline).is_ok_and(|argv| argv.starts_with(b"/bin/sh\0")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the shell never exec'd"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
     let found = ExplicitPid::new(pid);
 
     // The file does not exist yet: the command line's claim is not taken on trust.
