@@ -3,6 +3,8 @@
 //! Each file was an integration test before those items became crate-private.
 
 mod discovery;
+mod journal;
 mod pidfile;
 mod process;
 mod swap;
+mod swap_edges;
