@@ -4,6 +4,7 @@
 
 mod discovery;
 mod journal;
+mod ops_basics;
 mod pidfile;
 mod process;
 mod swap;
