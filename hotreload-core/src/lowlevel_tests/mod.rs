@@ -6,6 +6,7 @@ mod discovery;
 mod journal;
 mod ops_basics;
 mod pidfile;
+mod pidfile_edges;
 mod process;
 mod swap;
 mod swap_edges;
