@@ -8,5 +8,6 @@ mod ops_basics;
 mod pidfile;
 mod pidfile_edges;
 mod process;
+mod process_edges;
 mod swap;
 mod swap_edges;
