@@ -4,6 +4,7 @@
 
 mod discovery;
 mod journal;
+mod model_basics;
 mod ops_basics;
 mod pidfile;
 mod pidfile_edges;
