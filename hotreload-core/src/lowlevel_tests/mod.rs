@@ -4,6 +4,7 @@
 
 mod discovery;
 mod journal;
+mod lock_edges;
 mod model_basics;
 mod ops_basics;
 mod pidfile;
