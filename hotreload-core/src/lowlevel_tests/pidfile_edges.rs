@@ -62,3 +62,13 @@ fn as_root_a_root_file_in_a_sticky_directory_of_another_user_is_trusted() {
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
     assert!(read_pid_file(&path).is_err());
 }
+
+#[test]
+fn a_pid_file_that_cannot_be_opened_is_a_read_error_not_a_symlink() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("file");
+    fs::write(&file, b"").unwrap();
+    // ENOTDIR: only ELOOP (O_NOFOLLOW meeting a link) means a symlink.
+    let e = read_pid_file(&file.join("nginx.pid")).unwrap_err();
+    assert!(matches!(e, crate::Error::ReadPidFile { .. }), "{e}");
+}

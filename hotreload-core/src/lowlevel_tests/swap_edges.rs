@@ -150,3 +150,14 @@ fn symlink_swap_names_a_missing_link() {
         .unwrap_err();
     assert!(e.to_string().contains("does not exist"), "{e}");
 }
+
+#[test]
+fn symlink_swap_reports_a_link_it_cannot_inspect() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("file");
+    fs::write(&file, b"").unwrap();
+    let e = SymlinkSwap
+        .install(&file.join("current"), &file)
+        .unwrap_err();
+    assert!(matches!(e, Error::SwapIo { .. }), "{e}");
+}
