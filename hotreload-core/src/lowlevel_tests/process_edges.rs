@@ -43,3 +43,16 @@ fn a_handle_shows_its_pid_and_start_time() {
         "{debug}"
     );
 }
+
+#[test]
+fn opening_a_process_that_is_gone_says_so() {
+    let mut child = Command::new("true").spawn().unwrap();
+    let pid = Pid::try_from(child.id()).unwrap();
+    child.wait().unwrap();
+    // Reaped: the pid names nothing (unless reused at once, which a test cannot rule
+    // out but the kernel's pid allocation makes very unlikely).
+    match ProcessHandle::open(pid) {
+        Err(crate::Error::ProcessGone { pid: p }) => assert_eq!(p, pid),
+        other => panic!("{other:?}"),
+    }
+}
