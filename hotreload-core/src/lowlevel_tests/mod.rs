@@ -13,3 +13,4 @@ mod process;
 mod process_edges;
 mod swap;
 mod swap_edges;
+mod wait_edges;
