@@ -1,6 +1,6 @@
 //! Waits at their edges: tokens equal only as clones, a wait says it is waiting from its
-//! first look, and a wait for an exit sees the exit. Written for survivors of the
-//! cargo-mutants run (MUTANTS.md).
+//! first look, and a wait for an exit sees the exit and only the exit. Written for
+//! survivors of the cargo-mutants run (MUTANTS.md).
 
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
@@ -49,11 +49,14 @@ fn a_wait_for_an_exit_sees_it() {
         .spawn()
         .unwrap();
     let handle = ProcessHandle::open(Pid::try_from(child.id()).unwrap()).unwrap();
-    child.kill().unwrap();
     let waiter = Waiter {
         observer: &NoopObserver,
         cancel: None,
     };
+    // Alive: the wait ends at its deadline, saying so.
+    let early = waiter.exit(&handle, "sleep to exit", Duration::from_millis(50));
+    child.kill().unwrap();
+    assert!(!early.unwrap(), "a live child was reported as exited");
     let exited = waiter.exit(&handle, "sleep to exit", Duration::from_secs(60));
     let _ = child.wait();
     assert!(exited.unwrap(), "the killed child was not seen to exit");
