@@ -176,6 +176,24 @@ impl Run<'_> {
                 // for symlink), checked now so that a misfit is refused before the config
                 // test, and in a dry run. Nothing to install when the build already runs.
                 if installs && !unchanged {
+                    // Another server's unfinished upgrade of this same file owns the backup
+                    // beside it: refused here (naming its journal), before the layout check
+                    // would only see "a backup already exists".
+                    record(
+                        "no-other-swap",
+                        self.target
+                            .journal_file()
+                            .and_then(|ours| {
+                                crate::journal::check_no_other_swap(self.target, &ours, &binary)
+                            })
+                            .map(|()| {
+                                format!(
+                                    "no other target's unfinished upgrade swapped `{}`",
+                                    binary.display()
+                                )
+                            })
+                            .map_err(|e| error_chain(&e)),
+                    );
                     record(
                         "swap-layout",
                         self.opts

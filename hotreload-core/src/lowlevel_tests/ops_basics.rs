@@ -1,0 +1,109 @@
+//! The operations' small public pieces (what a failure left, the error wrapper, the
+//! options' setters) and the "would the master ignore the spawn signal" check on real
+//! processes. Written for survivors of the cargo-mutants run (MUTANTS.md): the
+//! operations themselves are tested end to end (tests/tests/core, tests/tests/safety).
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::model::Phase;
+use crate::ops::{spawn_would_be_ignored, Left, OpError, OpOptions};
+use crate::pid::Pid;
+use crate::procfs;
+use crate::Error;
+
+#[test]
+fn what_a_failure_left_is_named_and_said() {
+    let changed = Left::Changed {
+        phase: Phase::Spawned,
+    };
+    assert_eq!(
+        [Left::Untouched, Left::Reverted, changed].map(Left::as_str),
+        ["untouched", "reverted", "changed"]
+    );
+    assert_eq!(
+        [Left::Untouched, Left::Reverted, changed].map(Left::changed),
+        [false, false, true]
+    );
+    assert_eq!(Left::Untouched.to_string(), "nothing was changed");
+    assert!(changed.to_string().starts_with("the server was changed"));
+}
+
+#[test]
+fn an_op_error_keeps_its_cause_and_shows_what_it_left() {
+    let io = std::io::Error::other("disk on fire");
+    let e: OpError<()> = OpError {
+        state: None,
+        error: Error::JournalIo {
+            action: "write",
+            path: "/x".into(),
+            source: io,
+        },
+        left: Left::Reverted,
+    };
+    let source = std::error::Error::source(&e).expect("the io error as source");
+    assert_eq!(source.to_string(), "disk on fire");
+    let debug = format!("{e:?}");
+    assert!(
+        debug.contains("Reverted") && debug.contains("state_known"),
+        "{debug}"
+    );
+}
+
+#[test]
+fn option_setters_set() {
+    let o = OpOptions::new()
+        .quit_timeout(Duration::from_secs(7))
+        .require_pidfd(true);
+    assert_eq!(o.quit_timeout, Duration::from_secs(7));
+    assert!(o.require_pidfd);
+}
+
+/// A child killed and reaped when dropped.
+struct Kid(Child);
+
+impl Drop for Kid {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn info_of(kid: &Kid) -> crate::process::ProcInfo {
+    procfs::proc_info(Pid::try_from(kid.0.id()).unwrap()).unwrap()
+}
+
+#[test]
+fn a_foreground_master_under_its_live_parent_would_ignore_the_spawn_signal() {
+    // Started by this test like `nginx -g 'daemon off;'` by a shell: same session,
+    // same process group as its live parent.
+    let fg = Kid(Command::new("sleep")
+        .arg("1000")
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap());
+    let why = spawn_would_be_ignored(&info_of(&fg)).expect("a foreground master");
+    assert!(why.contains(&std::process::id().to_string()), "{why}");
+
+    // A session leader (daemonized with setsid) acts on it. `setsid` execs in place
+    // here: its child of a test is no process-group leader, so it need not fork.
+    let daemon = Kid(Command::new("setsid")
+        .args(["sleep", "1000"])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap());
+    let pid = Pid::try_from(daemon.0.id()).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let info = loop {
+        // Polled: nothing signals when `setsid` has made its session.
+        match procfs::proc_info(pid) {
+            Ok(info) if info.sid == pid.get() => break info,
+            _ => assert!(
+                std::time::Instant::now() < deadline,
+                "setsid made no session"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(spawn_would_be_ignored(&info), None);
+}

@@ -1,0 +1,63 @@
+//! Waits at their edges: tokens equal only as clones, a wait says it is waiting from its
+//! first look, and a wait for an exit sees the exit and only the exit. Written for
+//! survivors of the cargo-mutants run (MUTANTS.md).
+
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::event::{Event, NoopObserver};
+use crate::pid::Pid;
+use crate::process::ProcessHandle;
+use crate::wait::{CancelToken, Nap, Waiter};
+
+#[test]
+fn tokens_are_equal_only_as_clones() {
+    let a = CancelToken::new();
+    assert_eq!(a, a.clone());
+    assert_ne!(a, CancelToken::new());
+}
+
+#[test]
+fn a_wait_reports_itself_from_its_first_look() {
+    let events = Mutex::new(Vec::new());
+    let observer = |e: &Event| events.lock().unwrap().push(format!("{e:?}"));
+    let waiter = Waiter {
+        observer: &observer,
+        cancel: None,
+    };
+    let found = waiter
+        .until("the answer", Duration::from_secs(60), Nap::POLL, || {
+            Ok(Some(42))
+        })
+        .unwrap();
+    assert_eq!(found, Some(42));
+    let events = events.into_inner().unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains("Waiting") && e.contains("the answer")),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn a_wait_for_an_exit_sees_it() {
+    let mut child = Command::new("sleep")
+        .arg("1000")
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let handle = ProcessHandle::open(Pid::try_from(child.id()).unwrap()).unwrap();
+    let waiter = Waiter {
+        observer: &NoopObserver,
+        cancel: None,
+    };
+    // Alive: the wait ends at its deadline, saying so.
+    let early = waiter.exit(&handle, "sleep to exit", Duration::from_millis(50));
+    child.kill().unwrap();
+    assert!(!early.unwrap(), "a live child was reported as exited");
+    let exited = waiter.exit(&handle, "sleep to exit", Duration::from_secs(60));
+    let _ = child.wait();
+    assert!(exited.unwrap(), "the killed child was not seen to exit");
+}
