@@ -182,6 +182,41 @@ fn status_does_not_call_two_serving_masters_steady() {
     });
 }
 
+/// Starts `upgrade --json` of `server` to a 2.0 build that never writes its pid file
+/// (which keeps the spawn window open), in a thread.
+fn upgrade_to_a_hung_build(server: &Server) -> std::thread::JoinHandle<Run> {
+    let new = server.build("2.0", &["hang-on-start"]);
+    let args: Vec<String> = [
+        "upgrade",
+        "--pid-file",
+        &server.pid_file(),
+        "--new-binary",
+        new.to_str().unwrap(),
+        "--spawn-timeout",
+        "5s",
+        "--quit-timeout",
+        "3s",
+        "--json",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    std::thread::spawn(move || hotreload(&args))
+}
+
+/// The run's hint names someone else as the cause, not the new build, and the old master
+/// `old` still serves 1.0.
+fn assert_named_not_blamed(server: &Server, old: i32, run: &Run) {
+    let hint = run.result()["hint"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        hint.contains("something other than hotreload acted on the server"),
+        "hint: {hint}{run}"
+    );
+    assert!(!hint.contains("fix the new binary"), "hint: {hint}{run}");
+    assert_eq!(server.master_now(), old, "{run}");
+    assert_eq!(server.version(), "fake-nginx/1.0", "{run}");
+}
+
 /// Case 10 (and 8's blame): someone racing to create the pid file in the spawn window (a
 /// sticky world-writable pid directory, which the pid-file guard accepts) is named as the
 /// cause; the new build is not blamed.
@@ -192,24 +227,7 @@ fn a_pid_file_planted_in_the_spawn_window_is_named_not_blamed_on_the_new_build()
         let old = server.master_now();
         let logs = server.inst.pid_file().parent().unwrap().to_path_buf();
         fs::set_permissions(&logs, fs::Permissions::from_mode(0o1777)).unwrap();
-        // A new build that never writes its pid file keeps the window open.
-        let new = server.build("2.0", &["hang-on-start"]);
-        let args: Vec<String> = [
-            "upgrade",
-            "--pid-file",
-            &server.pid_file(),
-            "--new-binary",
-            new.to_str().unwrap(),
-            "--spawn-timeout",
-            "5s",
-            "--quit-timeout",
-            "3s",
-            "--json",
-        ]
-        .iter()
-        .map(|a| a.to_string())
-        .collect();
-        let upgrade = std::thread::spawn(move || hotreload(&args));
+        let upgrade = upgrade_to_a_hung_build(&server);
         // The window: the old master has renamed its pid file to `.oldbin`.
         wait_until(
             "the old master to rename its pid file",
@@ -220,14 +238,7 @@ fn a_pid_file_planted_in_the_spawn_window_is_named_not_blamed_on_the_new_build()
         let run = upgrade.join().unwrap();
         run.expect_code(1)
             .expect_stderr("was created by user 65534");
-        let hint = run.result()["hint"].as_str().unwrap_or_default().to_owned();
-        assert!(
-            hint.contains("something other than hotreload acted on the server"),
-            "hint: {hint}{run}"
-        );
-        assert!(!hint.contains("fix the new binary"), "hint: {hint}{run}");
-        assert_eq!(server.master_now(), old, "{run}");
-        assert_eq!(server.version(), "fake-nginx/1.0", "{run}");
+        assert_named_not_blamed(&server, old, &run);
     });
 }
 
@@ -239,23 +250,7 @@ fn a_reload_from_elsewhere_during_the_spawn_is_named_not_blamed_on_the_new_build
         let server = Server::start(&[]);
         let old = server.master_now();
         let workers_before = hotreload_tests::procs::workers_of(old).len();
-        let new = server.build("2.0", &["hang-on-start"]);
-        let args: Vec<String> = [
-            "upgrade",
-            "--pid-file",
-            &server.pid_file(),
-            "--new-binary",
-            new.to_str().unwrap(),
-            "--spawn-timeout",
-            "5s",
-            "--quit-timeout",
-            "3s",
-            "--json",
-        ]
-        .iter()
-        .map(|a| a.to_string())
-        .collect();
-        let upgrade = std::thread::spawn(move || hotreload(&args));
+        let upgrade = upgrade_to_a_hung_build(&server);
         wait_until(
             "the old master to rename its pid file",
             || server.oldbin_exists(),
@@ -270,14 +265,7 @@ fn a_reload_from_elsewhere_during_the_spawn_is_named_not_blamed_on_the_new_build
         let run = upgrade.join().unwrap();
         run.expect_code(1)
             .expect_stderr("by someone other than hotreload");
-        let hint = run.result()["hint"].as_str().unwrap_or_default().to_owned();
-        assert!(
-            hint.contains("something other than hotreload acted on the server"),
-            "hint: {hint}{run}"
-        );
-        assert!(!hint.contains("fix the new binary"), "hint: {hint}{run}");
-        assert_eq!(server.master_now(), old, "{run}");
-        assert_eq!(server.version(), "fake-nginx/1.0", "{run}");
+        assert_named_not_blamed(&server, old, &run);
     });
 }
 
