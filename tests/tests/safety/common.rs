@@ -14,3 +14,49 @@ pub use hotreload_tests::procs::{alive, children_of as children, read_pid};
 pub use hotreload_tests::run::{
     hotreload, hotreload_killed_at, is_step, KillOnDrop, Run, COMMAND_TIMEOUT,
 };
+
+/// The arguments of `upgrade --json` of `server` to the executable `new`, then `extra`.
+pub fn upgrade_args(server: &Server, new: &std::path::Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "upgrade",
+        "--pid-file",
+        &server.pid_file(),
+        "--new-binary",
+        &new.display().to_string(),
+        "--json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+/// Runs `script` with `sh -c` as uid/gid 65534 (nobody) with no supplementary groups: the
+/// less-privileged user of the trust tests.
+pub fn as_nobody(script: &str) -> std::process::Output {
+    std::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "sh",
+            "-c",
+            script,
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run setpriv (util-linux)")
+}
+
+/// [`as_nobody`], which must succeed.
+#[track_caller]
+pub fn as_nobody_ok(script: &str) {
+    let out = as_nobody(script);
+    assert!(
+        out.status.success(),
+        "as uid 65534: `{script}` failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
