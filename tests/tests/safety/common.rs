@@ -1,12 +1,13 @@
 //! What the `safety` tests import from the shared harness: the fake-nginx server of
 //! `hotreload_tests::fake` (executable in the test's own directory), `hotreload` runs (whole
 //! or killed mid-way on one of its JSON events), ground truth from the pid files and
-//! `/proc`, hashes, a canary. Nothing sleeps in place of a handshake.
+//! `/proc`, hashes, a canary, the `upgrade` arguments; and, defined here, runs as the
+//! unprivileged user nobody for the trust tests. Nothing sleeps in place of a handshake.
 
 #![allow(unused_imports)]
 
 pub use hotreload_tests::fake::{
-    assert_no_connection_failures, assert_no_failures, sha, variant_at, Canary,
+    assert_no_connection_failures, assert_no_failures, sha, upgrade_args, variant_at, Canary,
     FakeServer as Server,
 };
 pub use hotreload_tests::poll::{wait_until, LONG};
@@ -14,23 +15,6 @@ pub use hotreload_tests::procs::{alive, children_of as children, read_pid};
 pub use hotreload_tests::run::{
     hotreload, hotreload_killed_at, is_step, KillOnDrop, Run, COMMAND_TIMEOUT,
 };
-
-/// The arguments of `upgrade --json` of `server` to the executable `new`, then `extra`.
-pub fn upgrade_args(server: &Server, new: &std::path::Path, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "upgrade",
-        "--pid-file",
-        &server.pid_file(),
-        "--new-binary",
-        &new.display().to_string(),
-        "--json",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args
-}
 
 /// Runs `script` with `sh -c` as uid/gid 65534 (nobody) with no supplementary groups: the
 /// less-privileged user of the trust tests.
