@@ -14,14 +14,14 @@
 //! the backup's recorded identity matching, before anything is restored, committed or
 //! deleted. One left beside the pid file by an older hotreload is held to the same rules.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::Error;
 use crate::event::{Event, Observer};
-use crate::fsutil::TempGuard;
+use crate::fsutil::{open_to_read_untrusted, Opened, TempGuard};
 use crate::lock::BinaryLock;
 use crate::model::Target;
 use crate::pid::Pid;
@@ -142,17 +142,10 @@ impl Journal {
             path: path.to_path_buf(),
             source,
         };
-        let file = match OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
-            .open(path)
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-                return Err(untrusted("it is a symbolic link".into()))
-            }
-            Err(e) => return Err(io_err(e)),
+        let file = match open_to_read_untrusted(path).map_err(io_err)? {
+            Opened::File(f) => f,
+            Opened::Missing => return Ok(None),
+            Opened::Symlink => return Err(untrusted("it is a symbolic link".into())),
         };
         let meta = file.metadata().map_err(io_err)?;
         if !meta.is_file() {

@@ -12,12 +12,13 @@
 //! cannot replace what they do not own there; hotreload's own files no longer live beside
 //! the pid file ([`crate::state`]), so nothing else of ours is exposed there.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, PidFileProblem};
+use crate::fsutil::{open_to_read_untrusted, Opened};
 use crate::pid::Pid;
 use crate::procfs;
 use crate::sys;
@@ -40,19 +41,10 @@ pub fn read_pid_file(path: &Path) -> Result<Pid, Error> {
 /// Like [`read_pid_file`], but a file that does not exist is `Ok(None)`: during an
 /// upgrade `<pid>.oldbin` or the new pid file may legitimately be absent.
 pub fn read_pid_file_optional(path: &Path) -> Result<Option<Pid>, Error> {
-    // O_NOFOLLOW: a symlink fails with ELOOP instead of being followed.
-    // O_NONBLOCK: opening a FIFO must not block until a writer appears.
-    let file = match OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-            return Err(problem(path, PidFileProblem::Symlink))
-        }
-        Err(e) => return Err(read_error(path, e)),
+    let file = match open_to_read_untrusted(path).map_err(|e| read_error(path, e))? {
+        Opened::File(f) => f,
+        Opened::Missing => return Ok(None),
+        Opened::Symlink => return Err(problem(path, PidFileProblem::Symlink)),
     };
     // Check what we opened (fstat), not what the path names a moment later.
     let meta = file.metadata().map_err(|e| read_error(path, e))?;

@@ -34,6 +34,23 @@ pub fn variant_at(out: &Path, version: &str, faults: &[&str]) {
     harness::settle_executable(out).expect("variant is executable");
 }
 
+/// The arguments of `upgrade --json` of `server` to the executable `new`, then `extra`.
+pub fn upgrade_args(server: &FakeServer, new: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "upgrade",
+        "--pid-file",
+        &server.pid_file(),
+        "--new-binary",
+        &new.display().to_string(),
+        "--json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
 /// SHA-256 (hex) of a file's content, `None` when it cannot be read. `sha256sum` rather
 /// than the core's hasher: the ground truth must not come from the code under test.
 pub fn sha(path: &Path) -> Option<String> {

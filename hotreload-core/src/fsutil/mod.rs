@@ -7,7 +7,7 @@ use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard};
@@ -100,6 +100,30 @@ pub(crate) fn elf_header(path: &Path) -> Result<ElfTarget, String> {
         class: header[4],
         machine,
     })
+}
+
+/// What [`open_to_read_untrusted`] found at a path.
+pub(crate) enum Opened {
+    File(File),
+    Missing,
+    Symlink,
+}
+
+/// Opens `path` to read when someone else may have put it there: a symlink is reported
+/// instead of followed (O_NOFOLLOW fails with ELOOP), a FIFO does not block until a writer
+/// appears (O_NONBLOCK), and a terminal does not become ours (O_NOCTTY). The caller then
+/// checks what it opened (fstat), not what the path names a moment later.
+pub(crate) fn open_to_read_untrusted(path: &Path) -> io::Result<Opened> {
+    match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+    {
+        Ok(f) => Ok(Opened::File(f)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Opened::Missing),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => Ok(Opened::Symlink),
+        Err(e) => Err(e),
+    }
 }
 
 /// `path` made absolute against the current directory, symlinks left as they are

@@ -15,3 +15,16 @@ mod procfs;
 mod swap;
 mod swap_edges;
 mod wait_edges;
+
+use std::io::{BufRead, BufReader};
+use std::process::Child;
+
+/// Reads the child's first line from its piped stdout, which must be "ready": right after
+/// `spawn` returns, the child may still be finishing its exec (empty cmdline, old comm).
+fn read_ready(child: &mut Child) {
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "ready\n");
+}

@@ -41,11 +41,7 @@ fn sleeper() -> Guard {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line, "ready\n");
+    super::read_ready(&mut child);
     Guard(child)
 }
 
@@ -58,11 +54,7 @@ fn exits_on_eof() -> (Guard, ChildStdin) {
         .spawn()
         .unwrap();
     let stdin = child.stdin.take().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line, "ready\n");
+    super::read_ready(&mut child);
     (Guard(child), stdin)
 }
 

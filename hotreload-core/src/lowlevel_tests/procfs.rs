@@ -6,7 +6,6 @@
 //! start children of their own meanwhile); it and its children are killed and reaped
 //! by a guard: the test binary is a child subreaper, so the orphans come back to it.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -47,11 +46,7 @@ fn parent_with_a_zombie() -> (Group, Pid) {
         .process_group(0)
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line, "ready\n");
+    super::read_ready(&mut child);
     let pid = Pid::try_from(child.id()).unwrap();
     (Group(child, Vec::new()), pid)
 }

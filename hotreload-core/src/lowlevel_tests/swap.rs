@@ -234,19 +234,22 @@ fn file_swaps_keep_the_installed_files_metadata() {
         let has_setfattr =
             crate::sys::fsetxattr(std::os::fd::AsFd::as_fd(&f), c"user.origin", b"pkg").is_ok();
         drop(f);
+        let assert_xattr_kept = || {
+            if has_setfattr {
+                assert_eq!(
+                    xattr(&binary).as_deref(),
+                    Some(&b"pkg"[..]),
+                    "{}",
+                    swap.name()
+                );
+            }
+        };
         let rec = swap.install(&binary, &new).unwrap();
         let meta = fs::metadata(&binary).unwrap();
         assert_eq!(fs::read(&binary).unwrap(), b"new build");
         assert_eq!((meta.uid(), meta.gid()), (4321, 4322), "{}", swap.name());
         assert_eq!(meta.mode() & 0o7777, 0o6750, "{}", swap.name());
-        if has_setfattr {
-            assert_eq!(
-                xattr(&binary).as_deref(),
-                Some(&b"pkg"[..]),
-                "{}",
-                swap.name()
-            );
-        }
+        assert_xattr_kept();
         swap.restore(&rec).unwrap();
         let meta = fs::metadata(&binary).unwrap();
         assert_eq!(fs::read(&binary).unwrap(), b"old");
@@ -254,14 +257,7 @@ fn file_swaps_keep_the_installed_files_metadata() {
             (meta.uid(), meta.gid(), meta.mode() & 0o7777),
             (4321, 4322, 0o6750)
         );
-        if has_setfattr {
-            assert_eq!(
-                xattr(&binary).as_deref(),
-                Some(&b"pkg"[..]),
-                "{}",
-                swap.name()
-            );
-        }
+        assert_xattr_kept();
     }
 }
 

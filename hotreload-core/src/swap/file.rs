@@ -231,6 +231,55 @@ pub(super) fn check_file_swap(binary: &Path, new: &Path) -> Result<String, Error
     ))
 }
 
+/// The [`BinarySwap`](super::BinarySwap) impl of `Rename` and `Copy`, which differ only
+/// in their name, kind and how the backup is made (`backup_by_copy`).
+macro_rules! file_swap_impl {
+    ($swap:ty, $name:literal, $kind:expr, backup_by_copy: $by_copy:expr) => {
+        // A block of its own, so the `use`s do not reach the module that invokes this.
+        const _: () = {
+            use std::path::Path;
+
+            use $crate::error::Error;
+            use $crate::swap::file::{check_file_swap, install_file_swap};
+            use $crate::swap::{
+                backup_path_for, install_durably, BinarySwap, InstallOptions, Installed,
+                SwapRecord, Undo,
+            };
+
+            impl BinarySwap for $swap {
+                fn name(&self) -> &str {
+                    $name
+                }
+
+                fn predict(&self, binary: &Path) -> Undo {
+                    Undo::RestoreBackup {
+                        backup: backup_path_for(binary),
+                        identity: None,
+                    }
+                }
+
+                fn preflight(&self, binary: &Path, new: &Path) -> Result<String, Error> {
+                    check_file_swap(binary, new)
+                }
+
+                fn install(&self, binary: &Path, new: &Path) -> Result<SwapRecord, Error> {
+                    install_durably(self, binary, new)
+                }
+
+                fn install_with(
+                    &self,
+                    binary: &Path,
+                    new: &Path,
+                    options: &InstallOptions,
+                ) -> Result<Installed, Error> {
+                    install_file_swap($kind, binary, new, $by_copy, options)
+                }
+            }
+        };
+    };
+}
+pub(super) use file_swap_impl;
+
 /// The install of `Rename` and `Copy`: they differ only in how the backup is made.
 pub(super) fn install_file_swap(
     kind: SwapKind,

@@ -210,6 +210,17 @@ impl Installed {
     }
 }
 
+/// `install` for a strategy whose work is in `install_with`: the default options,
+/// with the durability work done at once.
+pub(super) fn install_durably(
+    swap: &(impl BinarySwap + ?Sized),
+    binary: &Path,
+    new: &Path,
+) -> Result<SwapRecord, Error> {
+    swap.install_with(binary, new, &InstallOptions::default())?
+        .finish()
+}
+
 /// The names of the built-in strategies, for a command line: `rename` (the default),
 /// `copy`, `symlink`, `none`.
 pub const BUILTIN: &[&str] = &["rename", "copy", "symlink", "none"];

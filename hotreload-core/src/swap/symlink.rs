@@ -10,7 +10,10 @@ use std::io;
 use std::os::unix::fs::symlink;
 use std::path::{Component, Path, PathBuf};
 
-use super::{BinarySwap, Durability, FileIdentity, InstallOptions, Installed, SwapRecord, Undo};
+use super::{
+    install_durably, BinarySwap, Durability, FileIdentity, InstallOptions, Installed, SwapRecord,
+    Undo,
+};
 use crate::error::Error;
 use crate::fsutil::{
     absolute, parent_dir, remove_stale_temps, sync_parent, temp_sibling, TempGuard,
@@ -136,8 +139,7 @@ impl BinarySwap for SymlinkSwap {
     }
 
     fn install(&self, binary: &Path, new: &Path) -> Result<SwapRecord, Error> {
-        self.install_with(binary, new, &InstallOptions::default())?
-            .finish()
+        install_durably(self, binary, new)
     }
 
     fn install_with(

@@ -7,7 +7,7 @@
 //! an operator would: the exit code, the message, which version serves, one master, and
 //! whether the journal is left.
 
-use hotreload_tests::fake::{sha, FakeServer as Server};
+use hotreload_tests::fake::{sha, upgrade_args, FakeServer as Server};
 use hotreload_tests::poll::{poll, LONG};
 use hotreload_tests::run::{hotreload, hotreload_signalled, Run, SignalAt};
 use nix::sys::signal::Signal;
@@ -24,19 +24,6 @@ fn waiting_in(step: &'static str) -> impl FnMut(&Value) -> bool {
         }
         current == step && e["type"] == "waiting"
     }
-}
-
-fn upgrade_args(server: &Server, new: &std::path::Path, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = vec![
-        "upgrade".into(),
-        "--pid-file".into(),
-        server.pid_file(),
-        "--new-binary".into(),
-        new.display().to_string(),
-        "--json".into(),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args
 }
 
 fn code_of(signal: Signal) -> i32 {

@@ -41,14 +41,7 @@ fn run_case(case: &Case) {
     let new = server.build("2.0", case.new_faults);
     let new_sha = sha(&new).unwrap();
     let url = format!("http://{}/", server.inst.addr());
-    let mut args: Vec<String> = vec![
-        "upgrade".into(),
-        "--pid-file".into(),
-        server.pid_file(),
-        "--new-binary".into(),
-        new.display().to_string(),
-        "--json".into(),
-    ];
+    let mut args = upgrade_args(&server, &new, &[]);
     args.extend(case.args.iter().map(|a| a.replace("{url}", &url)));
 
     let load = server.load();

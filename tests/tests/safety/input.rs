@@ -420,14 +420,7 @@ fn a_symlink_planted_at_the_journal_temp_is_not_written_through() {
             std::os::unix::fs::symlink(&victim, PathBuf::from(temp)).unwrap();
         }
 
-        let run = hotreload(&[
-            "upgrade",
-            "--pid-file",
-            &server.pid_file(),
-            "--new-binary",
-            &new.display().to_string(),
-            "--json",
-        ]);
+        let run = hotreload(&upgrade_args(&server, &new, &[]));
         run.expect_code(0);
         assert_eq!(
             fs::read_to_string(&victim).unwrap(),

@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::common::*;
 
@@ -25,22 +25,6 @@ fn start_through_symlink() -> (Server, PathBuf) {
     fs::create_dir_all(release2.parent().unwrap()).unwrap();
     variant_at(&release2, "2.0", &[]);
     (server, release2)
-}
-
-fn upgrade_args(server: &Server, new: &Path, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "upgrade",
-        "--pid-file",
-        &server.pid_file(),
-        "--new-binary",
-        &new.display().to_string(),
-        "--json",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args
 }
 
 #[test]

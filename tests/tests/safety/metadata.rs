@@ -84,17 +84,11 @@ fn capabilities_acls_xattrs_and_setuid_survive_upgrade_and_rollback() {
         // rename keeps the old file as the backup; copy makes a copy of it, which must
         // carry the attributes too.
         for swap in ["rename", "copy"] {
-            let run = hotreload(&[
-                "upgrade",
-                "--pid-file",
-                &server.pid_file(),
-                "--new-binary",
-                &new.display().to_string(),
-                "--swap",
-                swap,
-                "--keep-old",
-                "--json",
-            ]);
+            let run = hotreload(&upgrade_args(
+                &server,
+                &new,
+                &["--swap", swap, "--keep-old"],
+            ));
             run.expect_code(0);
             assert_eq!(
                 missing(&server.installed),
@@ -140,21 +134,7 @@ fn metadata_that_cannot_be_kept_is_refused_unless_allowed() {
         .unwrap();
         fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
         let before = server.fingerprint();
-        let args = |extra: &[&str]| {
-            let mut args: Vec<String> = [
-                "upgrade",
-                "--pid-file",
-                &server.pid_file(),
-                "--new-binary",
-                &new.display().to_string(),
-                "--json",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-            args.extend(extra.iter().map(|s| s.to_string()));
-            args
-        };
+        let args = |extra: &[&str]| upgrade_args(&server, &new, extra);
         let run = hotreload_under(&wrapper, &args(&[]));
         run.expect_code(3)
             .expect_stderr("security.capability")

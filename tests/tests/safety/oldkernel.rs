@@ -156,15 +156,7 @@ fn full_upgrade_under_load_says_pidfd_false_and_true_without_the_wrapper() {
 
         // The same server, upgraded again with pidfds (and requiring them): true, no fallback.
         let v3 = server.build("3.0", &[]);
-        let run = hotreload(&[
-            "upgrade",
-            "--pid-file",
-            &server.pid_file(),
-            "--new-binary",
-            &v3.display().to_string(),
-            "--require-pidfd",
-            "--json",
-        ]);
+        let run = hotreload(&upgrade_args(&server, &v3, &["--require-pidfd"]));
         run.expect_code(0);
         assert_eq!(run.result()["pidfd"], true, "{run}");
         assert_eq!(run.count("pidfd_fallback"), 0, "{run}");

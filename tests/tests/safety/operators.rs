@@ -20,16 +20,7 @@ fn daemon_off_is_refused_before_the_spawn_deadline_changing_nothing() {
         let workers = children(master);
         let exe = sha(&server.installed).unwrap();
         let load = server.load();
-        let run = hotreload(&[
-            "upgrade",
-            "--pid-file",
-            &server.pid_file(),
-            "--new-binary",
-            &new.display().to_string(),
-            "--spawn-timeout",
-            "60s",
-            "--json",
-        ]);
+        let run = hotreload(&upgrade_args(&server, &new, &["--spawn-timeout", "60s"]));
         run.expect_code(3).expect_stderr("daemon off");
         assert!(
             run.elapsed < Duration::from_secs(20),
@@ -101,14 +92,7 @@ fn second_operator_exits_4_naming_the_holder() {
                 break;
             }
         }
-        let run = hotreload(&[
-            "upgrade",
-            "--pid-file",
-            &server.pid_file(),
-            "--new-binary",
-            &v3.display().to_string(),
-            "--json",
-        ]);
+        let run = hotreload(&upgrade_args(&server, &v3, &[]));
         run.expect_code(4)
             .expect_stderr("lock")
             .expect_stderr(&holder.to_string());
@@ -188,17 +172,7 @@ fn lock_of_a_killed_upgrade_does_not_block_the_next() {
     hotreload_tests::watchdog(|| {
         let server = Server::start(&[]);
         let v2 = server.build("2.0", &[]);
-        let args: Vec<String> = [
-            "upgrade",
-            "--pid-file",
-            &server.pid_file(),
-            "--new-binary",
-            &v2.display().to_string(),
-            "--json",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let args = upgrade_args(&server, &v2, &[]);
         // Killed while it holds the lock and has changed nothing yet.
         hotreload_killed_at(&args, |e| is_step(e, "step_finished", "lock"));
         let lock = hotreload_core::Target::new(server.inst.pid_file())

@@ -152,16 +152,7 @@ fn http_500_build_never_gets_all_the_traffic() {
         let new = server.build("2.0", &["http-500"]);
         let url = format!("http://{}/", server.inst.addr());
         let load = server.load();
-        let run = hotreload(&[
-            "upgrade",
-            "--pid-file",
-            &server.pid_file(),
-            "--new-binary",
-            &new.display().to_string(),
-            "--health-url",
-            &url,
-            "--json",
-        ]);
+        let run = hotreload(&upgrade_args(&server, &new, &["--health-url", &url]));
         let stats = load.stop();
         run.expect_code(1);
         assert!(

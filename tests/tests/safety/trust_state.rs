@@ -18,32 +18,6 @@ use hotreload_core::swap::{FileIdentity, SwapRecord, Undo};
 
 const NOBODY: u32 = 65534;
 
-/// Runs `script` with `sh -c` as uid/gid 65534 with no supplementary groups.
-fn as_nobody(script: &str) -> std::process::Output {
-    Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "sh",
-            "-c",
-            script,
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run setpriv (util-linux)")
-}
-
-#[track_caller]
-fn as_nobody_ok(script: &str) {
-    let out = as_nobody(script);
-    assert!(
-        out.status.success(),
-        "as uid 65534: `{script}` failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn is_root() -> bool {
     nix::unistd::geteuid().as_raw() == 0
 }

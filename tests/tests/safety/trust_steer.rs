@@ -34,27 +34,6 @@ fn nobody_server(old_faults: &'static [&'static str], own_binary: bool) -> Serve
     )
 }
 
-/// Runs `sh -c script` as nobody (no groups), as the attacker.
-fn as_nobody(script: &str) {
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "sh",
-            "-c",
-            script,
-        ])
-        .output()
-        .expect("run setpriv");
-    assert!(
-        out.status.success(),
-        "as nobody: {script}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn identity(path: &Path) -> (u64, u64, u32, Option<String>) {
     let meta = fs::metadata(path).unwrap();
     (meta.dev(), meta.ino(), meta.uid(), sha(path))
@@ -136,7 +115,7 @@ fn the_config_test_runs_as_the_servers_user_and_cannot_write_as_root() {
         fs::set_permissions(&root_only, fs::Permissions::from_mode(0o755)).unwrap();
         let victim = root_only.join("nologin");
         let conf = server.inst.conf_path().display().to_string();
-        as_nobody(&format!(
+        as_nobody_ok(&format!(
             "sed 's|^pid .*;|pid {};|' '{conf}' > '{conf}.new' && mv '{conf}.new' '{conf}'",
             victim.display()
         ));
@@ -182,6 +161,31 @@ fn status_does_not_call_two_serving_masters_steady() {
     });
 }
 
+/// Starts `upgrade --json` of `server` to a 2.0 build that never writes its pid file
+/// (which keeps the spawn window open), in a thread.
+fn upgrade_to_a_hung_build(server: &Server) -> std::thread::JoinHandle<Run> {
+    let new = server.build("2.0", &["hang-on-start"]);
+    let args = upgrade_args(
+        server,
+        &new,
+        &["--spawn-timeout", "5s", "--quit-timeout", "3s"],
+    );
+    std::thread::spawn(move || hotreload(&args))
+}
+
+/// The run's hint names someone else as the cause, not the new build, and the old master
+/// `old` still serves 1.0.
+fn assert_named_not_blamed(server: &Server, old: i32, run: &Run) {
+    let hint = run.result()["hint"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        hint.contains("something other than hotreload acted on the server"),
+        "hint: {hint}{run}"
+    );
+    assert!(!hint.contains("fix the new binary"), "hint: {hint}{run}");
+    assert_eq!(server.master_now(), old, "{run}");
+    assert_eq!(server.version(), "fake-nginx/1.0", "{run}");
+}
+
 /// Case 10 (and 8's blame): someone racing to create the pid file in the spawn window (a
 /// sticky world-writable pid directory, which the pid-file guard accepts) is named as the
 /// cause; the new build is not blamed.
@@ -192,42 +196,18 @@ fn a_pid_file_planted_in_the_spawn_window_is_named_not_blamed_on_the_new_build()
         let old = server.master_now();
         let logs = server.inst.pid_file().parent().unwrap().to_path_buf();
         fs::set_permissions(&logs, fs::Permissions::from_mode(0o1777)).unwrap();
-        // A new build that never writes its pid file keeps the window open.
-        let new = server.build("2.0", &["hang-on-start"]);
-        let args: Vec<String> = [
-            "upgrade",
-            "--pid-file",
-            &server.pid_file(),
-            "--new-binary",
-            new.to_str().unwrap(),
-            "--spawn-timeout",
-            "5s",
-            "--quit-timeout",
-            "3s",
-            "--json",
-        ]
-        .iter()
-        .map(|a| a.to_string())
-        .collect();
-        let upgrade = std::thread::spawn(move || hotreload(&args));
+        let upgrade = upgrade_to_a_hung_build(&server);
         // The window: the old master has renamed its pid file to `.oldbin`.
         wait_until(
             "the old master to rename its pid file",
             || server.oldbin_exists() && !server.inst.pid_file().exists(),
             || server.why(),
         );
-        as_nobody(&format!("echo 1 > '{}'", server.inst.pid_file().display()));
+        as_nobody_ok(&format!("echo 1 > '{}'", server.inst.pid_file().display()));
         let run = upgrade.join().unwrap();
         run.expect_code(1)
             .expect_stderr("was created by user 65534");
-        let hint = run.result()["hint"].as_str().unwrap_or_default().to_owned();
-        assert!(
-            hint.contains("something other than hotreload acted on the server"),
-            "hint: {hint}{run}"
-        );
-        assert!(!hint.contains("fix the new binary"), "hint: {hint}{run}");
-        assert_eq!(server.master_now(), old, "{run}");
-        assert_eq!(server.version(), "fake-nginx/1.0", "{run}");
+        assert_named_not_blamed(&server, old, &run);
     });
 }
 
@@ -239,23 +219,7 @@ fn a_reload_from_elsewhere_during_the_spawn_is_named_not_blamed_on_the_new_build
         let server = Server::start(&[]);
         let old = server.master_now();
         let workers_before = hotreload_tests::procs::workers_of(old).len();
-        let new = server.build("2.0", &["hang-on-start"]);
-        let args: Vec<String> = [
-            "upgrade",
-            "--pid-file",
-            &server.pid_file(),
-            "--new-binary",
-            new.to_str().unwrap(),
-            "--spawn-timeout",
-            "5s",
-            "--quit-timeout",
-            "3s",
-            "--json",
-        ]
-        .iter()
-        .map(|a| a.to_string())
-        .collect();
-        let upgrade = std::thread::spawn(move || hotreload(&args));
+        let upgrade = upgrade_to_a_hung_build(&server);
         wait_until(
             "the old master to rename its pid file",
             || server.oldbin_exists(),
@@ -270,14 +234,7 @@ fn a_reload_from_elsewhere_during_the_spawn_is_named_not_blamed_on_the_new_build
         let run = upgrade.join().unwrap();
         run.expect_code(1)
             .expect_stderr("by someone other than hotreload");
-        let hint = run.result()["hint"].as_str().unwrap_or_default().to_owned();
-        assert!(
-            hint.contains("something other than hotreload acted on the server"),
-            "hint: {hint}{run}"
-        );
-        assert!(!hint.contains("fix the new binary"), "hint: {hint}{run}");
-        assert_eq!(server.master_now(), old, "{run}");
-        assert_eq!(server.version(), "fake-nginx/1.0", "{run}");
+        assert_named_not_blamed(&server, old, &run);
     });
 }
 
@@ -320,14 +277,7 @@ fn a_full_file_system_asks_for_space_not_for_a_new_build() {
         let before = server.fingerprint();
         let old_sha = sha(&server.installed);
         let new = server.build("2.0", &[]);
-        let run = hotreload(&[
-            "upgrade",
-            "--pid-file",
-            &server.pid_file(),
-            "--new-binary",
-            new.to_str().unwrap(),
-            "--json",
-        ]);
+        let run = hotreload(&upgrade_args(&server, &new, &[]));
         run.expect_code(3);
         let hint = run.result()["hint"].as_str().unwrap_or_default().to_owned();
         assert!(
@@ -350,16 +300,7 @@ fn a_drain_deadline_asks_for_more_time_not_for_a_new_build() {
         let old = server.master_now();
         let new = server.build("2.0", &[]);
         let load = server.load();
-        let run = hotreload(&[
-            "upgrade",
-            "--pid-file",
-            &server.pid_file(),
-            "--new-binary",
-            new.to_str().unwrap(),
-            "--drain-timeout",
-            "2s",
-            "--json",
-        ]);
+        let run = hotreload(&upgrade_args(&server, &new, &["--drain-timeout", "2s"]));
         drop(load);
         run.expect_code(1);
         let result = run.result();

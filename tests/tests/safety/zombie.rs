@@ -26,16 +26,7 @@ fn unreaped_old_master_counts_as_exited() {
         );
         let v2 = server.build("2.0", &[]);
         let load = server.load();
-        let run = hotreload(&[
-            "upgrade",
-            "--pid-file",
-            &server.pid_file(),
-            "--new-binary",
-            &v2.display().to_string(),
-            "--quit-timeout",
-            "60s",
-            "--json",
-        ]);
+        let run = hotreload(&upgrade_args(&server, &v2, &["--quit-timeout", "60s"]));
         run.expect_code(0);
         // The old master is a zombie now (this test never reaped it)...
         let state = procs::stat(old_master).map(|s| s.state);
