@@ -251,6 +251,18 @@ pub(crate) fn fgetxattr(fd: BorrowedFd<'_>, name: &std::ffi::CStr) -> io::Result
     })
 }
 
+/// `getxattr(2)` by path (following links: `/proc/PID/fd/N` of a socket reaches the
+/// socket, which `open` cannot).
+pub(crate) fn getxattr_path(path: &std::path::Path, name: &std::ffi::CStr) -> io::Result<Vec<u8>> {
+    let path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    xattr_read(|buf, len| {
+        // SAFETY: `path` and `name` are NUL-terminated; `buf` points to `len` writable
+        // bytes (or is null with len 0, which asks for the size).
+        unsafe { libc::getxattr(path.as_ptr(), name.as_ptr(), buf.cast(), len) }
+    })
+}
+
 /// Calls a size-then-fill xattr function until the value fits (it may grow in between).
 fn xattr_read(call: impl Fn(*mut u8, usize) -> libc::ssize_t) -> io::Result<Vec<u8>> {
     loop {

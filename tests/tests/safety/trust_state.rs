@@ -632,7 +632,10 @@ fn leftovers_are_removed_and_none_are_made() {
             .status()
             .is_ok_and(|s| s.success());
         if !mounted {
-            assert!(!in_ci, "cannot mount a tmpfs in CI: the ENOSPC part must run");
+            assert!(
+                !in_ci,
+                "cannot mount a tmpfs in CI: the ENOSPC part must run"
+            );
             eprintln!("cannot mount a tmpfs here: the ENOSPC part is not run");
             return;
         }
