@@ -74,3 +74,44 @@ fn a_pid_file_that_cannot_be_opened_is_a_read_error_not_a_symlink() {
     let e = read_pid_file(&file.join("nginx.pid")).unwrap_err();
     assert!(matches!(e, crate::Error::ReadPidFile { .. }), "{e}");
 }
+
+const RELATIVE_HELPER_ENV: &str = "HOTRELOAD_LOWLEVEL_PIDFILE_RELATIVE_HELPER";
+
+/// Not a test on its own: run by the test below in a child whose working directory is
+/// a temporary one holding `nginx.pid` (a test must not change the whole test process's
+/// directory).
+#[test]
+fn relative_read_helper() {
+    if std::env::var_os(RELATIVE_HELPER_ENV).is_none() {
+        return;
+    }
+    let pid = read_pid_file(std::path::Path::new("nginx.pid")).unwrap();
+    println!("PID-READ {pid}");
+}
+
+#[test]
+fn a_pid_file_named_without_a_directory_is_read_from_the_working_one() {
+    // `--pid-file nginx.pid`: the guard looks at the working directory (`.`), not at an
+    // empty path, which cannot be opened.
+    let dir = tempfile::tempdir().unwrap();
+    let me = Pid::this_process().unwrap();
+    fs::write(dir.path().join("nginx.pid"), format!("{me}\n")).unwrap();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "lowlevel_tests::pidfile_edges::relative_read_helper",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(RELATIVE_HELPER_ENV, "1")
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains(&format!("PID-READ {me}")),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
