@@ -119,11 +119,7 @@ pub fn read_pid(path: &Path) -> Option<i32> {
 
 /// A pid file strictly as nginx writes it: exactly `"<pid>\n"`.
 pub fn read_pid_strict(path: &Path) -> Option<i32> {
-    fs::read_to_string(path)
-        .ok()?
-        .strip_suffix('\n')?
-        .parse()
-        .ok()
+    fake_nginx::harness::read_pid_file(path)
 }
 
 /// Sends `signal` to `pid`.

@@ -252,11 +252,7 @@ impl Site {
     }
 
     fn pid(&self) -> Option<i32> {
-        fs::read_to_string(self.pid_file())
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
+        hotreload_tests::procs::read_pid(Path::new(&self.pid_file()))
     }
 
     fn addr(&self) -> SocketAddr {
@@ -859,11 +855,7 @@ impl App {
     }
 
     fn pid(&self) -> Option<i32> {
-        fs::read_to_string(self.pid_file())
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
+        hotreload_tests::procs::read_pid(Path::new(&self.pid_file()))
     }
 
     fn addr(&self) -> SocketAddr {
