@@ -130,13 +130,13 @@ fn pid_max() -> u64 {
 
 fn read_bounded(file: File, path: &Path) -> Result<Vec<u8>, Error> {
     let mut content = Vec::new();
-    file.take(MAX_LEN + 1)
+    (&file)
+        .take(MAX_LEN + 1)
         .read_to_end(&mut content)
         .map_err(|e| read_error(path, e))?;
     if content.len() as u64 > MAX_LEN {
-        let len = fs::symlink_metadata(path)
-            .map(|m| m.len())
-            .unwrap_or(MAX_LEN + 1);
+        // The size of the file that was read, not of whatever the path names now.
+        let len = file.metadata().map_err(|e| read_error(path, e))?.len();
         return Err(problem(path, PidFileProblem::TooLong { len }));
     }
     Ok(content)

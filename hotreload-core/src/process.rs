@@ -389,6 +389,19 @@ mod tests {
     use super::*;
     use std::process::{Child, Command};
 
+    #[test]
+    fn only_a_missing_or_filtered_call_means_no_pidfds() {
+        let e = io::Error::from_raw_os_error;
+        assert!(refused(&e(libc::ENOSYS)), "a kernel before 5.3");
+        assert!(
+            refused(&e(libc::EPERM)),
+            "a seccomp filter or security module"
+        );
+        // A process out of descriptors has pidfds; its handles report the error.
+        assert!(!refused(&e(libc::EMFILE)));
+        assert!(!refused(&io::Error::other("not an OS error")));
+    }
+
     /// Kills and reaps the child when the test ends, even on panic.
     struct Guard(Child);
     impl Drop for Guard {

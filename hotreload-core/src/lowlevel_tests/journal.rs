@@ -189,3 +189,41 @@ fn a_journal_beside_a_relative_pid_file_is_written() {
         .unwrap();
     assert_eq!(j.old_master, Pid::new(1234).unwrap());
 }
+
+#[test]
+fn a_journal_with_long_paths_reads_back_whole() {
+    // Deep release directories make long swap records: a few kilobytes must round-trip.
+    let dir = tempfile::tempdir().unwrap();
+    let deep = "release-2026-12-01-abcdef0123456789/".repeat(60);
+    let swap = format!("kind=rename\nbinary=/srv/{deep}sbin/nginx\nbackup=/srv/{deep}sbin/nginx.hotreload-backup\n");
+    assert!(swap.len() > 4000);
+    let j = Journal {
+        old_master: Pid::new(1234).unwrap(),
+        old_start_time: 5,
+        swap,
+    };
+    let path = dir.path().join("nginx.pid.hotreload-journal");
+    j.write(&path).unwrap();
+    assert_eq!(Journal::read(&path).unwrap(), Some(j));
+}
+
+#[test]
+fn a_leftover_temp_that_cannot_be_removed_is_named_as_the_cause() {
+    // A directory where the journal's temp file goes: unlinking it fails (EISDIR), and
+    // that is the error, not the exclusive create that would fail after it.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nginx.pid.hotreload-journal");
+    fs::create_dir(dir.path().join("nginx.pid.hotreload-journal.tmp")).unwrap();
+    let j = Journal {
+        old_master: Pid::new(1234).unwrap(),
+        old_start_time: 5,
+        swap: String::new(),
+    };
+    match j.write(&path) {
+        Err(crate::Error::JournalIo { source, .. }) => {
+            assert_eq!(source.kind(), std::io::ErrorKind::IsADirectory, "{source}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!path.exists());
+}

@@ -6,6 +6,7 @@ mod discovery;
 mod journal;
 mod lock_edges;
 mod model_basics;
+mod model_roles;
 mod ops_basics;
 mod pidfile;
 mod pidfile_edges;

@@ -10,6 +10,7 @@ use crate::model::Phase;
 use crate::ops::{spawn_would_be_ignored, Left, OpError, OpOptions};
 use crate::pid::Pid;
 use crate::procfs;
+use crate::wait::CancelToken;
 use crate::Error;
 
 #[test]
@@ -48,15 +49,45 @@ fn an_op_error_keeps_its_cause_and_shows_what_it_left() {
         debug.contains("Reverted") && debug.contains("state_known"),
         "{debug}"
     );
+    // Its text is the error's own, nothing added.
+    assert_eq!(e.to_string(), e.error.to_string());
+    assert!(e.to_string().contains("/x"), "{e}");
 }
 
 #[test]
 fn option_setters_set() {
+    let token = CancelToken::new();
     let o = OpOptions::new()
+        .spawn_timeout(Duration::from_secs(5))
+        .drain_timeout(Duration::from_secs(6))
         .quit_timeout(Duration::from_secs(7))
-        .require_pidfd(true);
-    assert_eq!(o.quit_timeout, Duration::from_secs(7));
-    assert!(o.require_pidfd);
+        .cancel_token(token.clone())
+        .require_pidfd(true)
+        .allow_orphaned_sockets(true);
+    assert_eq!(
+        (o.spawn_timeout, o.drain_timeout, o.quit_timeout),
+        (
+            Duration::from_secs(5),
+            Duration::from_secs(6),
+            Duration::from_secs(7)
+        )
+    );
+    assert!(o.require_pidfd && o.allow_orphaned_sockets);
+    // The options hold the caller's token, not a fresh one.
+    assert!(!o.cancel.is_cancelled());
+    token.cancel();
+    assert!(o.cancel.is_cancelled());
+    // And the defaults, as documented on `OpOptions::new`.
+    let d = OpOptions::new();
+    assert_eq!(
+        (d.spawn_timeout, d.drain_timeout, d.quit_timeout),
+        (
+            Duration::from_secs(30),
+            Duration::from_secs(60),
+            Duration::from_secs(30)
+        )
+    );
+    assert!(!d.require_pidfd && !d.allow_orphaned_sockets && !d.cancel.is_cancelled());
 }
 
 /// A child killed and reaped when dropped.

@@ -134,6 +134,13 @@ fn as_root_refuses_files_others_could_write() {
         problem_of(&path),
         PidFileProblem::WritableByOthers { .. }
     ));
+    // Writable by its group and by everyone: the message names the wider of the two.
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).unwrap();
+    let p = problem_of(&path);
+    assert!(
+        matches!(&p, PidFileProblem::WritableByOthers { who, .. } if who == "every user"),
+        "{p}"
+    );
     // Group-writable, non-root group.
     fs::set_permissions(&path, fs::Permissions::from_mode(0o664)).unwrap();
     std::os::unix::fs::chown(&path, Some(0), Some(65534)).unwrap();

@@ -21,6 +21,10 @@ fn a_pid_file_of_the_longest_accepted_length_is_read() {
     assert_eq!(read_pid_file(&path).unwrap(), Pid::this_process().unwrap());
     fs::write(&path, format!("0{content}")).unwrap();
     assert!(read_pid_file(&path).is_err(), "65 bytes are too long");
+    // The message gives the file's whole size, not the 65 bytes read of it.
+    fs::write(&path, "1".repeat(10_000)).unwrap();
+    let e = read_pid_file(&path).unwrap_err().to_string();
+    assert!(e.contains("it is 10000 bytes long"), "{e}");
 }
 
 #[test]

@@ -397,3 +397,184 @@ fn a_new_master_running_another_file_than_the_installed_one_is_stopped() {
         assert_eq!(s.inst.processes().len(), 3, "{}", s.why());
     });
 }
+
+/// Sends `WINCH` to the new master as soon as the old one is sent `trigger`, and waits
+/// for the new master's workers to be gone before the operation goes on: from then on
+/// the new master serves nothing.
+struct NewMasterLosesItsWorkers {
+    old: hotreload_core::Pid,
+    trigger: Signal,
+    new: hotreload_core::Pid,
+    events: Events,
+}
+
+impl NewMasterLosesItsWorkers {
+    fn on(old: hotreload_core::Pid, trigger: Signal, new: hotreload_core::Pid) -> Self {
+        NewMasterLosesItsWorkers {
+            old,
+            trigger,
+            new,
+            events: Events::default(),
+        }
+    }
+}
+
+impl hotreload_core::Observer for NewMasterLosesItsWorkers {
+    fn on_event(&self, event: &hotreload_core::Event) {
+        self.events.on_event(event);
+        if let hotreload_core::Event::Signalled { pid, signal, .. } = event {
+            if (*pid, *signal) == (self.old, self.trigger) {
+                let new = self.new.get();
+                procs::signal(new, nix::sys::signal::Signal::SIGWINCH).expect("WINCH");
+                hotreload_tests::poll::until(LONG, "the new master's workers to exit", || {
+                    procs::workers_of(new).is_empty()
+                });
+            }
+        }
+    }
+}
+
+#[test]
+fn a_drain_whose_new_master_loses_its_workers_is_not_reported_drained() {
+    hotreload_tests::watchdog(|| {
+        let s = start(&[]);
+        let v2 = s.variant("2.0", &[]);
+        let old = s.original_master();
+        let record = s.install(&v2);
+        let State::Steady(steady) = attach(&s) else {
+            panic!("not steady\n{}", s.why())
+        };
+        let spawned = steady
+            .spawn_new_master(&op_options(), &NoopObserver)
+            .expect("spawn");
+        let new = spawned.new_pid();
+        let observer = NewMasterLosesItsWorkers::on(old, Signal::Winch, new);
+        let e = match spawned.drain_old_workers(&op_options(), &observer) {
+            Ok(drained) => panic!(
+                "reported drained although new master {new} has no workers: {:?}\n{}",
+                drained.observation(),
+                observer.events.text()
+            ),
+            Err(e) => e,
+        };
+        match &e.error {
+            Error::WrongPhase { expected, .. } => assert_eq!(*expected, "drained"),
+            other => panic!("{other}\n{}", observer.events.text()),
+        }
+        // Neither master was touched beyond the WINCH: both still run, for the operator.
+        assert!(alive(old) && alive(new), "{}", s.why());
+        drop(record);
+    });
+}
+
+#[test]
+fn a_retire_whose_new_master_loses_its_workers_is_not_reported_steady() {
+    hotreload_tests::watchdog(|| {
+        let s = start(&[]);
+        let v2 = s.variant("2.0", &[]);
+        let old = s.original_master();
+        let report =
+            upgrade(&s.target(), &options(&v2).keep_old(true), &NoopObserver).expect("upgrade");
+        let new = report.new_pid.unwrap();
+        let State::Drained(drained) = attach(&s) else {
+            panic!("not drained\n{}", s.why())
+        };
+        let observer = NewMasterLosesItsWorkers::on(old, Signal::Quit, new);
+        let short = op_options().quit_timeout(Duration::from_secs(2));
+        let e = match drained.retire_old(&short, &observer) {
+            Ok(steady) => panic!(
+                "reported steady on master {} although it has no workers: {:?}\n{}",
+                steady.master_pid(),
+                steady.observation(),
+                observer.events.text()
+            ),
+            Err(e) => e,
+        };
+        // The retire waited for the pid file to name a new master with workers, in vain.
+        match &e.error {
+            Error::Timeout { pid, what, .. } => {
+                assert_eq!(*pid, new);
+                assert!(what.contains("to name new master"), "{what}");
+            }
+            other => panic!("{other}\n{}", observer.events.text()),
+        }
+        wait_gone(old);
+        assert!(e.state.is_none(), "nothing to go back to after the QUIT");
+        let seen = s.target().observe().unwrap();
+        assert_eq!(seen.phase, Phase::Unknown, "{:?}", seen.evidence);
+    });
+}
+
+/// While the old master's workers drain, somebody else stops the new master and starts
+/// another one (`QUIT` it, `USR2` the old master): the phase is drained again, but on
+/// another new master.
+struct NewMasterReplacedDuringTheDrain {
+    old: hotreload_core::Pid,
+    new: hotreload_core::Pid,
+    pid_file: std::path::PathBuf,
+    events: Events,
+}
+
+impl hotreload_core::Observer for NewMasterReplacedDuringTheDrain {
+    fn on_event(&self, event: &hotreload_core::Event) {
+        use nix::sys::signal::Signal as S;
+        self.events.on_event(event);
+        let hotreload_core::Event::Signalled { pid, signal, .. } = event else {
+            return;
+        };
+        if (*pid, *signal) != (self.old, Signal::Winch) {
+            return;
+        }
+        let (old, new) = (self.old.get(), self.new.get());
+        procs::signal(new, S::SIGQUIT).expect("QUIT the new master");
+        wait_gone(self.new);
+        hotreload_tests::poll::until(LONG, "the old master to take its pid file back", || {
+            procs::read_pid(&self.pid_file) == Some(old)
+        });
+        procs::signal(old, S::SIGUSR2).expect("USR2 the old master");
+        hotreload_tests::poll::until(LONG, "another new master with workers", || {
+            procs::read_pid(&self.pid_file)
+                .is_some_and(|p| p != old && p != new && procs::workers_of(p).len() == 2)
+        });
+    }
+}
+
+#[test]
+fn a_drain_whose_new_master_was_replaced_is_not_reported_drained_on_the_other_one() {
+    hotreload_tests::watchdog(|| {
+        let s = start(&[]);
+        let v2 = s.variant("2.0", &[]);
+        let old = s.original_master();
+        let record = s.install(&v2);
+        let State::Steady(steady) = attach(&s) else {
+            panic!("not steady\n{}", s.why())
+        };
+        let spawned = steady
+            .spawn_new_master(&op_options(), &NoopObserver)
+            .expect("spawn");
+        let new = spawned.new_pid();
+        let observer = NewMasterReplacedDuringTheDrain {
+            old,
+            new,
+            pid_file: s.inst.pid_file().to_path_buf(),
+            events: Events::default(),
+        };
+        let e = match spawned.drain_old_workers(&op_options(), &observer) {
+            Ok(drained) => panic!(
+                "reported drained on new master {new}, which was replaced: {:?}\n{}",
+                drained.observation(),
+                observer.events.text()
+            ),
+            Err(e) => e,
+        };
+        // The pinned new master's exit is what the drain reports, not the newcomer.
+        match &e.error {
+            Error::NewMasterDied { new: died, .. } => assert_eq!(*died, Some(new)),
+            other => panic!("{other}\n{}", observer.events.text()),
+        }
+        let seen = s.target().observe().unwrap();
+        let other = seen.new_master.as_ref().map(|m| m.pid);
+        assert!(other.is_some_and(|p| p != new), "{:?}", seen.evidence);
+        drop(record);
+    });
+}
