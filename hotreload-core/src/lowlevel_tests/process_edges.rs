@@ -56,3 +56,210 @@ fn opening_a_process_that_is_gone_says_so() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Which pidfd call the helper's seccomp filter makes fail, and with which errno, as
+/// `<call>:<errno>`; unset, the helper is not run as a test of its own.
+const PIDFD_FILTER_ENV: &str = "HOTRELOAD_LOWLEVEL_PIDFD_FILTER";
+
+/// Makes `syscall` fail with `errno` in the calling thread from now on (seccomp; the
+/// architecture is not checked: the filter only has to hold for this test's own calls).
+fn refuse_in_this_thread(syscall: libc::c_long, errno: i32) {
+    let op = |code: u32, jt: u8, jf: u8, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    };
+    let filter = [
+        // The syscall number is at offset 0 of `struct seccomp_data`.
+        op(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, 0),
+        op(
+            libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+            0,
+            1,
+            syscall as u32,
+        ),
+        op(
+            libc::BPF_RET | libc::BPF_K,
+            0,
+            0,
+            libc::SECCOMP_RET_ERRNO | (errno as u32 & 0xffff),
+        ),
+        op(libc::BPF_RET | libc::BPF_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+    ];
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: prctl(2) with the documented arguments; `prog` and `filter` outlive the
+    // call (the kernel copies the program).
+    unsafe {
+        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+        assert_eq!(
+            libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER as libc::c_ulong,
+                &prog as *const libc::sock_fprog,
+            ),
+            0,
+            "seccomp: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// Not a test on its own: run by the test below in a child process, where it installs
+/// the filter the parent names, then prints what the probe decided.
+#[test]
+fn pidfd_probe_helper() {
+    let Some(spec) = std::env::var_os(PIDFD_FILTER_ENV) else {
+        return;
+    };
+    let spec = spec.into_string().unwrap();
+    let (call, errno) = spec.split_once(':').unwrap();
+    let syscall = match call {
+        "pidfd_open" => libc::SYS_pidfd_open,
+        "pidfd_send_signal" => libc::SYS_pidfd_send_signal,
+        other => panic!("unknown call {other}"),
+    };
+    refuse_in_this_thread(syscall, errno.parse().unwrap());
+    let support = crate::process::pidfd_support();
+    let required = crate::process::require_pidfd();
+    println!(
+        "PROBE available={} call={} required_ok={} reason={}",
+        crate::process::pidfd_available(),
+        match support {
+            PidfdSupport::Unavailable { call, .. } => call,
+            _ => "-",
+        },
+        required.is_ok(),
+        support.unavailable_reason().unwrap_or_default()
+    );
+}
+
+/// What the probe says in a child whose `call` fails with `errno`.
+fn probe_with(call: &str, errno: i32) -> String {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "lowlevel_tests::process_edges::pidfd_probe_helper",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(PIDFD_FILTER_ENV, format!("{call}:{errno}"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .find_map(|l| l.split_once("PROBE ").map(|(_, rest)| rest))
+        .unwrap_or_else(|| panic!("no PROBE line in:\n{stdout}"))
+        .to_string()
+}
+
+#[test]
+fn without_pidfds_the_probe_says_which_call_failed_and_requiring_them_refuses() {
+    // A kernel before 5.3 (ENOSYS), or a filter (EPERM), on either call.
+    for (call, errno) in [
+        ("pidfd_open", libc::ENOSYS),
+        ("pidfd_open", libc::EPERM),
+        ("pidfd_send_signal", libc::ENOSYS),
+        ("pidfd_send_signal", libc::EPERM),
+    ] {
+        let seen = probe_with(call, errno);
+        assert!(
+            seen.starts_with(&format!(
+                "available=false call={call} required_ok=false reason={call} is not available"
+            )),
+            "{call} failing with errno {errno}: {seen}"
+        );
+    }
+    // Any other failure is not a missing feature: the handle that hits it reports it.
+    for call in ["pidfd_open", "pidfd_send_signal"] {
+        let seen = probe_with(call, libc::EMFILE);
+        assert_eq!(
+            seen, "available=true call=- required_ok=true reason=",
+            "{call} failing with EMFILE"
+        );
+    }
+}
+
+/// Set: the helper below runs (in a child process, where it may install a handler).
+const EINTR_ENV: &str = "HOTRELOAD_LOWLEVEL_EINTR";
+
+extern "C" fn ignore_signal(_: libc::c_int) {}
+
+/// Not a test on its own: run by the test below in a child process. Waits on a pidfd
+/// for a short-lived child while another thread keeps interrupting the wait with a
+/// caught signal (so poll(2) returns EINTR again and again).
+#[test]
+fn interrupted_wait_helper() {
+    if std::env::var_os(EINTR_ENV).is_none() {
+        return;
+    }
+    // SAFETY: a handler that does nothing, installed without SA_RESTART, in a process
+    // that runs only this test.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = ignore_signal as *const () as usize;
+        libc::sigemptyset(&mut action.sa_mask);
+        assert_eq!(
+            libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut()),
+            0
+        );
+    }
+    let mut child = Command::new("sleep").arg("0.5").spawn().unwrap();
+    let handle = ProcessHandle::open(Pid::try_from(child.id()).unwrap()).unwrap();
+    assert!(handle.has_pidfd(), "this test needs pidfds");
+    // SAFETY: pthread_self has no preconditions.
+    let waiter = unsafe { libc::pthread_self() };
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = done.clone();
+    let interrupter = std::thread::spawn(move || {
+        let mut sent = 0u32;
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            // SAFETY: `waiter` is alive until `done` is set, after the wait.
+            unsafe { libc::pthread_kill(waiter, libc::SIGUSR1) };
+            sent += 1;
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        sent
+    });
+    let waited = handle.wait_exit_timeout(std::time::Duration::from_secs(60));
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let sent = interrupter.join().unwrap();
+    let _ = child.wait();
+    println!("WAITED {waited:?} after {sent} signals");
+}
+
+#[test]
+fn a_wait_interrupted_by_signals_still_sees_the_exit() {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "lowlevel_tests::process_edges::interrupted_wait_helper",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(EINTR_ENV, "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find_map(|l| l.split_once("WAITED ").map(|(_, rest)| rest))
+        .unwrap_or_else(|| panic!("no WAITED line in:\n{stdout}"));
+    assert!(line.starts_with("Ok(true) after "), "{line}");
+}
