@@ -302,11 +302,19 @@ fn hang_on_start_is_stopped_and_rolled_back() {
         let s = start(&[]);
         let v1 = copy_of_v1(&s);
         let v2 = s.variant("2.0", &["hang-on-start"]);
+        let old_workers = harness_workers(s.original_master().get());
         let events = Events::default();
         let opts = options(&v2)
             .spawn_timeout(Duration::from_secs(3))
             .quit_timeout(Duration::from_secs(3));
         let e = expect_failure(upgrade(&s.target(), &opts, &events), &events);
+        // Only the hung new master was stopped: the old workers served throughout.
+        assert_eq!(
+            harness_workers(s.original_master().get()),
+            old_workers,
+            "{}",
+            events.text()
+        );
         assert!(
             matches!(e.error, Error::Timeout { .. }),
             "{e}\n{}",
@@ -335,9 +343,16 @@ fn new_master_without_workers_is_rolled_back() {
         let s = start(&[]);
         let v1 = copy_of_v1(&s);
         let v2 = s.variant("2.0", &["no-workers"]);
+        let old_workers = harness_workers(s.original_master().get());
         let events = Events::default();
         let opts = options(&v2).spawn_timeout(Duration::from_secs(3));
         let e = expect_failure(upgrade(&s.target(), &opts, &events), &events);
+        assert_eq!(
+            harness_workers(s.original_master().get()),
+            old_workers,
+            "the old workers were touched\n{}",
+            events.text()
+        );
         assert!(
             matches!(e.error, Error::Timeout { .. }),
             "{e}\n{}",
