@@ -337,6 +337,12 @@ impl Wake {
         self.inotify.is_some()
     }
 
+    /// How many process exits wake it (pidfds not yet fired).
+    #[cfg(test)]
+    pub(crate) fn exit_watches(&self) -> usize {
+        self.exits.borrow().len()
+    }
+
     /// Waits until an event or `until`: true when an event came (inotify events are
     /// consumed; a fired pidfd is dropped).
     fn wait(&self, until: Instant) -> bool {
@@ -570,6 +576,9 @@ mod tests {
         let mut child = Reap(child);
         let handle = ProcessHandle::open(pid).unwrap();
         let wake = events_only(Wake::schedule().exits([&handle]));
+        // The handle's pidfd is what wakes it: were it not watched, this wait would only
+        // end at its deadline (and still find the exit then).
+        assert_eq!(wake.exit_watches(), 1);
         let waiter = Waiter {
             observer: &NoopObserver,
             cancel: None,
@@ -592,5 +601,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!(exited, Some(()));
+        // A fired pidfd is dropped: it would wake every later nap at once.
+        assert_eq!(wake.exit_watches(), 0);
     }
 }
