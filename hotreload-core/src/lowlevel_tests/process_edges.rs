@@ -263,3 +263,28 @@ fn a_wait_interrupted_by_signals_still_sees_the_exit() {
         .unwrap_or_else(|| panic!("no WAITED line in:\n{stdout}"));
     assert!(line.starts_with("Ok(true) after "), "{line}");
 }
+
+#[test]
+fn a_wait_whose_deadline_has_passed_answers_without_waiting() {
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let child = Reap(Command::new("sleep").arg("1000").spawn().unwrap());
+    let pid = Pid::try_from(child.0.id()).unwrap();
+    // In a thread, so that a wait that never ends fails this test instead of hanging it.
+    let (done, result) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let handle = ProcessHandle::open(pid).unwrap();
+        let past = std::time::Instant::now();
+        let _ = done.send(handle.wait_exit(past).map_err(|e| e.to_string()));
+    });
+    let waited = result
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("a wait past its deadline did not return");
+    assert_eq!(waited, Ok(false), "the process is alive");
+    drop(child);
+}
