@@ -4,6 +4,7 @@
 
 mod discovery;
 mod journal;
+mod journal_checks;
 mod lock_edges;
 mod model_basics;
 mod model_roles;
