@@ -291,7 +291,8 @@ pub(crate) fn check_no_other_swap(
 
 /// Whether the file at `path` is the one `recorded` (see [`FileIdentity`]).
 fn identity_matches(path: &Path, recorded: &FileIdentity) -> io::Result<bool> {
-    FileIdentity::of(path).map(|found| found == *recorded)
+    // `same_as`, not `==`: a record of an earlier version has no times to compare.
+    FileIdentity::of(path).map(|found| recorded.same_as(&found))
 }
 
 /// Checks a journal's record against what this target's swap derives: the executable is

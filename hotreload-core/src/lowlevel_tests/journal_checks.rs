@@ -379,3 +379,24 @@ fn status_notes_report_a_state_home_that_cannot_be_used() {
         "{notes:?}"
     );
 }
+
+#[test]
+fn a_backup_recorded_by_an_earlier_version_without_times_is_still_its_backup() {
+    // Records of an earlier hotreload identify the backup by device, inode and size only:
+    // the times it did not record cannot disagree.
+    let dir = tempfile::tempdir().unwrap();
+    let (target, path) = target_in(dir.path(), "nginx.pid");
+    let (binary, mut rec) = installed(dir.path());
+    let backup = backup_path_for(&binary);
+    let Undo::RestoreBackup { identity, .. } = &mut rec.undo else {
+        panic!("the rename swap keeps a backup: {rec:?}")
+    };
+    let recorded = identity.as_mut().expect("the backup's identity");
+    recorded.mtime_ns = None;
+    recorded.ctime_ns = None;
+    retired_journal(&rec).write(&path).unwrap();
+    assert_eq!(commit(&target, &binary, &NoopObserver).unwrap(), true);
+    assert!(!backup.exists(), "the backup was not dropped");
+    assert!(!path.exists(), "the journal was not removed");
+    assert_eq!(fs::read(&binary).unwrap(), b"new");
+}
