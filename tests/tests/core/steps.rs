@@ -63,6 +63,13 @@ fn each_step_from_a_fresh_process() {
         s.assert_steady(new, "2.0");
         record.commit().unwrap();
         assert!(s.installed_is(&v2));
+        // A clean run warns of nothing (a master that removes its own pid file is not
+        // said to have left it).
+        assert!(
+            !events.any(|e| matches!(e, hotreload_core::Event::Warning { .. })),
+            "{}",
+            events.text()
+        );
 
         // Only stop signals, to the old master, besides the spawn: never USR2/WINCH to the new.
         let to_new: Vec<Signal> = events
@@ -576,5 +583,94 @@ fn a_drain_whose_new_master_was_replaced_is_not_reported_drained_on_the_other_on
         let other = seen.new_master.as_ref().map(|m| m.pid);
         assert!(other.is_some_and(|p| p != new), "{:?}", seen.evidence);
         drop(record);
+    });
+}
+
+/// `SIGKILL`s the old master as soon as it is told to quit: it cannot remove its
+/// `.oldbin` pid file, as a master killed by the OOM killer would not.
+struct OldMasterKilledAtQuit {
+    old: hotreload_core::Pid,
+    events: Events,
+}
+
+impl hotreload_core::Observer for OldMasterKilledAtQuit {
+    fn on_event(&self, event: &hotreload_core::Event) {
+        self.events.on_event(event);
+        if let hotreload_core::Event::Signalled { pid, signal, .. } = event {
+            if (*pid, *signal) == (self.old, Signal::Quit) {
+                procs::signal(self.old.get(), nix::sys::signal::Signal::SIGKILL).expect("KILL");
+                wait_gone(self.old);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_retire_whose_old_master_was_killed_removes_the_pid_file_it_left() {
+    hotreload_tests::watchdog(|| {
+        // It ignores QUIT, so that the KILL always finds it with its pid file.
+        let s = start(&["ignore=QUIT"]);
+        let v2 = s.variant("2.0", &[]);
+        let old = s.original_master();
+        let report =
+            upgrade(&s.target(), &options(&v2).keep_old(true), &NoopObserver).expect("upgrade");
+        let new = report.new_pid.unwrap();
+        let State::Drained(drained) = attach(&s) else {
+            panic!("not drained\n{}", s.why())
+        };
+        let observer = OldMasterKilledAtQuit {
+            old,
+            events: Events::default(),
+        };
+        let steady = drained
+            .retire_old(&op_options(), &observer)
+            .unwrap_or_else(|e| panic!("{e}\n{}", observer.events.text()));
+        assert_eq!(steady.master_pid(), new);
+        assert!(
+            observer.events.any(|e| matches!(
+                e,
+                hotreload_core::Event::Warning { message }
+                    if message.contains(&format!("old master {old} exited without removing"))
+            )),
+            "{}",
+            observer.events.text()
+        );
+        assert_eq!(s.inst.pid_from_oldbin(), None, "the .oldbin is left");
+        s.assert_steady(new, "2.0");
+    });
+}
+
+#[test]
+fn a_retire_refused_before_any_signal_gives_the_drained_state_back() {
+    hotreload_tests::watchdog(|| {
+        let s = start(&[]);
+        let v2 = s.variant("2.0", &[]);
+        let old = s.original_master();
+        let report =
+            upgrade(&s.target(), &options(&v2).keep_old(true), &NoopObserver).expect("upgrade");
+        let new = report.new_pid.unwrap();
+        let State::Drained(drained) = attach(&s) else {
+            panic!("not drained\n{}", s.why())
+        };
+        // The new master stops its workers: quitting the old one now would leave nothing
+        // serving.
+        procs::signal(new.get(), nix::sys::signal::Signal::SIGWINCH).expect("WINCH");
+        hotreload_tests::poll::until(LONG, "the new master's workers to exit", || {
+            procs::workers_of(new.get()).is_empty()
+        });
+        let events = Events::default();
+        let e = drained
+            .retire_old(&op_options(), &events)
+            .expect_err("retire without workers to serve");
+        assert!(
+            matches!(&e.error, Error::WrongPhase { found, .. } if found.contains("without workers")),
+            "{e}"
+        );
+        assert!(events.signals().is_empty(), "{}", events.text());
+        let drained = e
+            .state
+            .expect("nothing was signalled: the state is given back");
+        assert_eq!((drained.old_pid(), drained.new_pid()), (old, new));
+        assert!(alive(old) && alive(new));
     });
 }
