@@ -674,3 +674,134 @@ fn a_retire_refused_before_any_signal_gives_the_drained_state_back() {
         assert!(alive(old) && alive(new));
     });
 }
+
+/// What somebody else does to the old master right after our spawn signal.
+#[derive(Clone, Copy)]
+enum Meanwhile {
+    /// `HUP`: it starts a new set of workers and stops the old ones (a reload).
+    Reload,
+    /// One of its workers is killed: it starts one replacement (a crash).
+    WorkerCrash,
+}
+
+struct OldMasterDisturbedAtSpawn {
+    old: hotreload_core::Pid,
+    what: Meanwhile,
+    events: Events,
+}
+
+impl hotreload_core::Observer for OldMasterDisturbedAtSpawn {
+    fn on_event(&self, event: &hotreload_core::Event) {
+        use nix::sys::signal::Signal as S;
+        self.events.on_event(event);
+        let hotreload_core::Event::Signalled { pid, signal, .. } = event else {
+            return;
+        };
+        if (*pid, *signal) != (self.old, Signal::Usr2) {
+            return;
+        }
+        let old = self.old.get();
+        let before = procs::workers_of(old);
+        match self.what {
+            Meanwhile::Reload => procs::signal(old, S::SIGHUP).expect("HUP"),
+            Meanwhile::WorkerCrash => procs::signal(before[0], S::SIGKILL).expect("KILL"),
+        }
+        // Wait until the old master serves with its workers again, some of them new.
+        hotreload_tests::poll::until(LONG, "the old master's new workers", || {
+            let serving: Vec<i32> = procs::workers_of(old)
+                .into_iter()
+                .filter(|w| procs::title_of(*w).is_some_and(|t| !t.contains("is shutting down")))
+                .collect();
+            serving.len() == before.len() && serving.iter().any(|w| !before.contains(w))
+        });
+    }
+}
+
+/// A spawn that fails (the new master hangs) while `what` happens to the old master.
+fn failed_spawn_with(what: Meanwhile) -> (Error, Events) {
+    let s = start(&[]);
+    let v2 = s.variant("2.0", &["hang-on-start"]);
+    let record = s.install(&v2);
+    let State::Steady(steady) = attach(&s) else {
+        panic!("not steady\n{}", s.why())
+    };
+    let observer = OldMasterDisturbedAtSpawn {
+        old: s.original_master(),
+        what,
+        events: Events::default(),
+    };
+    let opts = op_options()
+        .spawn_timeout(Duration::from_secs(2))
+        .quit_timeout(Duration::from_secs(2));
+    let e = steady
+        .spawn_new_master(&opts, &observer)
+        .expect_err("the new master hangs");
+    drop(record);
+    (e.error, observer.events)
+}
+
+#[test]
+fn a_spawn_that_fails_while_somebody_reloads_the_old_master_says_so() {
+    hotreload_tests::watchdog(|| {
+        let (error, events) = failed_spawn_with(Meanwhile::Reload);
+        match &error {
+            Error::Interfered { what, source, .. } => {
+                assert!(what.contains("told to reload"), "{what}");
+                assert!(matches!(**source, Error::Timeout { .. }), "{source}");
+            }
+            other => panic!("{other}\n{}", events.text()),
+        }
+    });
+}
+
+#[test]
+fn a_spawn_that_fails_while_an_old_worker_crashed_is_not_blamed_on_a_reload() {
+    hotreload_tests::watchdog(|| {
+        // One worker fewer, one new: a crash the old master repaired, not a reload.
+        let (error, events) = failed_spawn_with(Meanwhile::WorkerCrash);
+        assert!(
+            matches!(error, Error::Timeout { .. }),
+            "{error}\n{}",
+            events.text()
+        );
+    });
+}
+
+#[test]
+fn a_cancelled_retire_or_rollback_from_drained_changes_nothing_and_gives_the_state_back() {
+    hotreload_tests::watchdog(|| {
+        let s = start(&[]);
+        let v2 = s.variant("2.0", &[]);
+        let old = s.original_master();
+        let report =
+            upgrade(&s.target(), &options(&v2).keep_old(true), &NoopObserver).expect("upgrade");
+        let new = report.new_pid.unwrap();
+        let token = hotreload_core::CancelToken::new();
+        token.cancel();
+        let cancelled = op_options().cancel_token(token);
+        let State::Drained(drained) = attach(&s) else {
+            panic!("not drained\n{}", s.why())
+        };
+        let events = Events::default();
+        let e = drained
+            .rollback(&cancelled, &events)
+            .expect_err("a cancelled rollback");
+        assert!(matches!(e.error, Error::Cancelled { .. }), "{e}");
+        let drained = e
+            .state
+            .expect("nothing was signalled: the state is given back");
+        let e = drained
+            .retire_old(&cancelled, &events)
+            .expect_err("a cancelled retire");
+        assert!(matches!(e.error, Error::Cancelled { .. }), "{e}");
+        let drained = e
+            .state
+            .expect("nothing was signalled: the state is given back");
+        assert!(events.signals().is_empty(), "{}", events.text());
+        assert_eq!((drained.old_pid(), drained.new_pid()), (old, new));
+        assert!(s.installed_is(&v2));
+        let State::Drained(_) = attach(&s) else {
+            panic!("no longer drained\n{}", s.why())
+        };
+    });
+}
