@@ -211,3 +211,259 @@ fn binary_locks_of_two_executables_are_two_locks() {
         ));
     }
 }
+
+/// Runs the named helper test of this file in a child process with `env` set and the
+/// extra libtest arguments `extra`; its stdout, bounded (the child is killed past it).
+fn run_helper(helper: &str, env: (&str, &str), extra: &[&str]) -> String {
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            &format!("lowlevel_tests::lock_edges::{helper}"),
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .args(extra)
+        .env(env.0, env.1)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut out = String::new();
+        let _ = io::Read::read_to_string(&mut stdout, &mut out);
+        let _ = tx.send(out);
+    });
+    let out = rx.recv_timeout(Duration::from_secs(60));
+    if out.is_err() {
+        // SAFETY: kill(2) on our own child, not yet waited for (so not a reused pid).
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let status = child.wait().unwrap();
+    let out = out.unwrap_or_else(|_| panic!("{helper} did not finish within 60 s (does it loop?)"));
+    let mut err = String::new();
+    let _ = io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err);
+    assert!(status.success(), "{helper}: {status}\n{out}{err}");
+    out
+}
+
+/// The rest of the helper's line that starts with `tag`.
+fn tagged(out: &str, tag: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix(tag))
+        .unwrap_or_else(|| panic!("no {tag:?} line in:\n{out}"))
+        .to_string()
+}
+
+/// Set to the lock path: the helper below runs.
+const COMMAND_LINE_ENV: &str = "HOTRELOAD_LOWLEVEL_LOCK_COMMAND_LINE";
+
+/// Not a test on its own: run by the test below with a command line of a chosen length;
+/// takes the lock and prints the command line its file names.
+#[test]
+fn command_line_helper() {
+    let Some(path) = std::env::var_os(COMMAND_LINE_ENV) else {
+        return;
+    };
+    let _lock = TargetLock::acquire_file(Path::new(&path)).unwrap();
+    let held = fs::read_to_string(&path).unwrap();
+    let line = held.lines().find(|l| l.starts_with("command `")).unwrap();
+    println!("\nCOMMAND {line}");
+}
+
+#[test]
+fn a_long_command_line_is_cut_at_200_bytes_and_a_200_byte_one_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nginx.lock");
+    let exe = std::env::current_exe().unwrap();
+    let base = format!(
+        "{} --exact lowlevel_tests::lock_edges::command_line_helper --nocapture --test-threads=1 --skip ",
+        exe.display()
+    );
+    assert!(
+        base.len() < 190,
+        "the test binary's path is too long here: {base}"
+    );
+    for total in [199, 200, 201, 260] {
+        let pad = "x".repeat(total - base.len());
+        let full = format!("{base}{pad}");
+        let out = run_helper(
+            "command_line_helper",
+            (COMMAND_LINE_ENV, path.to_str().unwrap()),
+            &["--skip", &pad],
+        );
+        let seen = tagged(&out, "COMMAND ");
+        let expected = if total > 200 {
+            format!("command `{}...`", &full[..200])
+        } else {
+            format!("command `{full}`")
+        };
+        assert_eq!(seen, expected, "a command line of {total} bytes");
+    }
+}
+
+/// Set to `<once|always>:<lock path>`: the helper below runs.
+const REPLACE_ENV: &str = "HOTRELOAD_LOWLEVEL_LOCK_REPLACE";
+/// The lock path and the name its replacement is made under, for the signal handler.
+static REPLACE_PATHS: std::sync::OnceLock<(std::ffi::CString, std::ffi::CString)> =
+    std::sync::OnceLock::new();
+static REPLACE_ALWAYS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static REPLACEMENTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The SIGSYS handler of the helper's `flock(fd, LOCK_EX | LOCK_NB)`: first puts a new
+/// file at the lock path (as a holder letting go and another locker creating the file
+/// again would, between our open and our flock), then does the flock and returns its
+/// result as the trapped call's.
+#[cfg(target_arch = "x86_64")]
+extern "C" fn replace_then_flock(_: libc::c_int, _: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    use std::sync::atomic::Ordering::SeqCst;
+    // SAFETY: the kernel passes the interrupted thread's context; only async-signal-safe
+    // calls (open, close, rename, flock) are made.
+    unsafe {
+        let gregs = &mut (*(ctx as *mut libc::ucontext_t)).uc_mcontext.gregs;
+        let fd = gregs[libc::REG_RDI as usize] as libc::c_int;
+        if let Some((path, next)) = REPLACE_PATHS.get() {
+            if REPLACE_ALWAYS.load(SeqCst) || REPLACEMENTS.load(SeqCst) == 0 {
+                let new = libc::open(
+                    next.as_ptr(),
+                    libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC,
+                    0o600,
+                );
+                if new >= 0 {
+                    libc::close(new);
+                    if libc::rename(next.as_ptr(), path.as_ptr()) == 0 {
+                        REPLACEMENTS.fetch_add(1, SeqCst);
+                    }
+                }
+            }
+        }
+        // Blocking, so the filter lets it through; nobody else holds the file.
+        let ret = libc::syscall(libc::SYS_flock, fd, libc::LOCK_EX);
+        gregs[libc::REG_RAX as usize] = if ret == 0 {
+            0
+        } else {
+            -i64::from(*libc::__errno_location())
+        };
+    }
+}
+
+/// Not a test on its own: run by the tests below in a child process, where every
+/// `flock(_, LOCK_EX | LOCK_NB)` of this thread goes through [`replace_then_flock`].
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn replaced_lock_helper() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let Some(spec) = std::env::var_os(REPLACE_ENV) else {
+        return;
+    };
+    let spec = spec.into_string().unwrap();
+    let (mode, path) = spec.split_once(':').unwrap();
+    REPLACE_ALWAYS.store(mode == "always", SeqCst);
+    REPLACE_PATHS
+        .set((
+            std::ffi::CString::new(path).unwrap(),
+            std::ffi::CString::new(format!("{path}.next")).unwrap(),
+        ))
+        .unwrap();
+    let op = |code: u32, jt: u8, jf: u8, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    };
+    let filter = [
+        // `struct seccomp_data`: the call's number at offset 0, its second argument's
+        // low word at 24 (x86_64 is little-endian).
+        op(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, 0),
+        op(
+            libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+            0,
+            3,
+            libc::SYS_flock as u32,
+        ),
+        op(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, 24),
+        op(
+            libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+            0,
+            1,
+            (libc::LOCK_EX | libc::LOCK_NB) as u32,
+        ),
+        op(libc::BPF_RET | libc::BPF_K, 0, 0, libc::SECCOMP_RET_TRAP),
+        op(libc::BPF_RET | libc::BPF_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+    ];
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: a SIGSYS handler in a process that runs only this test, then prctl(2)
+    // with the documented arguments (the kernel copies the program).
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = replace_then_flock as *const () as usize;
+        action.sa_flags = libc::SA_SIGINFO;
+        libc::sigemptyset(&mut action.sa_mask);
+        assert_eq!(
+            libc::sigaction(libc::SIGSYS, &action, std::ptr::null_mut()),
+            0
+        );
+        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+        assert_eq!(
+            libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER as libc::c_ulong,
+                &prog as *const libc::sock_fprog,
+            ),
+            0,
+            "seccomp: {}",
+            io::Error::last_os_error()
+        );
+    }
+    let result = match TargetLock::acquire_file(Path::new(path)) {
+        Ok(_lock) => format!(
+            "ok held={} ours={}",
+            crate::lock::is_held(Path::new(path)),
+            fs::read_to_string(path)
+                .unwrap()
+                .contains(&format!("pid {}\n", std::process::id()))
+        ),
+        Err(e) => format!("err {e}: {}", std::error::Error::source(&e).unwrap()),
+    };
+    println!("\nREPLACED {} RESULT {result}", REPLACEMENTS.load(SeqCst));
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn a_lock_file_replaced_before_it_was_locked_is_looked_up_again_and_the_new_one_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nginx.lock");
+    let out = run_helper(
+        "replaced_lock_helper",
+        (REPLACE_ENV, &format!("once:{}", path.display())),
+        &[],
+    );
+    // The file it locked first was no longer the lock: it locked (and wrote its details
+    // into) the one the path names.
+    assert_eq!(tagged(&out, "REPLACED "), "1 RESULT ok held=true ours=true");
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn a_lock_file_replaced_at_every_attempt_gives_up_after_100_with_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nginx.lock");
+    let out = run_helper(
+        "replaced_lock_helper",
+        (REPLACE_ENV, &format!("always:{}", path.display())),
+        &[],
+    );
+    assert_eq!(
+        tagged(&out, "REPLACED "),
+        format!(
+            "100 RESULT err failed to lock `{}`: it kept being replaced while it was locked",
+            path.display()
+        )
+    );
+}
