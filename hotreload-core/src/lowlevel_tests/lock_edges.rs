@@ -287,8 +287,10 @@ fn a_long_command_line_is_cut_at_200_bytes_and_a_200_byte_one_is_not() {
         base.len() < 190,
         "the test binary's path is too long here: {base}"
     );
-    for total in [199, 200, 201, 260] {
-        let pad = "x".repeat(total - base.len());
+    let ascii = |total: usize| "x".repeat(total - base.len());
+    // A two-byte character over byte 200: cut before it, at 199.
+    let split = format!("{}\u{e9}{}", "x".repeat(199 - base.len()), "x".repeat(40));
+    for pad in [ascii(199), ascii(200), ascii(201), ascii(260), split] {
         let full = format!("{base}{pad}");
         let out = run_helper(
             "command_line_helper",
@@ -296,12 +298,12 @@ fn a_long_command_line_is_cut_at_200_bytes_and_a_200_byte_one_is_not() {
             &["--skip", &pad],
         );
         let seen = tagged(&out, "COMMAND ");
-        let expected = if total > 200 {
-            format!("command `{}...`", &full[..200])
-        } else {
-            format!("command `{full}`")
+        let expected = match full.len() {
+            ..=200 => format!("command `{full}`"),
+            _ if full.is_char_boundary(200) => format!("command `{}...`", &full[..200]),
+            _ => format!("command `{}...`", &full[..199]),
         };
-        assert_eq!(seen, expected, "a command line of {total} bytes");
+        assert_eq!(seen, expected, "a command line of {} bytes", full.len());
     }
 }
 
@@ -350,8 +352,56 @@ extern "C" fn replace_then_flock(_: libc::c_int, _: *mut libc::siginfo_t, ctx: *
     }
 }
 
+/// The flags the lock opens an existing lock file with (std adds `O_CLOEXEC`).
+const LOCK_OPEN_FLAGS: libc::c_int =
+    libc::O_RDWR | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
+
+/// The SIGSYS handler of the helper's opens of an existing lock file: the first one
+/// finds nothing and, right after, the file is there (another locker created it between
+/// our open and our create); the others are done as asked.
+#[cfg(target_arch = "x86_64")]
+extern "C" fn appear_after_open(_: libc::c_int, _: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    use std::sync::atomic::Ordering::SeqCst;
+    // SAFETY: as in `replace_then_flock`; openat gets the trapped call's own arguments.
+    unsafe {
+        let gregs = &mut (*(ctx as *mut libc::ucontext_t)).uc_mcontext.gregs;
+        let Some((path, _)) = REPLACE_PATHS.get() else {
+            return;
+        };
+        if REPLACEMENTS.load(SeqCst) == 0 {
+            let new = libc::open(
+                path.as_ptr(),
+                libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC,
+                0o600,
+            );
+            if new >= 0 {
+                libc::close(new);
+                REPLACEMENTS.fetch_add(1, SeqCst);
+            }
+            gregs[libc::REG_RAX as usize] = -i64::from(libc::ENOENT);
+            return;
+        }
+        // With the kernel's O_LARGEFILE (implied on x86_64 anyway), so the filter lets
+        // it through.
+        let ret = libc::syscall(
+            libc::SYS_openat,
+            gregs[libc::REG_RDI as usize],
+            gregs[libc::REG_RSI as usize],
+            gregs[libc::REG_RDX as usize] | 0o100000,
+            gregs[libc::REG_R10 as usize],
+        );
+        gregs[libc::REG_RAX as usize] = if ret >= 0 {
+            ret
+        } else {
+            -i64::from(*libc::__errno_location())
+        };
+    }
+}
+
 /// Not a test on its own: run by the tests below in a child process, where every
-/// `flock(_, LOCK_EX | LOCK_NB)` of this thread goes through [`replace_then_flock`].
+/// `flock(_, LOCK_EX | LOCK_NB)` of this thread goes through [`replace_then_flock`]
+/// (modes `once`, `always`), or every open of an existing lock file through
+/// [`appear_after_open`] (mode `appear`).
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn replaced_lock_helper() {
@@ -374,22 +424,33 @@ fn replaced_lock_helper() {
         jf,
         k,
     };
+    // The trapped call, the offset of the argument that picks it out, its value, and
+    // the handler.
+    let (call, offset, value, handler): (_, u32, libc::c_int, usize) = if mode == "appear" {
+        // openat(dirfd, path, flags, mode): flags is the third argument.
+        let handler = appear_after_open as *const () as usize;
+        (libc::SYS_openat, 32, LOCK_OPEN_FLAGS, handler)
+    } else {
+        // flock(fd, operation): the second.
+        let handler = replace_then_flock as *const () as usize;
+        (libc::SYS_flock, 24, libc::LOCK_EX | libc::LOCK_NB, handler)
+    };
     let filter = [
-        // `struct seccomp_data`: the call's number at offset 0, its second argument's
-        // low word at 24 (x86_64 is little-endian).
+        // `struct seccomp_data`: the call's number at offset 0, its arguments from 16
+        // on, 8 bytes each (the low word first: x86_64 is little-endian).
         op(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, 0),
         op(
             libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
             0,
             3,
-            libc::SYS_flock as u32,
+            call as u32,
         ),
-        op(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, 24),
+        op(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, offset),
         op(
             libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
             0,
             1,
-            (libc::LOCK_EX | libc::LOCK_NB) as u32,
+            value as u32,
         ),
         op(libc::BPF_RET | libc::BPF_K, 0, 0, libc::SECCOMP_RET_TRAP),
         op(libc::BPF_RET | libc::BPF_K, 0, 0, libc::SECCOMP_RET_ALLOW),
@@ -402,7 +463,7 @@ fn replaced_lock_helper() {
     // with the documented arguments (the kernel copies the program).
     unsafe {
         let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = replace_then_flock as *const () as usize;
+        action.sa_sigaction = handler;
         action.sa_flags = libc::SA_SIGINFO;
         libc::sigemptyset(&mut action.sa_mask);
         assert_eq!(
@@ -466,4 +527,18 @@ fn a_lock_file_replaced_at_every_attempt_gives_up_after_100_with_an_error_naming
             path.display()
         )
     );
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn a_lock_file_created_by_another_locker_between_our_open_and_create_is_opened_after_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nginx.lock");
+    let out = run_helper(
+        "replaced_lock_helper",
+        (REPLACE_ENV, &format!("appear:{}", path.display())),
+        &[],
+    );
+    // Not "File exists": it opens the file that is now there, and locks it.
+    assert_eq!(tagged(&out, "REPLACED "), "1 RESULT ok held=true ours=true");
 }
