@@ -542,3 +542,37 @@ fn a_lock_file_created_by_another_locker_between_our_open_and_create_is_opened_a
     // Not "File exists": it opens the file that is now there, and locks it.
     assert_eq!(tagged(&out, "REPLACED "), "1 RESULT ok held=true ours=true");
 }
+
+#[test]
+fn a_lock_file_nobody_holds_is_not_reported_held_while_another_one_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let held = dir.path().join("nginx.pid.lock");
+    let free = dir.path().join("other.pid.lock");
+    fs::write(&free, "").unwrap();
+    let _lock = TargetLock::acquire_file(&held).unwrap();
+    assert!(crate::lock::is_held(&held));
+    // /proc/locks lists our flock (and maybe others): none of them is on `free`.
+    assert!(!crate::lock::is_held(&free));
+}
+
+#[test]
+fn a_held_lock_is_seen_on_devices_with_a_minor_number_too() {
+    // /proc/locks prints `major:minor:inode`: the temp dir's disk may have minor 0 (as
+    // /dev/vda does), a tmpfs such as /dev/shm has an anonymous device 0:N.
+    let mut minors = Vec::new();
+    for parent in [std::env::temp_dir(), "/dev/shm".into()] {
+        let Ok(dir) = tempfile::tempdir_in(&parent) else {
+            continue;
+        };
+        let path = dir.path().join("nginx.pid.lock");
+        let lock = TargetLock::acquire_file(&path).unwrap();
+        let dev = std::os::unix::fs::MetadataExt::dev(&fs::metadata(&path).unwrap());
+        minors.push(nix::sys::stat::minor(dev));
+        assert!(crate::lock::is_held(&path), "on {}", parent.display());
+        drop(lock);
+    }
+    assert!(
+        minors.iter().any(|&m| m != 0),
+        "no writable directory on a device with a minor number: {minors:?}"
+    );
+}
