@@ -1,5 +1,9 @@
-//! The lock file's holder details: the command line and a correct UTC time while held,
-//! emptied after release so no reader takes stale details for a holder. Written for a survivor of the cargo-mutants run (MUTANTS.md).
+//! The lock's edges, each written for a survivor of a cargo-mutants run (MUTANTS.md): the
+//! holder details (command line, UTC time, emptied on release); what is refused at the
+//! lock path (a FIFO, another user's file, a symlink, a missing directory) and how it is
+//! said; a lock file replaced or created by another locker mid-way (made to happen by a
+//! seccomp filter in a re-executed child); the binary lock's per-thread reentrancy; and
+//! `is_held`'s reading of /proc/locks. Calls that would loop under a bug are bounded.
 
 use std::fs;
 use std::io;
