@@ -557,6 +557,30 @@ mod tests {
     }
 
     #[test]
+    fn a_wait_on_a_wake_that_never_fires_ends_at_its_deadline() {
+        // In a thread, so that a wait that never ends fails this test instead of hanging it.
+        let (done, result) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let waiter = Waiter {
+                observer: &NoopObserver,
+                cancel: None,
+            };
+            let wake = Wake::schedule();
+            let found: Result<Option<()>, Error> = waiter.until(
+                "nothing",
+                Duration::from_millis(50),
+                Nap::Wake(&wake),
+                || Ok(None),
+            );
+            let _ = done.send(found.map_err(|e| e.to_string()));
+        });
+        let found = result
+            .recv_timeout(Duration::from_secs(20))
+            .expect("a 50 ms wait did not end");
+        assert_eq!(found, Ok(None));
+    }
+
+    #[test]
     fn a_wait_wakes_when_a_watched_process_exits() {
         if !crate::process::pidfd_available() {
             return; // The exit then shows on the schedule (tested in `process`).

@@ -507,6 +507,12 @@ fn a_retire_whose_new_master_loses_its_workers_is_not_reported_steady() {
         }
         wait_gone(old);
         assert!(e.state.is_none(), "nothing to go back to after the QUIT");
+        assert_eq!(
+            e.left,
+            hotreload_core::Left::Changed {
+                phase: Phase::Unknown
+            }
+        );
         let seen = s.target().observe().unwrap();
         assert_eq!(seen.phase, Phase::Unknown, "{:?}", seen.evidence);
     });
@@ -667,6 +673,7 @@ fn a_retire_refused_before_any_signal_gives_the_drained_state_back() {
             "{e}"
         );
         assert!(events.signals().is_empty(), "{}", events.text());
+        assert_eq!(e.left, hotreload_core::Left::Untouched);
         let drained = e
             .state
             .expect("nothing was signalled: the state is given back");
@@ -787,6 +794,7 @@ fn a_cancelled_retire_or_rollback_from_drained_changes_nothing_and_gives_the_sta
             .rollback(&cancelled, &events)
             .expect_err("a cancelled rollback");
         assert!(matches!(e.error, Error::Cancelled { .. }), "{e}");
+        assert_eq!(e.left, hotreload_core::Left::Untouched);
         let drained = e
             .state
             .expect("nothing was signalled: the state is given back");
@@ -803,5 +811,55 @@ fn a_cancelled_retire_or_rollback_from_drained_changes_nothing_and_gives_the_sta
         let State::Drained(_) = attach(&s) else {
             panic!("no longer drained\n{}", s.why())
         };
+    });
+}
+
+/// Cancels `token` as soon as the old master is told to quit: past the point of no
+/// return of a retire.
+struct CancelAtQuit {
+    old: hotreload_core::Pid,
+    token: hotreload_core::CancelToken,
+    events: Events,
+}
+
+impl hotreload_core::Observer for CancelAtQuit {
+    fn on_event(&self, event: &hotreload_core::Event) {
+        self.events.on_event(event);
+        if let hotreload_core::Event::Signalled { pid, signal, .. } = event {
+            if (*pid, *signal) == (self.old, Signal::Quit) {
+                self.token.cancel();
+            }
+        }
+    }
+}
+
+#[test]
+fn a_cancel_once_the_old_master_was_told_to_quit_is_ignored_and_the_retire_finishes() {
+    hotreload_tests::watchdog(|| {
+        let s = start(&[]);
+        let v2 = s.variant("2.0", &[]);
+        let old = s.original_master();
+        let report =
+            upgrade(&s.target(), &options(&v2).keep_old(true), &NoopObserver).expect("upgrade");
+        let new = report.new_pid.unwrap();
+        let State::Drained(drained) = attach(&s) else {
+            panic!("not drained\n{}", s.why())
+        };
+        let observer = CancelAtQuit {
+            old,
+            token: hotreload_core::CancelToken::new(),
+            events: Events::default(),
+        };
+        let opts = op_options().cancel_token(observer.token.clone());
+        // There is nothing to go back to once the old master quits: the retire goes on.
+        let steady = drained
+            .retire_old(&opts, &observer)
+            .unwrap_or_else(|e| panic!("{e}\n{}", observer.events.text()));
+        assert!(observer.token.is_cancelled());
+        assert_eq!(steady.master_pid(), new);
+        wait_gone(old);
+        s.assert_steady(new, "2.0");
+        assert!(s.installed_is(&v2));
+        assert!(!s.backup().exists(), "the swap was not committed");
     });
 }

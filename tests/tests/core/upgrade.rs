@@ -308,6 +308,15 @@ fn hang_on_start_is_stopped_and_rolled_back() {
             .spawn_timeout(Duration::from_secs(3))
             .quit_timeout(Duration::from_secs(3));
         let e = expect_failure(upgrade(&s.target(), &opts, &events), &events);
+        // Said as it is decided, for the operator watching.
+        assert!(
+            events.any(|e| matches!(
+                e,
+                Event::Decision { message } if message.contains("takes its pid file back")
+            )),
+            "{}",
+            events.text()
+        );
         // Only the hung new master was stopped: the old workers served throughout.
         assert_eq!(
             harness_workers(s.original_master().get()),
