@@ -863,3 +863,77 @@ fn a_cancel_once_the_old_master_was_told_to_quit_is_ignored_and_the_retire_finis
         assert!(!s.backup().exists(), "the swap was not committed");
     });
 }
+
+#[test]
+fn an_old_master_that_survives_both_stop_signals_is_reported_with_the_time_waited() {
+    hotreload_tests::watchdog(|| {
+        let s = start(&["ignore=QUIT", "ignore=TERM"]);
+        let v2 = s.variant("2.0", &[]);
+        let old = s.original_master();
+        let report =
+            upgrade(&s.target(), &options(&v2).keep_old(true), &NoopObserver).expect("upgrade");
+        let State::Drained(drained) = attach(&s) else {
+            panic!("not drained\n{}", s.why())
+        };
+        let events = Events::default();
+        let opts = op_options().quit_timeout(Duration::from_secs(1));
+        let e = drained
+            .retire_old(&opts, &events)
+            .expect_err("the old master ignores QUIT and TERM");
+        // One second after QUIT, then at least ten after TERM (what nginx's fast stop takes).
+        match &e.error {
+            Error::StillRunning {
+                pid, role, waited, ..
+            } => {
+                assert_eq!((*pid, *role), (old, "old master"));
+                assert_eq!(*waited, Duration::from_secs(11));
+            }
+            other => panic!("{other}\n{}", events.text()),
+        }
+        assert!(
+            events.any(|e| matches!(
+                e,
+                hotreload_core::Event::Decision { message }
+                    if message.starts_with(&format!("old master {old} still runs 1.0s after"))
+            )),
+            "{}",
+            events.text()
+        );
+        assert!(alive(old), "it ignores both signals");
+        assert!(alive(report.new_pid.unwrap()));
+    });
+}
+
+#[test]
+fn a_new_master_that_ignores_quit_in_a_rollback_gets_the_fast_stop() {
+    hotreload_tests::watchdog(|| {
+        let s = start(&[]);
+        let v2 = s.variant("2.0", &["ignore=QUIT"]);
+        let old = s.original_master();
+        let record = s.install(&v2);
+        let State::Steady(steady) = attach(&s) else {
+            panic!("not steady\n{}", s.why())
+        };
+        let spawned = steady
+            .spawn_new_master(&op_options(), &NoopObserver)
+            .expect("spawn");
+        let new = spawned.new_pid();
+        let events = Events::default();
+        let opts = op_options().quit_timeout(Duration::from_secs(1));
+        let steady = spawned
+            .rollback(&opts, &events)
+            .unwrap_or_else(|e| panic!("{e}\n{}", events.text()));
+        assert_eq!(steady.master_pid(), old);
+        assert!(
+            events.any(|e| matches!(
+                e,
+                hotreload_core::Event::Decision { message }
+                    if message.starts_with(&format!("new master {new} still runs 1.0s after"))
+            )),
+            "{}",
+            events.text()
+        );
+        wait_gone(new);
+        drop(record);
+    });
+}
