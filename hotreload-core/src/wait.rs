@@ -488,33 +488,90 @@ mod tests {
         wake
     }
 
-    /// Creates `path` from another thread once the wait has looked once (a handshake,
-    /// so the file appears while the wait sleeps), and waits for it.
-    fn wait_for_file(wake: &Wake, path: &Path) -> Option<()> {
+    /// Runs `act` from another thread once the wait has looked once (a handshake, so the
+    /// change happens while the wait sleeps), and waits (10 minutes at most) until `done`.
+    /// A wait that nothing wakes is cancelled after 30 s: `Err(Cancelled)`, not a
+    /// result found at the wait's own deadline.
+    fn wait_woken(
+        wake: &Wake,
+        act: impl FnOnce() + Send + 'static,
+        mut done: impl FnMut() -> bool,
+    ) -> Result<Option<()>, Error> {
         let token = CancelToken::new();
         let waiter = Waiter {
             observer: &NoopObserver,
             cancel: Some(&token),
         };
         let (looked, seen) = std::sync::mpsc::channel::<()>();
-        let target = path.to_path_buf();
-        let writer = std::thread::spawn(move || {
+        let actor = std::thread::spawn(move || {
             seen.recv().unwrap();
-            std::fs::write(&target, "4242\n").unwrap();
+            act();
         });
-        let found = waiter
-            .until(
-                "the pid file",
-                Duration::from_secs(60),
-                Nap::Wake(wake),
-                || {
-                    let _ = looked.send(());
-                    Ok(path.exists().then_some(()))
-                },
-            )
-            .unwrap();
-        writer.join().unwrap();
+        let (finished, finish) = std::sync::mpsc::channel::<()>();
+        let bound = token.clone();
+        let guard = std::thread::spawn(move || {
+            if finish.recv_timeout(Duration::from_secs(30)).is_err() {
+                bound.cancel();
+            }
+        });
+        let found = waiter.until(
+            "the change",
+            Duration::from_secs(600),
+            Nap::Wake(wake),
+            || {
+                let _ = looked.send(());
+                Ok(done().then_some(()))
+            },
+        );
+        let _ = finished.send(());
+        actor.join().unwrap();
+        guard.join().unwrap();
         found
+    }
+
+    /// Creates `path` (with a pid) from another thread and waits for it.
+    fn wait_for_file(wake: &Wake, path: &Path) -> Option<()> {
+        let target = path.to_path_buf();
+        wait_woken(
+            wake,
+            move || std::fs::write(&target, "4242\n").unwrap(),
+            || path.exists(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_wait_wakes_when_a_pid_file_is_removed_or_moved_in_or_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let watched = dir.path().join("nginx.pid");
+        let outside = elsewhere.path().join("nginx.pid");
+        // A master that exits removes its pid file.
+        std::fs::write(&watched, "1\n").unwrap();
+        let wake = events_only(Wake::watching(&[dir.path()]));
+        let path = watched.clone();
+        let gone = wait_woken(
+            &wake,
+            move || std::fs::remove_file(&path).unwrap(),
+            || !watched.exists(),
+        );
+        assert_eq!(gone.unwrap(), Some(()), "not woken by the removal");
+        // Moved in from another directory, then out to it.
+        std::fs::write(&outside, "1\n").unwrap();
+        let (from, to) = (outside.clone(), watched.clone());
+        let came = wait_woken(
+            &wake,
+            move || std::fs::rename(&from, &to).unwrap(),
+            || watched.exists(),
+        );
+        assert_eq!(came.unwrap(), Some(()), "not woken by the move in");
+        let (from, to) = (watched.clone(), outside.clone());
+        let went = wait_woken(
+            &wake,
+            move || std::fs::rename(&from, &to).unwrap(),
+            || !watched.exists(),
+        );
+        assert_eq!(went.unwrap(), Some(()), "not woken by the move out");
     }
 
     #[test]
@@ -557,8 +614,9 @@ mod tests {
     }
 
     #[test]
-    fn a_wait_on_a_wake_that_never_fires_ends_at_its_deadline() {
-        // In a thread, so that a wait that never ends fails this test instead of hanging it.
+    fn a_wait_that_nothing_ends_stops_at_its_deadline() {
+        // In a thread, so that a wait that never ends fails this test instead of hanging it;
+        // on a plain backing-off schedule, then on a Wake that never fires.
         let (done, result) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let waiter = Waiter {
@@ -566,18 +624,18 @@ mod tests {
                 cancel: None,
             };
             let wake = Wake::schedule();
-            let found: Result<Option<()>, Error> = waiter.until(
-                "nothing",
-                Duration::from_millis(50),
-                Nap::Wake(&wake),
-                || Ok(None),
-            );
-            let _ = done.send(found.map_err(|e| e.to_string()));
+            for nap in [Nap::POLL, Nap::Wake(&wake)] {
+                let found: Result<Option<()>, Error> =
+                    waiter.until("nothing", Duration::from_millis(50), nap, || Ok(None));
+                let _ = done.send(found.map_err(|e| e.to_string()));
+            }
         });
-        let found = result
-            .recv_timeout(Duration::from_secs(20))
-            .expect("a 50 ms wait did not end");
-        assert_eq!(found, Ok(None));
+        for nap in ["a backing-off schedule", "a Wake"] {
+            let found = result
+                .recv_timeout(Duration::from_secs(20))
+                .unwrap_or_else(|_| panic!("a 50 ms wait on {nap} did not end"));
+            assert_eq!(found, Ok(None), "{nap}");
+        }
     }
 
     #[test]
