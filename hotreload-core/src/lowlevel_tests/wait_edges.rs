@@ -61,3 +61,41 @@ fn a_wait_for_an_exit_sees_it() {
     let _ = child.wait();
     assert!(exited.unwrap(), "the killed child was not seen to exit");
 }
+
+/// Set: the helper below runs (in a child process, where it may install a filter).
+const NO_INOTIFY_ENV: &str = "HOTRELOAD_LOWLEVEL_NO_INOTIFY";
+
+/// Not a test on its own: run by the test below in a child process whose `inotify_init1`
+/// fails as it does out of descriptors (EMFILE).
+#[test]
+fn no_inotify_helper() {
+    if std::env::var_os(NO_INOTIFY_ENV).is_none() {
+        return;
+    }
+    super::refuse_in_this_thread(libc::SYS_inotify_init1, libc::EMFILE);
+    let dir = tempfile::tempdir().unwrap();
+    let wake = crate::wait::Wake::watching(&[dir.path()]);
+    println!("INOTIFY uses={}", wake.uses_inotify());
+}
+
+#[test]
+fn without_inotify_a_wake_is_left_to_its_schedule() {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "lowlevel_tests::wait_edges::no_inotify_helper",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(NO_INOTIFY_ENV, "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("INOTIFY uses=false"), "{stdout}");
+}
