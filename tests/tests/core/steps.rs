@@ -195,7 +195,11 @@ fn drain_past_the_deadline_gives_the_state_back_with_the_remaining_workers() {
             .drain_old_workers(&short, &NoopObserver)
             .expect_err("drain must time out");
         let mut remaining = match &e.error {
-            Error::DrainTimeout { remaining, .. } => {
+            Error::DrainTimeout {
+                remaining, stall, ..
+            } => {
+                // They are finishing their requests: the WINCH was acted on.
+                assert_eq!(*stall, hotreload_core::DrainStall::FinishingRequests);
                 remaining.iter().map(|p| p.get()).collect::<Vec<_>>()
             }
             other => panic!("{other}"),
@@ -934,6 +938,55 @@ fn a_new_master_that_ignores_quit_in_a_rollback_gets_the_fast_stop() {
             events.text()
         );
         wait_gone(new);
+        drop(record);
+    });
+}
+
+#[test]
+fn a_drain_whose_old_master_ignores_winch_says_so_and_gives_the_state_back() {
+    hotreload_tests::watchdog(|| {
+        let s = start(&["ignore=WINCH"]);
+        let v2 = s.variant("2.0", &[]);
+        let record = s.install(&v2);
+        let State::Steady(steady) = attach(&s) else {
+            panic!("not steady\n{}", s.why())
+        };
+        let spawned = steady
+            .spawn_new_master(&op_options(), &NoopObserver)
+            .expect("spawn");
+        let short = op_options().drain_timeout(Duration::from_secs(1));
+        let e = spawned
+            .drain_old_workers(&short, &NoopObserver)
+            .expect_err("the old workers never stop");
+        match &e.error {
+            Error::DrainTimeout { stall, .. } => assert_eq!(
+                *stall,
+                hotreload_core::DrainStall::SignalIgnored {
+                    signal: Signal::Winch
+                }
+            ),
+            other => panic!("{other}"),
+        }
+        let spawned = e.state.expect("the spawned state is given back");
+        // Cancelled before it signals anything, the rollback gives the state back too.
+        let token = hotreload_core::CancelToken::new();
+        token.cancel();
+        let events = Events::default();
+        let e = spawned
+            .rollback(&op_options().cancel_token(token), &events)
+            .expect_err("a cancelled rollback");
+        assert!(matches!(e.error, Error::Cancelled { .. }), "{e}");
+        assert_eq!(e.left, hotreload_core::Left::Untouched);
+        assert!(events.signals().is_empty(), "{}", events.text());
+        let spawned = e
+            .state
+            .expect("nothing was signalled: the state is given back");
+        // The rollback waits (its quit deadline) for the WINCH to be acted on, in vain.
+        let events = Events::default();
+        let quick = op_options().quit_timeout(Duration::from_secs(1));
+        spawned
+            .rollback(&quick, &events)
+            .unwrap_or_else(|e| panic!("{e}\n{}", events.text()));
         drop(record);
     });
 }
