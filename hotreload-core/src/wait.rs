@@ -639,6 +639,24 @@ mod tests {
     }
 
     #[test]
+    fn an_event_wakes_one_nap_only() {
+        // Events are consumed when they wake a nap: the next nap sleeps until something
+        // new happens (or its time is up), instead of waking again and again.
+        let dir = tempfile::tempdir().unwrap();
+        let wake = Wake::watching(&[dir.path()]);
+        assert!(wake.uses_inotify());
+        std::fs::write(dir.path().join("nginx.pid"), "4242\n").unwrap();
+        assert!(
+            wake.wait(Instant::now() + Duration::from_secs(30)),
+            "not woken"
+        );
+        assert!(
+            !wake.wait(Instant::now() + Duration::from_millis(20)),
+            "woken again by the same event"
+        );
+    }
+
+    #[test]
     fn a_wait_wakes_when_a_watched_process_exits() {
         if !crate::process::pidfd_available() {
             return; // The exit then shows on the schedule (tested in `process`).
