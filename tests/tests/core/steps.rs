@@ -108,6 +108,12 @@ fn rollback_from_spawned_in_a_fresh_process() {
         assert_eq!(steady.master_pid(), old);
         // The old workers were never stopped: no HUP; only QUIT, and only to the new master.
         assert_eq!(events.signals(), [(new, Signal::Quit)], "{}", events.text());
+        // Nor told to stop: nothing to wait for before that.
+        assert!(
+            !events.any(|e| matches!(e, hotreload_core::Event::Decision { .. })),
+            "{}",
+            events.text()
+        );
         wait_gone(new);
         s.assert_steady(old, "1.0");
         record.undo().unwrap();
@@ -984,9 +990,25 @@ fn a_drain_whose_old_master_ignores_winch_says_so_and_gives_the_state_back() {
         // The rollback waits (its quit deadline) for the WINCH to be acted on, in vain.
         let events = Events::default();
         let quick = op_options().quit_timeout(Duration::from_secs(1));
+        let old = spawned.old_pid();
         spawned
             .rollback(&quick, &events)
             .unwrap_or_else(|e| panic!("{e}\n{}", events.text()));
+        assert!(
+            events.any(|e| matches!(
+                e,
+                hotreload_core::Event::Decision { message }
+                    if message.starts_with(&format!("waiting for old master {old} to act on the SIGWINCH"))
+            )),
+            "{}",
+            events.text()
+        );
+        // Its workers never stopped: no HUP.
+        assert!(
+            !events.signals().contains(&(old, Signal::Hup)),
+            "{}",
+            events.text()
+        );
         drop(record);
     });
 }
