@@ -400,3 +400,44 @@ fn a_backup_recorded_by_an_earlier_version_without_times_is_still_its_backup() {
     assert!(!path.exists(), "the journal was not removed");
     assert_eq!(fs::read(&binary).unwrap(), b"new");
 }
+
+#[test]
+fn a_backup_recorded_before_it_existed_is_believed_only_if_it_is_what_the_master_runs() {
+    // A journal written before the install made the backup has no identity for it: the
+    // backup is believed when it is the very file the old master runs (a rename swap's),
+    // or has its content (a copy swap's), and refused otherwise. The master here is this
+    // test process; its executable is linked or copied as the "backup".
+    let exe = std::fs::canonicalize("/proc/self/exe").unwrap();
+    let check = |make_backup: &dyn Fn(&Path), believed: bool| {
+        // Beside the test executable, so that a hard link to it can be made.
+        let dir = tempfile::tempdir_in(exe.parent().unwrap()).unwrap();
+        let (target, path) = target_in(dir.path(), "nginx.pid");
+        let binary = dir.path().join("nginx");
+        write_exe(&binary, b"new");
+        let backup = backup_path_for(&binary);
+        make_backup(&backup);
+        let rec = SwapRecord::new(
+            "rename",
+            binary.clone(),
+            Undo::RestoreBackup {
+                backup: backup.clone(),
+                identity: None,
+            },
+        );
+        let me = this_process();
+        journal_of(&me, &rec).write(&path).unwrap();
+        let restored = restore(&target, &binary, &me, &NoopObserver);
+        if believed {
+            assert!(restored.unwrap(), "the backup was not put back");
+            assert!(!backup.exists());
+            assert_ne!(fs::read(&binary).unwrap(), b"new");
+        } else {
+            let words = "is not the backup this swap made";
+            assert_untrusted(restored, &path, words);
+            assert_eq!(fs::read(&binary).unwrap(), b"new");
+        }
+    };
+    check(&|b| fs::hard_link(&exe, b).unwrap(), true);
+    check(&|b| drop(fs::copy(&exe, b).unwrap()), true);
+    check(&|b| write_exe(b, b"planted"), false);
+}
