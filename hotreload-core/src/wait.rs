@@ -657,6 +657,48 @@ mod tests {
     }
 
     #[test]
+    fn of_two_watched_processes_only_the_one_that_exited_stops_being_watched() {
+        if !crate::process::pidfd_available() {
+            return; // No pidfds: nothing is watched (tested in `process`).
+        }
+        struct Reap(std::process::Child);
+        impl Drop for Reap {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let spawn = || {
+            Reap(
+                std::process::Command::new("sleep")
+                    .arg("600")
+                    .spawn()
+                    .unwrap(),
+            )
+        };
+        let (first, mut second) = (spawn(), spawn());
+        let handle =
+            |c: &Reap| ProcessHandle::open(crate::pid::Pid::try_from(c.0.id()).unwrap()).unwrap();
+        let (a, b) = (handle(&first), handle(&second));
+        let wake = Wake::schedule().exits([&a, &b]);
+        assert_eq!(wake.exit_watches(), 2);
+        second.0.kill().unwrap();
+        assert!(
+            wake.wait(Instant::now() + Duration::from_secs(30)),
+            "not woken"
+        );
+        // The first still runs: its exit must still wake a later nap.
+        assert_eq!(wake.exit_watches(), 1);
+        assert!(!wake.wait(Instant::now() + Duration::from_millis(20)));
+        drop(first);
+        assert!(
+            wake.wait(Instant::now() + Duration::from_secs(30)),
+            "not woken by the first"
+        );
+        assert_eq!(wake.exit_watches(), 0);
+    }
+
+    #[test]
     fn a_wait_wakes_when_a_watched_process_exits() {
         if !crate::process::pidfd_available() {
             return; // The exit then shows on the schedule (tested in `process`).
