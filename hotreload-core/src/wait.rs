@@ -699,6 +699,29 @@ mod tests {
     }
 
     #[test]
+    fn a_later_nap_on_the_same_thread_reuses_inotify_without_old_events() {
+        // In a thread (a fresh per-thread cache), bounded: a drain that never ends fails.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        let (done, result) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let first = Wake::watching(&[path.as_path()]);
+            std::fs::write(path.join("nginx.pid"), "1\n").unwrap();
+            drop(first); // its event is still queued on the cached descriptor
+            let empty = Wake::watching(&[path.as_path()]);
+            drop(empty); // nothing queued: the drain must not wait for events
+            let later = Wake::watching(&[path.as_path()]);
+            let stale = later.wait(Instant::now() + Duration::from_millis(20));
+            let _ = done.send((later.uses_inotify(), stale));
+        });
+        let (uses, stale) = result
+            .recv_timeout(Duration::from_secs(20))
+            .expect("setting up a later nap did not end");
+        assert!(uses);
+        assert!(!stale, "woken by an event of an earlier nap");
+    }
+
+    #[test]
     fn a_wait_wakes_when_a_watched_process_exits() {
         if !crate::process::pidfd_available() {
             return; // The exit then shows on the schedule (tested in `process`).
