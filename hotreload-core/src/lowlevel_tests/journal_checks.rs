@@ -395,7 +395,7 @@ fn a_backup_recorded_by_an_earlier_version_without_times_is_still_its_backup() {
     recorded.mtime_ns = None;
     recorded.ctime_ns = None;
     retired_journal(&rec).write(&path).unwrap();
-    assert_eq!(commit(&target, &binary, &NoopObserver).unwrap(), true);
+    assert!(commit(&target, &binary, &NoopObserver).unwrap());
     assert!(!backup.exists(), "the backup was not dropped");
     assert!(!path.exists(), "the journal was not removed");
     assert_eq!(fs::read(&binary).unwrap(), b"new");
