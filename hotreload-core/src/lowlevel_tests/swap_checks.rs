@@ -1,6 +1,7 @@
 //! Swap checks a user relies on without seeing them: the default preflight's report,
 //! whether a deferred directory fsync is still owed, an installed binary that keeps no
-//! ACL it never had, and a backup made by copy when the file system refuses one more link.
+//! ACL it never had, a backup made by copy when the file system refuses one more link, and
+//! an owner that cannot be kept (fchown refused by a seccomp filter): refused, or named.
 //! Written for survivors of the cargo-mutants run of `swap/` (MUTANTS.md).
 
 use std::ffi::CString;
@@ -194,5 +195,151 @@ fn a_binary_at_its_link_limit_is_backed_up_by_copy() {
 
     rec.undo().unwrap();
     assert_eq!(fs::read(&binary).unwrap(), b"old");
+    fs::remove_dir_all(&links).unwrap();
+}
+
+/// Makes fchown(2) fail with EPERM in the calling thread only (a seccomp filter is
+/// per thread and inherited by threads it starts): root may give a file any owner,
+/// so this is how a lost owner is produced here.
+fn refuse_chown_in_this_thread() {
+    #[repr(C)]
+    struct SockFilter {
+        code: u16,
+        jt: u8,
+        jf: u8,
+        k: u32,
+    }
+    #[repr(C)]
+    struct SockFprog {
+        len: u16,
+        filter: *const SockFilter,
+    }
+    const LD_W_ABS: u16 = 0x20;
+    const JMP_JEQ_K: u16 = 0x15;
+    const RET_K: u16 = 0x06;
+    const RET_ERRNO: u32 = 0x0005_0000;
+    const RET_ALLOW: u32 = 0x7fff_0000;
+    let mut nrs = vec![libc::SYS_fchownat as u32];
+    #[cfg(target_arch = "x86_64")]
+    nrs.push(libc::SYS_fchown as u32);
+    // Offset 0 of seccomp_data is the system call number.
+    let mut prog = vec![SockFilter {
+        code: LD_W_ABS,
+        jt: 0,
+        jf: 0,
+        k: 0,
+    }];
+    for nr in nrs {
+        prog.push(SockFilter {
+            code: JMP_JEQ_K,
+            jt: 0,
+            jf: 1,
+            k: nr,
+        });
+        prog.push(SockFilter {
+            code: RET_K,
+            jt: 0,
+            jf: 0,
+            k: RET_ERRNO | libc::EPERM as u32,
+        });
+    }
+    prog.push(SockFilter {
+        code: RET_K,
+        jt: 0,
+        jf: 0,
+        k: RET_ALLOW,
+    });
+    let fprog = SockFprog {
+        len: prog.len() as u16,
+        filter: prog.as_ptr(),
+    };
+    // SAFETY: plain system calls; `fprog` and `prog` outlive them.
+    unsafe {
+        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+        let rc = libc::syscall(libc::SYS_seccomp, 1 /* SET_MODE_FILTER */, 0, &fprog);
+        assert_eq!(rc, 0, "seccomp: {}", std::io::Error::last_os_error());
+    }
+}
+
+/// Runs `f` on a thread of its own whose fchown(2) fails, so no other test is affected.
+fn without_chown<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        refuse_chown_in_this_thread();
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
+#[test]
+fn an_owner_the_new_binary_cannot_keep_refuses_the_install_and_names_the_way_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("nginx");
+    let new = dir.path().join("nginx-new");
+    write_exe(&binary, b"old");
+    write_exe(&new, b"new");
+    let (b, n) = (binary.clone(), new.clone());
+    let e = without_chown(move || {
+        RenameSwap
+            .install_with(&b, &n, &InstallOptions::new())
+            .unwrap_err()
+    });
+    match &e {
+        Error::Swap { path, problem } => {
+            assert_eq!(path, &binary);
+            assert!(problem.contains("owner 0:0"), "{problem}");
+            assert!(problem.contains("--allow-metadata-loss"), "{problem}");
+        }
+        other => panic!("expected a refused swap, got {other:?}"),
+    }
+    assert_eq!(fs::read(&binary).unwrap(), b"old");
+    assert!(!backup_path_for(&binary).exists());
+    let mut left: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        ["nginx", "nginx-new"],
+        "no staged file is left behind"
+    );
+}
+
+#[test]
+fn with_metadata_loss_allowed_the_install_goes_on_and_names_what_was_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("nginx");
+    let new = dir.path().join("nginx-new");
+    write_exe(&binary, b"old");
+    write_exe(&new, b"new");
+    // At the link limit the backup is a copy, which loses the owner too.
+    let links = dir.path().join("links");
+    fs::create_dir(&links).unwrap();
+    for n in 0u32.. {
+        match fs::hard_link(&binary, links.join(n.to_string())) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EMLINK) => break,
+            Err(e) => panic!("link {n}: {e}"),
+        }
+    }
+    let (b, n) = (binary.clone(), new.clone());
+    let installed = without_chown(move || {
+        let options = InstallOptions::new().allow_metadata_loss(true);
+        let installed = RenameSwap.install_with(&b, &n, &options).unwrap();
+        let lost = installed.lost_metadata.clone();
+        installed.finish().unwrap();
+        lost
+    });
+    assert!(
+        installed.iter().any(|l| l.starts_with("owner 0:0")),
+        "{installed:?}"
+    );
+    assert!(
+        installed.iter().any(|l| l.starts_with("backup: owner 0:0")),
+        "{installed:?}"
+    );
+    assert_eq!(fs::read(&binary).unwrap(), b"new");
+    assert_eq!(fs::read(backup_path_for(&binary)).unwrap(), b"old");
     fs::remove_dir_all(&links).unwrap();
 }
