@@ -1,7 +1,8 @@
 //! Swap checks a user relies on without seeing them: the default preflight's report,
 //! whether a deferred directory fsync is still owed, an installed binary that keeps no
 //! ACL it never had, a backup made by copy when the file system refuses one more link, and
-//! an owner that cannot be kept (fchown refused by a seccomp filter): refused, or named.
+//! an owner or set-id bit that cannot be kept (seccomp filters): refused, or named; a file
+//! capability kept; file identities (times in ns, a changed mtime, a missing file).
 //! Written for survivors of the cargo-mutants run of `swap/` (MUTANTS.md).
 
 use std::ffi::CString;
@@ -10,7 +11,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use crate::swap::{backup_path_for, BinarySwap, Durability, InstallOptions, RenameSwap};
+use crate::swap::{
+    backup_path_for, BinarySwap, Durability, FileIdentity, InstallOptions, RenameSwap,
+};
 use crate::{Error, SwapRecord};
 
 fn write_exe(path: &Path, content: &[u8]) {
@@ -198,10 +201,11 @@ fn a_binary_at_its_link_limit_is_backed_up_by_copy() {
     fs::remove_dir_all(&links).unwrap();
 }
 
-/// Makes fchown(2) fail with EPERM in the calling thread only (a seccomp filter is
-/// per thread and inherited by threads it starts): root may give a file any owner,
-/// so this is how a lost owner is produced here.
-fn refuse_chown_in_this_thread() {
+/// Makes each listed system call return its errno (0: succeed without doing anything)
+/// in the calling thread only (a seccomp filter is per thread and inherited by threads it
+/// starts): root may give a file any owner or mode, so this is how a refusal, or a
+/// change the kernel silently drops, is produced here.
+fn filter_in_this_thread(rules: &[(libc::c_long, i32)]) {
     #[repr(C)]
     struct SockFilter {
         code: u16,
@@ -219,9 +223,6 @@ fn refuse_chown_in_this_thread() {
     const RET_K: u16 = 0x06;
     const RET_ERRNO: u32 = 0x0005_0000;
     const RET_ALLOW: u32 = 0x7fff_0000;
-    let mut nrs = vec![libc::SYS_fchownat as u32];
-    #[cfg(target_arch = "x86_64")]
-    nrs.push(libc::SYS_fchown as u32);
     // Offset 0 of seccomp_data is the system call number.
     let mut prog = vec![SockFilter {
         code: LD_W_ABS,
@@ -229,18 +230,18 @@ fn refuse_chown_in_this_thread() {
         jf: 0,
         k: 0,
     }];
-    for nr in nrs {
+    for &(nr, errno) in rules {
         prog.push(SockFilter {
             code: JMP_JEQ_K,
             jt: 0,
             jf: 1,
-            k: nr,
+            k: nr as u32,
         });
         prog.push(SockFilter {
             code: RET_K,
             jt: 0,
             jf: 0,
-            k: RET_ERRNO | libc::EPERM as u32,
+            k: RET_ERRNO | errno as u32,
         });
     }
     prog.push(SockFilter {
@@ -261,14 +262,41 @@ fn refuse_chown_in_this_thread() {
     }
 }
 
-/// Runs `f` on a thread of its own whose fchown(2) fails, so no other test is affected.
-fn without_chown<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+fn chown_calls() -> Vec<libc::c_long> {
+    let mut nrs = vec![libc::SYS_fchownat];
+    #[cfg(target_arch = "x86_64")]
+    nrs.push(libc::SYS_fchown);
+    nrs
+}
+
+fn chmod_calls() -> Vec<libc::c_long> {
+    let mut nrs = vec![libc::SYS_fchmodat];
+    #[cfg(target_arch = "x86_64")]
+    nrs.push(libc::SYS_fchmod);
+    nrs
+}
+
+/// Runs `f` on a thread of its own under `rules`, so no other test is affected.
+fn filtered<T: Send + 'static>(
+    rules: Vec<(libc::c_long, i32)>,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
     std::thread::spawn(move || {
-        refuse_chown_in_this_thread();
+        filter_in_this_thread(&rules);
         f()
     })
     .join()
     .unwrap()
+}
+
+fn without_chown<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    filtered(
+        chown_calls()
+            .into_iter()
+            .map(|nr| (nr, libc::EPERM))
+            .collect(),
+        f,
+    )
 }
 
 #[test]
@@ -342,4 +370,118 @@ fn with_metadata_loss_allowed_the_install_goes_on_and_names_what_was_lost() {
     assert_eq!(fs::read(&binary).unwrap(), b"new");
     assert_eq!(fs::read(backup_path_for(&binary)).unwrap(), b"old");
     fs::remove_dir_all(&links).unwrap();
+}
+
+#[test]
+fn a_set_user_id_bit_the_kernel_drops_refuses_the_install() {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("nginx");
+    let new = dir.path().join("nginx-new");
+    write_exe(&binary, b"old");
+    fs::set_permissions(&binary, fs::Permissions::from_mode(0o4755)).unwrap();
+    write_exe(&new, b"new");
+    let (b, n) = (binary.clone(), new.clone());
+    // chmod "succeeds" and changes nothing: only reading the mode back shows the loss.
+    let e = filtered(
+        chmod_calls().into_iter().map(|nr| (nr, 0)).collect(),
+        move || {
+            RenameSwap
+                .install_with(&b, &n, &InstallOptions::new())
+                .unwrap_err()
+        },
+    );
+    assert!(
+        e.to_string()
+            .contains("set-user-id bit (cleared by the kernel)"),
+        "{e}"
+    );
+    assert_eq!(fs::read(&binary).unwrap(), b"old");
+    assert_eq!(fs::metadata(&binary).unwrap().mode() & 0o7777, 0o4755);
+}
+
+#[test]
+fn a_file_capability_is_kept_by_the_new_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("nginx");
+    let new = dir.path().join("nginx-new");
+    write_exe(&binary, b"old");
+    write_exe(&new, b"new");
+    // cap_net_bind_service=ep, as `setcap` writes it (VFS_CAP_REVISION_2).
+    let mut cap = (0x0200_0000u32 | 1).to_le_bytes().to_vec();
+    for word in [1u32 << 10, 0, 0, 0] {
+        cap.extend(word.to_le_bytes());
+    }
+    set_xattr(&binary, "security.capability", &cap);
+
+    let installed = RenameSwap
+        .install_with(&binary, &new, &InstallOptions::new())
+        .unwrap();
+    assert!(
+        installed.lost_metadata.is_empty(),
+        "{:?}",
+        installed.lost_metadata
+    );
+    installed.finish().unwrap();
+    assert_eq!(fs::read(&binary).unwrap(), b"new");
+    assert_eq!(get_xattr(&binary, "security.capability").unwrap(), cap);
+}
+
+#[test]
+fn a_file_identity_carries_the_files_times_in_nanoseconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nginx");
+    write_exe(&path, b"old");
+    let when = std::time::UNIX_EPOCH + std::time::Duration::new(1_700_000_000, 123_456_789);
+    fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(when)
+        .unwrap();
+    let id = FileIdentity::of(&path).unwrap();
+    assert_eq!(id.mtime_ns, Some(1_700_000_000_123_456_789));
+    let m = fs::symlink_metadata(&path).unwrap();
+    // The status-change time as stat(1) shows it (%Z seconds, nanoseconds in %z).
+    let ctime = m.ctime() as i128 * 1_000_000_000 + m.ctime_nsec() as i128;
+    assert_eq!(id.ctime_ns.map(i128::from), Some(ctime));
+}
+
+#[test]
+fn a_file_whose_modification_time_changed_is_not_the_same_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nginx");
+    write_exe(&path, b"old");
+    let before = FileIdentity::of(&path).unwrap();
+    let earlier = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+    fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(earlier)
+        .unwrap();
+    let after = FileIdentity::of(&path).unwrap();
+    assert_eq!(
+        (before.dev, before.ino, before.size),
+        (after.dev, after.ino, after.size)
+    );
+    assert!(!before.same_as(&after));
+}
+
+#[test]
+fn a_file_identity_matches_its_file_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nginx");
+    let other = dir.path().join("other");
+    write_exe(&path, b"old");
+    write_exe(&other, b"old");
+    let id = FileIdentity::of(&path).unwrap();
+    assert!(id.matches(&path).unwrap());
+    assert!(!id.matches(&other).unwrap());
+    assert!(
+        !id.matches(&dir.path().join("gone")).unwrap(),
+        "nothing there"
+    );
+    // A path through a regular file cannot be inspected: an error, not "nothing there".
+    let e = id.matches(&path.join("x")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENOTDIR));
 }
