@@ -485,3 +485,32 @@ fn a_file_identity_matches_its_file_only() {
     let e = id.matches(&path.join("x")).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::ENOTDIR));
 }
+
+#[test]
+fn identities_are_the_same_only_when_every_known_part_is() {
+    let a = FileIdentity {
+        dev: 1,
+        ino: 2,
+        size: 3,
+        mtime_ns: Some(10),
+        ctime_ns: Some(20),
+    };
+    assert!(a.same_as(&a));
+    // Another inode with the same times, the same inode with another time: other files.
+    assert!(!a.same_as(&FileIdentity { ino: 9, ..a }));
+    assert!(!a.same_as(&FileIdentity {
+        mtime_ns: Some(11),
+        ..a
+    }));
+    assert!(!a.same_as(&FileIdentity {
+        ctime_ns: Some(21),
+        ..a
+    }));
+    // A record of an earlier version knows no times: device, inode and size decide.
+    let legacy = FileIdentity {
+        mtime_ns: None,
+        ctime_ns: None,
+        ..a
+    };
+    assert!(legacy.same_as(&a) && a.same_as(&legacy));
+}
