@@ -514,3 +514,32 @@ fn identities_are_the_same_only_when_every_known_part_is() {
     };
     assert!(legacy.same_as(&a) && a.same_as(&legacy));
 }
+
+#[test]
+fn a_record_of_an_earlier_version_finds_its_install_by_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("nginx");
+    write_exe(&binary, b"new");
+    // Earlier versions recorded the installed file by digest and size only.
+    let text = |sha: &str| {
+        format!(
+            "kind=rename\nbinary={}\nbackup={}\nnew_sha256={sha}\nnew_size=3\n",
+            binary.display(),
+            backup_path_for(&binary).display()
+        )
+    };
+    let rec = SwapRecord::from_text(&text("ab12")).unwrap();
+    assert!(
+        rec.installed_matches().unwrap(),
+        "a file of the recorded size"
+    );
+    write_exe(&binary, b"other");
+    assert!(
+        !rec.installed_matches().unwrap(),
+        "another size: not the install"
+    );
+    // An empty digest said nothing was installed.
+    write_exe(&binary, b"new");
+    let rec = SwapRecord::from_text(&text("")).unwrap();
+    assert!(!rec.installed_matches().unwrap());
+}
