@@ -9,7 +9,7 @@ use std::ffi::CString;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::swap::{
     backup_path_for, BinarySwap, Durability, FileIdentity, InstallOptions, RenameSwap,
@@ -542,4 +542,71 @@ fn a_record_of_an_earlier_version_finds_its_install_by_size() {
     write_exe(&binary, b"new");
     let rec = SwapRecord::from_text(&text("")).unwrap();
     assert!(!rec.installed_matches().unwrap());
+}
+
+/// Installs "new" over an installed binary carrying `user.origin`, with `call` answering
+/// `errno` (seccomp): what the install says, and whether the attribute was kept.
+fn install_when(
+    call: libc::c_long,
+    errno: i32,
+) -> (Result<Vec<String>, String>, PathBuf, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("nginx");
+    let new = dir.path().join("nginx-new");
+    write_exe(&binary, b"old");
+    write_exe(&new, b"new");
+    set_xattr(&binary, "user.origin", b"package");
+    let b = binary.clone();
+    let result = filtered(vec![(call, errno)], move || {
+        match RenameSwap.install_with(&b, &new, &InstallOptions::new()) {
+            Ok(installed) => {
+                let lost = installed.lost_metadata.clone();
+                installed.finish().map(|_| lost).map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    });
+    (result, binary, dir)
+}
+
+#[test]
+fn a_file_system_without_attributes_has_none_to_keep_and_other_listing_errors_refuse() {
+    let (ok, binary, _dir) = install_when(libc::SYS_flistxattr, libc::EOPNOTSUPP);
+    assert_eq!(ok, Ok(Vec::new()));
+    assert_eq!(fs::read(&binary).unwrap(), b"new");
+    let (err, binary, _dir2) = install_when(libc::SYS_flistxattr, libc::EIO);
+    let err = err.unwrap_err();
+    assert!(
+        err.contains("read the metadata of") && err.contains(&binary.display().to_string()),
+        "{err}"
+    );
+    assert_eq!(fs::read(&binary).unwrap(), b"old");
+}
+
+#[test]
+fn an_attribute_gone_since_the_listing_is_skipped_and_other_read_errors_refuse() {
+    let (ok, binary, _dir) = install_when(libc::SYS_fgetxattr, libc::ENODATA);
+    assert_eq!(ok, Ok(Vec::new()));
+    assert_eq!(fs::read(&binary).unwrap(), b"new");
+    let (err, binary, _dir2) = install_when(libc::SYS_fgetxattr, libc::EIO);
+    let err = err.unwrap_err();
+    assert!(
+        err.contains("read the metadata of") && err.contains(&binary.display().to_string()),
+        "{err}"
+    );
+    assert_eq!(fs::read(&binary).unwrap(), b"old");
+}
+
+#[test]
+fn an_acl_that_cannot_be_removed_for_lack_of_acls_is_fine_and_other_errors_refuse() {
+    let (ok, binary, _dir) = install_when(libc::SYS_fremovexattr, libc::EOPNOTSUPP);
+    assert_eq!(ok, Ok(Vec::new()));
+    assert_eq!(get_xattr(&binary, "user.origin").unwrap(), b"package");
+    let (err, binary, _dir2) = install_when(libc::SYS_fremovexattr, libc::EIO);
+    let err = err.unwrap_err();
+    assert!(
+        err.contains("no access ACL") && err.contains("--allow-metadata-loss"),
+        "{err}"
+    );
+    assert_eq!(fs::read(&binary).unwrap(), b"old");
 }
