@@ -610,3 +610,28 @@ fn an_acl_that_cannot_be_removed_for_lack_of_acls_is_fine_and_other_errors_refus
     );
     assert_eq!(fs::read(&binary).unwrap(), b"old");
 }
+
+#[test]
+fn a_file_system_that_makes_no_links_gets_a_renamed_backup_copy() {
+    let mut calls = vec![libc::SYS_linkat];
+    #[cfg(target_arch = "x86_64")]
+    calls.push(libc::SYS_link);
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("nginx");
+    let new = dir.path().join("nginx-new");
+    write_exe(&binary, b"old");
+    write_exe(&new, b"new");
+    let b = binary.clone();
+    let result = filtered(
+        calls.into_iter().map(|nr| (nr, libc::EPERM)).collect(),
+        move || {
+            RenameSwap
+                .install_with(&b, &new, &InstallOptions::new())
+                .and_then(|i| i.finish())
+                .map_err(|e| e.to_string())
+        },
+    );
+    result.unwrap();
+    assert_eq!(fs::read(&binary).unwrap(), b"new");
+    assert_eq!(fs::read(backup_path_for(&binary)).unwrap(), b"old");
+}
