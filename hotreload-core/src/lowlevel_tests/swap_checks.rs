@@ -635,3 +635,29 @@ fn a_file_system_that_makes_no_links_gets_a_renamed_backup_copy() {
     assert_eq!(fs::read(&binary).unwrap(), b"new");
     assert_eq!(fs::read(backup_path_for(&binary)).unwrap(), b"old");
 }
+
+#[test]
+fn a_backup_name_taken_when_the_copy_is_linked_is_an_error_naming_it_not_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("nginx");
+    let new = dir.path().join("nginx-new");
+    write_exe(&binary, b"old");
+    write_exe(&new, b"new");
+    let b = binary.clone();
+    // The copy swap links its finished copy to the backup name; EEXIST stands for a
+    // backup that appeared since the preflight.
+    let e = filtered(vec![(libc::SYS_linkat, libc::EEXIST)], move || {
+        crate::swap::CopySwap
+            .install_with(&b, &new, &InstallOptions::new())
+            .unwrap_err()
+    });
+    let backup = backup_path_for(&binary);
+    match &e {
+        Error::SwapIo { action, path, .. } => {
+            assert_eq!(*action, "create backup");
+            assert_eq!(path, &backup);
+        }
+        other => panic!("expected an error creating the backup, got {other:?}"),
+    }
+    assert_eq!(fs::read(&binary).unwrap(), b"old");
+}
