@@ -15,6 +15,7 @@ mod process;
 mod process_edges;
 mod procfs;
 mod swap;
+mod swap_checks;
 mod swap_edges;
 mod wait_edges;
 
