@@ -32,32 +32,46 @@ fn read_ready(child: &mut Child) {
     assert_eq!(line, "ready\n");
 }
 
-/// Makes `syscall` fail with `errno` in the calling thread from now on (seccomp; the
-/// architecture is not checked: the filter only has to hold for this test's own calls).
+/// Makes `syscall` fail with `errno` in the calling thread from now on.
 pub(crate) fn refuse_in_this_thread(syscall: libc::c_long, errno: i32) {
+    filter_in_this_thread(&[(syscall, errno)]);
+}
+
+/// Makes each listed system call return its errno (0: succeed without doing anything)
+/// in the calling thread from now on (a seccomp filter is per thread and inherited by the
+/// threads it starts; the architecture is not checked: the filter only has to hold for
+/// this test's own calls). Root may give a file any owner or mode and the kernel has the
+/// calls these tests do without: this is how a refusal, or a change the kernel silently
+/// drops, is produced.
+pub(crate) fn filter_in_this_thread(rules: &[(libc::c_long, i32)]) {
     let op = |code: u32, jt: u8, jf: u8, k: u32| libc::sock_filter {
         code: code as u16,
         jt,
         jf,
         k,
     };
-    let filter = [
-        // The syscall number is at offset 0 of `struct seccomp_data`.
-        op(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, 0),
-        op(
+    // The syscall number is at offset 0 of `struct seccomp_data`.
+    let mut filter = vec![op(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, 0)];
+    for &(nr, errno) in rules {
+        filter.push(op(
             libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
             0,
             1,
-            syscall as u32,
-        ),
-        op(
+            nr as u32,
+        ));
+        filter.push(op(
             libc::BPF_RET | libc::BPF_K,
             0,
             0,
             libc::SECCOMP_RET_ERRNO | (errno as u32 & 0xffff),
-        ),
-        op(libc::BPF_RET | libc::BPF_K, 0, 0, libc::SECCOMP_RET_ALLOW),
-    ];
+        ));
+    }
+    filter.push(op(
+        libc::BPF_RET | libc::BPF_K,
+        0,
+        0,
+        libc::SECCOMP_RET_ALLOW,
+    ));
     let prog = libc::sock_fprog {
         len: filter.len() as u16,
         filter: filter.as_ptr() as *mut libc::sock_filter,

@@ -201,67 +201,6 @@ fn a_binary_at_its_link_limit_is_backed_up_by_copy() {
     fs::remove_dir_all(&links).unwrap();
 }
 
-/// Makes each listed system call return its errno (0: succeed without doing anything)
-/// in the calling thread only (a seccomp filter is per thread and inherited by threads it
-/// starts): root may give a file any owner or mode, so this is how a refusal, or a
-/// change the kernel silently drops, is produced here.
-fn filter_in_this_thread(rules: &[(libc::c_long, i32)]) {
-    #[repr(C)]
-    struct SockFilter {
-        code: u16,
-        jt: u8,
-        jf: u8,
-        k: u32,
-    }
-    #[repr(C)]
-    struct SockFprog {
-        len: u16,
-        filter: *const SockFilter,
-    }
-    const LD_W_ABS: u16 = 0x20;
-    const JMP_JEQ_K: u16 = 0x15;
-    const RET_K: u16 = 0x06;
-    const RET_ERRNO: u32 = 0x0005_0000;
-    const RET_ALLOW: u32 = 0x7fff_0000;
-    // Offset 0 of seccomp_data is the system call number.
-    let mut prog = vec![SockFilter {
-        code: LD_W_ABS,
-        jt: 0,
-        jf: 0,
-        k: 0,
-    }];
-    for &(nr, errno) in rules {
-        prog.push(SockFilter {
-            code: JMP_JEQ_K,
-            jt: 0,
-            jf: 1,
-            k: nr as u32,
-        });
-        prog.push(SockFilter {
-            code: RET_K,
-            jt: 0,
-            jf: 0,
-            k: RET_ERRNO | errno as u32,
-        });
-    }
-    prog.push(SockFilter {
-        code: RET_K,
-        jt: 0,
-        jf: 0,
-        k: RET_ALLOW,
-    });
-    let fprog = SockFprog {
-        len: prog.len() as u16,
-        filter: prog.as_ptr(),
-    };
-    // SAFETY: plain system calls; `fprog` and `prog` outlive them.
-    unsafe {
-        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
-        let rc = libc::syscall(libc::SYS_seccomp, 1 /* SET_MODE_FILTER */, 0, &fprog);
-        assert_eq!(rc, 0, "seccomp: {}", std::io::Error::last_os_error());
-    }
-}
-
 fn chown_calls() -> Vec<libc::c_long> {
     let mut nrs = vec![libc::SYS_fchownat];
     #[cfg(target_arch = "x86_64")]
@@ -282,7 +221,7 @@ fn filtered<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> T {
     std::thread::spawn(move || {
-        filter_in_this_thread(&rules);
+        super::filter_in_this_thread(&rules);
         f()
     })
     .join()
