@@ -438,6 +438,6 @@ fn a_backup_recorded_before_it_existed_is_believed_only_if_it_is_what_the_master
         }
     };
     check(&|b| fs::hard_link(&exe, b).unwrap(), true);
-    check(&|b| drop(fs::copy(&exe, b).unwrap()), true);
+    check(&|b| assert!(fs::copy(&exe, b).unwrap() > 0), true);
     check(&|b| write_exe(b, b"planted"), false);
 }
