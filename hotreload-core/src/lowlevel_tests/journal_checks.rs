@@ -441,3 +441,28 @@ fn a_backup_recorded_before_it_existed_is_believed_only_if_it_is_what_the_master
     check(&|b| assert!(fs::copy(&exe, b).unwrap() > 0), true);
     check(&|b| write_exe(b, b"planted"), false);
 }
+
+#[test]
+fn a_journal_whose_backup_is_gone_is_committed_and_its_restore_says_why_it_cannot() {
+    // The backup a journal names is not there (dropped, or never made): a commit has
+    // nothing to drop and settles the journal; a restore cannot put anything back and
+    // says so, rather than failing to look at the file.
+    for restoring in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let (target, path) = target_in(dir.path(), "nginx.pid");
+        let (binary, rec) = installed(dir.path());
+        fs::remove_file(backup_path_for(&binary)).unwrap();
+        let me = this_process();
+        if restoring {
+            journal_of(&me, &rec).write(&path).unwrap();
+            let e = restore(&target, &binary, &me, &NoopObserver).unwrap_err();
+            assert!(e.to_string().contains("the backup is missing"), "{e}");
+            assert!(path.exists(), "the journal of a failed restore was removed");
+        } else {
+            retired_journal(&rec).write(&path).unwrap();
+            commit(&target, &binary, &NoopObserver).expect("commit");
+            assert!(!path.exists(), "the commit left the journal");
+        }
+        assert_eq!(fs::read(&binary).unwrap(), b"new");
+    }
+}
