@@ -92,3 +92,26 @@ pub(crate) fn filter_in_this_thread(rules: &[(libc::c_long, i32)]) {
         );
     }
 }
+
+/// Runs the test `name` of this test binary alone in a child process with `env` set
+/// (the helper tests return at once without it), and returns what follows `marker` on
+/// the line the helper printed it on. The child may install filters or handlers that
+/// must not reach the other tests.
+pub(crate) fn helper_says(name: &str, env: (&str, &str), marker: &str) -> String {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(env.0, env.1)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .find_map(|l| l.split_once(marker).map(|(_, rest)| rest.to_string()))
+        .unwrap_or_else(|| panic!("no {marker:?} line from {name}:\n{stdout}"))
+}

@@ -92,28 +92,11 @@ fn pidfd_probe_helper() {
 
 /// What the probe says in a child whose `call` fails with `errno`.
 fn probe_with(call: &str, errno: i32) -> String {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "lowlevel_tests::process_edges::pidfd_probe_helper",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(PIDFD_FILTER_ENV, format!("{call}:{errno}"))
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-        .lines()
-        .find_map(|l| l.split_once("PROBE ").map(|(_, rest)| rest))
-        .unwrap_or_else(|| panic!("no PROBE line in:\n{stdout}"))
-        .to_string()
+    super::helper_says(
+        "lowlevel_tests::process_edges::pidfd_probe_helper",
+        (PIDFD_FILTER_ENV, &format!("{call}:{errno}")),
+        "PROBE ",
+    )
 }
 
 #[test]
@@ -193,27 +176,11 @@ fn interrupted_wait_helper() {
 
 #[test]
 fn a_wait_interrupted_by_signals_still_sees_the_exit() {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "lowlevel_tests::process_edges::interrupted_wait_helper",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(EINTR_ENV, "1")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let line = super::helper_says(
+        "lowlevel_tests::process_edges::interrupted_wait_helper",
+        (EINTR_ENV, "1"),
+        "WAITED ",
     );
-    let line = stdout
-        .lines()
-        .find_map(|l| l.split_once("WAITED ").map(|(_, rest)| rest))
-        .unwrap_or_else(|| panic!("no WAITED line in:\n{stdout}"));
     assert!(line.starts_with("Ok(true) after "), "{line}");
 }
 

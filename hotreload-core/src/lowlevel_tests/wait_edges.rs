@@ -80,22 +80,10 @@ fn no_inotify_helper() {
 
 #[test]
 fn without_inotify_a_wake_is_left_to_its_schedule() {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "lowlevel_tests::wait_edges::no_inotify_helper",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(NO_INOTIFY_ENV, "1")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let uses = super::helper_says(
+        "lowlevel_tests::wait_edges::no_inotify_helper",
+        (NO_INOTIFY_ENV, "1"),
+        "INOTIFY uses=",
     );
-    assert!(stdout.contains("INOTIFY uses=false"), "{stdout}");
+    assert_eq!(uses, "false");
 }
