@@ -44,6 +44,16 @@ fn phases_and_observations_read_as_the_cli_prints_them() {
         evidence: vec!["e1".into()],
     };
     assert_eq!(steady.to_string(), "steady: master 100 (2 workers)");
+    let spawned = Observation {
+        phase: Phase::Spawned,
+        old_master: Some(master(100, vec![worker(101, false)])),
+        new_master: Some(master(200, vec![worker(201, false), worker(202, false)])),
+        evidence: vec!["e1".into()],
+    };
+    assert_eq!(
+        spawned.to_string(),
+        "spawned: old master 100 (1 workers), new master 200 (2 workers)"
+    );
     let unknown = Observation {
         phase: Phase::Unknown,
         old_master: None,
