@@ -723,13 +723,19 @@ impl hotreload_core::Observer for OldMasterDisturbedAtSpawn {
             Meanwhile::Reload => procs::signal(old, S::SIGHUP).expect("HUP"),
             Meanwhile::WorkerCrash => procs::signal(before[0], S::SIGKILL).expect("KILL"),
         }
-        // Wait until the old master serves with its workers again, some of them new.
+        // Wait until the old master serves with new workers.
         hotreload_tests::poll::until(LONG, "the old master's new workers", || {
             let serving: Vec<i32> = procs::workers_of(old)
                 .into_iter()
                 .filter(|w| procs::title_of(*w).is_some_and(|t| !t.contains("is shutting down")))
                 .collect();
-            serving.len() == before.len() && serving.iter().any(|w| !before.contains(w))
+            let fresh = serving.iter().any(|w| !before.contains(w));
+            match self.what {
+                // New workers serve; the old ones may still be stopping (or, while the
+                // new binary starts, be kept): both count as a reload.
+                Meanwhile::Reload => fresh,
+                Meanwhile::WorkerCrash => fresh && serving.len() == before.len(),
+            }
         });
     }
 }
