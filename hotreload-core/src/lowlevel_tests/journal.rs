@@ -4,7 +4,6 @@
 //! taken for "no journal". Written for survivors of the cargo-mutants run (MUTANTS.md).
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -15,10 +14,7 @@ use crate::pid::Pid;
 use crate::process::ProcessHandle;
 use crate::swap::{backup_path_for, BinarySwap, RenameSwap};
 
-fn write_exe(path: &Path, content: &[u8]) {
-    fs::write(path, content).unwrap();
-    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
-}
+use super::write_exe;
 
 /// A swap installed in `dir` (binary `nginx`: "new" installed over "old", backup kept)
 /// and the journal text that records it for `master` (pid, start time).

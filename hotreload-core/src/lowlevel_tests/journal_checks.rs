@@ -17,10 +17,7 @@ use crate::process::ProcessHandle;
 use crate::swap::{backup_path_for, BinarySwap, FileIdentity, RenameSwap, Undo};
 use crate::{Error, SwapRecord};
 
-fn write_exe(path: &Path, content: &[u8]) {
-    fs::write(path, content).unwrap();
-    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
-}
+use super::write_exe;
 
 /// "new" installed over "old" at `dir/nginx` by the rename swap (the backup beside it).
 fn installed(dir: &Path) -> (PathBuf, SwapRecord) {

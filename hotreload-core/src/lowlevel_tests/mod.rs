@@ -115,3 +115,10 @@ pub(crate) fn helper_says(name: &str, env: (&str, &str), marker: &str) -> String
         .find_map(|l| l.split_once(marker).map(|(_, rest)| rest.to_string()))
         .unwrap_or_else(|| panic!("no {marker:?} line from {name}:\n{stdout}"))
 }
+
+/// Writes `content` at `path` as an executable (mode 0755).
+pub(crate) fn write_exe(path: &std::path::Path, content: &[u8]) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, content).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}

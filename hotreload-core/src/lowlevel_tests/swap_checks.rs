@@ -16,10 +16,7 @@ use crate::swap::{
 };
 use crate::{Error, SwapRecord};
 
-fn write_exe(path: &Path, content: &[u8]) {
-    fs::write(path, content).unwrap();
-    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
-}
+use super::write_exe;
 
 fn c_path(path: &Path) -> CString {
     CString::new(path.as_os_str().as_bytes()).unwrap()

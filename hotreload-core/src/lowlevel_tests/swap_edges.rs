@@ -4,17 +4,13 @@
 //! Written for survivors of the cargo-mutants run (MUTANTS.md).
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::swap::{backup_path_for, builtin, BinarySwap, FileIdentity, RenameSwap, SymlinkSwap};
 use crate::swap::{Undo, BUILTIN};
 use crate::{Error, SwapRecord};
 
-fn write_exe(path: &Path, content: &[u8]) {
-    fs::write(path, content).unwrap();
-    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
-}
+use super::write_exe;
 
 /// "new" installed over "old" at `dir/nginx` by the rename swap.
 fn installed(dir: &Path) -> (PathBuf, SwapRecord) {
