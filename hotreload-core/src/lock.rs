@@ -304,11 +304,16 @@ mod tests {
     }
 }
 
-/// Whether a process holds an flock on `lock_file`, read from `/proc/locks` (taking the
-/// lock to find out would make an upgrade starting at that moment fail as locked).
-/// `false` when it cannot be told (no such file, no `/proc/locks`).
+/// Whether a process holds an flock on `lock_file` (taking the lock to find out would
+/// make an upgrade starting at that moment fail as locked). `false` when it cannot be
+/// told (no such file, no `/proc`).
+///
+/// The holder is asked first: the pid its details name, if one of its descriptors shows
+/// the lock in `/proc/<pid>/fdinfo`. `/proc/locks` alone is not enough: the kernel
+/// rebuilds it for each `read(2)` from a position in a list that other processes'
+/// locks leave meanwhile, so a lock that is held all along can be skipped. It is the
+/// fallback for a holder that has not written its details yet, read a page at a time.
 pub(crate) fn is_held(lock_file: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
     let Ok(meta) = std::fs::symlink_metadata(lock_file) else {
         return false;
     };
@@ -317,14 +322,50 @@ pub(crate) fn is_held(lock_file: &Path) -> bool {
     let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
     let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
     let key = format!("{major:02x}:{minor:02x}:{}", meta.ino());
-    std::fs::read_to_string("/proc/locks").is_ok_and(|locks| {
-        locks.lines().any(|line| {
-            // `N: FLOCK ADVISORY WRITE pid dev:dev:ino 0 EOF`; waiters (`N: -> FLOCK …`)
-            // hold nothing.
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            fields.get(1) == Some(&"FLOCK") && fields.get(5) == Some(&key.as_str())
+    holder_shows(lock_file, &key) || {
+        let mut locks = Vec::with_capacity(64 * 1024);
+        File::open("/proc/locks")
+            .and_then(|mut f| f.read_to_end(&mut locks))
+            .is_ok_and(|_| {
+                String::from_utf8_lossy(&locks)
+                    .lines()
+                    .any(|line| names_flock(line, &key))
+            })
+    }
+}
+
+/// Whether the process named by the lock file's `pid N` line has the flock `key` on one
+/// of its descriptors.
+fn holder_shows(lock_file: &Path, key: &str) -> bool {
+    let Ok(details) = std::fs::read_to_string(lock_file) else {
+        return false;
+    };
+    let Some(pid) = details
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("pid "))
+        .and_then(|pid| pid.parse::<u32>().ok())
+    else {
+        return false;
+    };
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_to_string(fd.path()).is_ok_and(|info| {
+            info.lines()
+                .filter_map(|line| line.strip_prefix("lock:"))
+                .any(|line| names_flock(line, key))
         })
     })
+}
+
+/// Whether a line of `/proc/locks` (or the `lock:` line of an fdinfo) is an flock held on
+/// `key`: `N: FLOCK ADVISORY WRITE pid dev:dev:ino 0 EOF`; waiters (`N: -> FLOCK …`) hold
+/// nothing.
+fn names_flock(line: &str, key: &str) -> bool {
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    fields.get(1) == Some(&"FLOCK") && fields.get(5) == Some(&key)
 }
 
 #[cfg(test)]

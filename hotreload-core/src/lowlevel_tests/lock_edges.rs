@@ -3,7 +3,8 @@
 //! lock path (a FIFO, another user's file, a symlink, a missing directory) and how it is
 //! said; a lock file replaced or created by another locker mid-way (made to happen by a
 //! seccomp filter in a re-executed child); the binary lock's per-thread reentrancy; and
-//! `is_held`'s reading of /proc/locks. Calls that would loop under a bug are bounded.
+//! `is_held` (asking the holder, and /proc/locks while other locks come and go). Calls that
+//! would loop under a bug are bounded.
 
 use std::fs;
 use std::io;
@@ -579,4 +580,70 @@ fn a_held_lock_is_seen_on_devices_with_a_minor_number_too() {
         minors.iter().any(|&m| m != 0),
         "no writable directory on a device with a minor number: {minors:?}"
     );
+}
+
+/// Takes and lets go of flocks on files of `dir` until `stop` is set: other processes'
+/// locks coming and going, as on a busy server.
+fn churn_locks(dir: &Path, tag: usize, stop: &std::sync::atomic::AtomicBool) {
+    use std::os::fd::AsFd;
+    let files: Vec<fs::File> = (0..20)
+        .map(|i| fs::File::create(dir.join(format!("churn-{tag}-{i}"))).unwrap())
+        .collect();
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        for file in &files {
+            assert!(crate::sys::flock_exclusive_nonblocking(file.as_fd()).unwrap());
+        }
+        for file in &files {
+            // SAFETY: flock on a descriptor valid for the borrow.
+            assert_eq!(
+                unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(file), libc::LOCK_UN) },
+                0
+            );
+        }
+    }
+}
+
+#[test]
+fn a_held_lock_is_seen_while_other_locks_come_and_go() {
+    // /proc/locks is rebuilt at each read from a position in the kernel's list: a lock
+    // listed before ours that goes meanwhile made ours be skipped (a status that said
+    // "no hotreload holds the lock" while an upgrade held it).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nginx.pid.lock");
+    let _lock = TargetLock::acquire_file(&path).unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let missed = std::thread::scope(|scope| {
+        let churners: Vec<_> = (0..2)
+            .map(|tag| {
+                let (dir, stop) = (dir.path(), &stop);
+                scope.spawn(move || churn_locks(dir, tag, stop))
+            })
+            .collect();
+        let missed = (0..2000).filter(|_| !crate::lock::is_held(&path)).count();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for churner in churners {
+            churner.join().unwrap();
+        }
+        missed
+    });
+    assert_eq!(
+        missed, 0,
+        "a held lock was reported free {missed} times of 2000"
+    );
+}
+
+#[test]
+fn a_lock_whose_holder_has_not_written_its_details_is_seen_in_proc_locks() {
+    use std::os::fd::AsFd;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nginx.pid.lock");
+    // Locked, still empty (the holder writes its pid after it holds the lock), and then
+    // with details naming a process that does not hold it.
+    let file = fs::File::create(&path).unwrap();
+    assert!(crate::sys::flock_exclusive_nonblocking(file.as_fd()).unwrap());
+    assert!(crate::lock::is_held(&path));
+    fs::write(&path, "pid 1\ncommand `hotreload`\n").unwrap();
+    assert!(crate::lock::is_held(&path));
+    drop(file);
+    assert!(!crate::lock::is_held(&path));
 }
