@@ -477,7 +477,8 @@ fn foreign_pid_file(target: &Target, old: Pid, server_uid: u32) -> Option<String
     let meta = fs::symlink_metadata(&path).ok()?;
     if meta.uid() != 0 && meta.uid() != server_uid {
         return Some(format!(
-            "{} was created by user {} (neither root nor the server's user {server_uid}) while              the new master of {old} started: someone else raced to create the pid file",
+            "{} was created by user {} (neither root nor the server's user {server_uid}) while \
+             the new master of {old} started: someone else raced to create the pid file",
             path.display(),
             meta.uid()
         ));
@@ -486,7 +487,8 @@ fn foreign_pid_file(target: &Target, old: Pid, server_uid: u32) -> Option<String
     let info = procfs::proc_info(named).ok()?;
     (!info.is_zombie() && info.ppid != old.get()).then(|| {
         format!(
-            "{} named process {named} (`{}`, child of {}), which the spawn signal to {old} did              not start: someone else wrote the pid file while the new master started",
+            "{} named process {named} (`{}`, child of {}), which the spawn signal to {old} did \
+             not start: someone else wrote the pid file while the new master started",
             path.display(),
             info.title,
             info.ppid
