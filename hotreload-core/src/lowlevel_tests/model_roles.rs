@@ -59,11 +59,15 @@ struct Roles4 {
 
 impl Tree {
     fn start() -> Tree {
+        Tree::start_script(SCRIPT)
+    }
+
+    fn start_script(script: &str) -> Tree {
         let dir = tempfile::tempdir().unwrap();
         let app = dir.path().join("app-proc");
         symlink(Path::new("/bin/sleep"), &app).unwrap();
         let top = Command::new("bash")
-            .args(["-c", SCRIPT, "tree"])
+            .args(["-c", script, "tree"])
             .arg(&app)
             .stdin(Stdio::null())
             .process_group(0)
@@ -183,13 +187,13 @@ fn with_roles_from_the_parent_link_a_child_with_live_children_is_a_master() {
         .collect();
     assert_eq!(seen, want);
     assert!(workers.iter().all(|w| !w.shutting_down));
-    // The same from full reads, which a zombie may not give: only the live children.
-    let live: Vec<_> = procfs::children(tree.pid())
-        .unwrap()
-        .into_iter()
-        .filter(|c| !c.is_zombie())
-        .collect();
-    let from_full: Vec<Pid> = workers_of(&f, &live).iter().map(|w| w.pid).collect();
+    // The same from full reads, the zombie's included: it is no live worker.
+    let full = procfs::children(tree.pid()).unwrap();
+    assert!(
+        full.iter().any(|c| c.pid == r.zombie.pid && c.is_zombie()),
+        "the zombie is read in full too: {full:?}"
+    );
+    let from_full: Vec<Pid> = workers_of(&f, &full).iter().map(|w| w.pid).collect();
     assert_eq!(from_full, want.iter().map(|w| w.0).collect::<Vec<_>>());
 }
 
@@ -206,4 +210,83 @@ fn with_roles_from_the_title_children_are_not_looked_into() {
     assert!(!is_child_master(&f, &r.zombie));
     let children = procfs::child_procs(tree.pid()).unwrap();
     assert_eq!(workers_of(&f, &children).len(), 3);
+}
+
+/// A second shape: the top's only other child is a zombie.
+///
+/// ```text
+/// top (app-proc 1000, never reaps)
+/// ├── zombie        (app-proc 0.2, exited)
+/// └── master        (app-proc 1000) ── its worker (app-proc 1000)
+/// ```
+const LONE_MASTER: &str = r#"
+a=$1
+"$a" 0.2 &
+bash -c '"$0" 1000 & exec "$0" 1000' "$a" &
+exec "$a" 1000
+"#;
+
+/// `tree`'s child that has a live child, once the top has `children` children, one of
+/// them a zombie.
+fn child_master(tree: &Tree, children: usize) -> Pid {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let kids = procfs::child_procs(tree.pid()).unwrap_or_default();
+        let parents: Vec<Pid> = kids
+            .iter()
+            .filter(|c| {
+                !c.is_zombie()
+                    && procfs::child_procs(c.pid).is_ok_and(|g| g.iter().any(|g| !g.is_zombie()))
+            })
+            .map(|c| c.pid)
+            .collect();
+        let titled = kids.iter().all(|c| c.title.contains("app-proc"));
+        let zombies = kids.iter().filter(|c| c.is_zombie()).count();
+        if kids.len() == children && titled && zombies == 1 && parents.len() == 1 {
+            return parents[0];
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the tree did not settle: {kids:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// What `observe` says of a pid file naming `master`, in a directory of its own.
+fn observed(master: Pid) -> crate::model::Observation {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("app.pid");
+    std::fs::write(&pid_file, format!("{master}\n")).unwrap();
+    crate::model::Target::new(&pid_file)
+        .flavor(flavor(Roles::FromParentLink))
+        .observe_now()
+        .unwrap()
+}
+
+#[test]
+fn with_roles_from_the_parent_link_a_master_under_a_serving_master_is_not_steady() {
+    // The top serves (it has live workers besides this master): two masters, the old pid
+    // file gone.
+    let tree = Tree::start();
+    let r = tree.settled();
+    let seen = observed(r.master.pid);
+    assert_eq!(seen.phase, crate::model::Phase::Unknown, "{seen:?}");
+    let two = format!(
+        "master {} is a child of master {}",
+        r.master.pid,
+        tree.pid()
+    );
+    assert!(
+        seen.evidence.iter().any(|e| e.starts_with(&two)),
+        "expected {two:?} in {:?}",
+        seen.evidence
+    );
+
+    // A parent titled like a master with no live worker of its own (only this master
+    // and a zombie) is not a serving master: steady.
+    let lone = Tree::start_script(LONE_MASTER);
+    let master = child_master(&lone, 2);
+    let seen = observed(master);
+    assert_eq!(seen.phase, crate::model::Phase::Steady, "{seen:?}");
 }

@@ -138,3 +138,64 @@ fn a_foreground_master_under_its_live_parent_would_ignore_the_spawn_signal() {
     };
     assert_eq!(spawn_would_be_ignored(&info), None);
 }
+
+/// A child that has exited and is not reaped yet (reaped when dropped).
+fn zombie() -> Kid {
+    let kid = Kid(Command::new("true").stdin(Stdio::null()).spawn().unwrap());
+    let pid = Pid::try_from(kid.0.id()).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    // Polled: nothing signals the exit of a child we must not reap.
+    while !procfs::proc_stat(pid).is_ok_and(|stat| stat.is_zombie()) {
+        assert!(std::time::Instant::now() < deadline, "`true` did not exit");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    kid
+}
+
+#[test]
+fn a_master_left_under_a_subreaper_by_an_earlier_upgrade_would_act_on_the_spawn_signal() {
+    // A new master that outlived its old one under a subreaper: its parent (the
+    // subreaper, here this test) lives, but it is neither a group leader nor in its
+    // parent's group, and its session's leader (the first master) is gone.
+    let kid = Kid(Command::new("sleep")
+        .arg("1000")
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap());
+    let gone = zombie();
+    let gone_pid = i32::try_from(gone.0.id()).unwrap();
+    let live = info_of(&kid);
+    assert_eq!(live.ppid, i32::try_from(std::process::id()).unwrap());
+    let parent_group = procfs::proc_info(Pid::this_process().unwrap())
+        .unwrap()
+        .pgid;
+    let left_over = crate::process::ProcInfo {
+        sid: gone_pid,
+        pgid: gone_pid,
+        ..live.clone()
+    };
+    assert_ne!(left_over.pgid, parent_group);
+    assert_eq!(spawn_would_be_ignored(&left_over), None);
+
+    // Any one of the three makes it a foreground master under its live parent.
+    let leader_alive = crate::process::ProcInfo {
+        sid: i32::try_from(std::process::id()).unwrap(),
+        ..left_over.clone()
+    };
+    let own_group = crate::process::ProcInfo {
+        pgid: left_over.pid.get(),
+        ..left_over.clone()
+    };
+    let parents_group = crate::process::ProcInfo {
+        pgid: parent_group,
+        ..left_over.clone()
+    };
+    for (what, info) in [
+        ("its session leader alive", leader_alive),
+        ("its own group", own_group),
+        ("its parent's group", parents_group),
+    ] {
+        let why = spawn_would_be_ignored(&info).unwrap_or_else(|| panic!("with {what}"));
+        assert!(why.contains("foreground"), "{what}: {why}");
+    }
+}

@@ -595,3 +595,34 @@ impl Steady {
         }
     }
 }
+
+#[cfg(test)]
+mod stamp_tests {
+    use super::file_stamp;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_pid_file_renamed_away_and_back_is_told_from_one_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("nginx.pid");
+        let away = dir.path().join("nginx.pid.oldbin");
+        assert_eq!(file_stamp(&pid_file), None, "no file, no stamp");
+        std::fs::write(&pid_file, "4242\n").unwrap();
+        let before = file_stamp(&pid_file).expect("a stamp");
+        assert_eq!(file_stamp(&pid_file), Some(before), "left alone");
+        // The same inode comes back (a master taking its pid file back): its change time
+        // tells, once the clock has moved past the first one (it may be coarse).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            std::fs::rename(&pid_file, &away).unwrap();
+            std::fs::rename(&away, &pid_file).unwrap();
+            let after = file_stamp(&pid_file).expect("back");
+            assert_eq!(after.0, before.0, "the same inode");
+            if after != before {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the stamp never changed");
+            std::thread::yield_now();
+        }
+    }
+}

@@ -347,6 +347,11 @@ fn observe_never_guesses() {
             seen.old_master.as_ref().map(|m| m.pid),
             Some(s.original_master())
         );
+        // Nor is it a spawn while an upgrade holds the target's lock: nothing starts.
+        let lock = Target::new(&pid_file).lock().expect("the target's lock");
+        let seen = Target::new(&pid_file).observe().unwrap();
+        assert_eq!(seen.phase, Phase::Unknown, "{seen:?}");
+        drop(lock);
         // Two masters with no parent link: `.oldbin` and the pid file name unrelated masters.
         let other = start(&[]);
         fs::write(&pid_file, format!("{}\n", other.inst.master_pid())).unwrap();

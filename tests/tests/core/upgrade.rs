@@ -362,11 +362,28 @@ fn new_master_without_workers_is_rolled_back() {
             "the old workers were touched\n{}",
             events.text()
         );
-        assert!(
-            matches!(e.error, Error::Timeout { .. }),
-            "{e}\n{}",
-            events.text()
-        );
+        // The error names the new master that was seen and stopped.
+        let stopped = events
+            .0
+            .borrow()
+            .iter()
+            .find_map(|event| match event {
+                Event::Signalled {
+                    pid,
+                    role: Role::NewMaster,
+                    ..
+                } => Some(*pid),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("the new master was not stopped\n{}", events.text()));
+        match &e.error {
+            Error::Timeout { what, .. } => assert!(
+                what.contains(&format!("a new master ({stopped})")),
+                "{what}\n{}",
+                events.text()
+            ),
+            other => panic!("{other}\n{}", events.text()),
+        }
         assert_rolled_back(&s, &v1, &e, &events);
     });
 }

@@ -1,0 +1,322 @@
+//! The spawn window, between the spawn signal and a new master that serves: what
+//! `observe` says of a spawn in progress, and a cancel that lands before the master has
+//! even forked.
+
+use std::fs;
+use std::time::Duration;
+
+use crate::common::*;
+use hotreload_core::{upgrade, CancelToken, Error, Event, Phase, Signal, State, Step, Target};
+use hotreload_tests::{poll, procs};
+use nix::sys::signal::Signal as S;
+
+/// Cancels the token when dropped: a failing test does not leave its upgrade waiting.
+struct CancelOnDrop(CancelToken);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+/// The old master's children that are not its workers (a new master starting).
+fn starting_children(old: i32) -> Vec<i32> {
+    let workers = procs::workers_of(old);
+    procs::children_of(old)
+        .into_iter()
+        .filter(|c| !workers.contains(c) && procs::alive(*c))
+        .collect()
+}
+
+#[test]
+fn a_spawn_in_progress_is_seen_as_spawning_naming_the_starting_master() {
+    hotreload_tests::watchdog(|| {
+        let s = start(&[]);
+        let v2 = s.variant("2.0", &["hang-on-start"]);
+        let old = s.original_master();
+        let cancel = CancelOnDrop(CancelToken::new());
+        let opts = options(&v2).cancel_token(cancel.0.clone());
+        let target = s.target();
+        let upgrading = std::thread::spawn(move || {
+            upgrade(&target, &opts, &hotreload_core::NoopObserver)
+                .map(|_| ())
+                .map_err(|e| e.error)
+        });
+        // The old pid file names the old master, the new master has written none: a
+        // spawn, since an upgrade holds the lock and waits for it.
+        let (seen, new) = poll::poll("a spawn in progress", LONG, || {
+            let seen = s.target().observe().map_err(|e| e.to_string())?;
+            let starting = starting_children(old.get());
+            match (seen.phase, starting.as_slice()) {
+                (Phase::Spawning, [new]) => Ok((seen, *new)),
+                _ => Err(format!("{seen:?}, starting {starting:?}\n{}", s.why())),
+            }
+        });
+        assert_eq!(seen.old_master.as_ref().map(|m| m.pid), Some(old));
+        let child = format!("old master {old} has a child {new} titled `");
+        assert!(
+            seen.evidence.iter().any(|e| e.starts_with(&child)),
+            "expected {child:?} in {:?}",
+            seen.evidence
+        );
+        assert!(
+            seen.evidence
+                .iter()
+                .any(|e| e.starts_with("an upgrade holds")),
+            "{:?}",
+            seen.evidence
+        );
+        cancel.0.cancel();
+        let outcome = upgrading.join().expect("the upgrade thread");
+        assert!(
+            matches!(outcome, Err(Error::Cancelled { .. })),
+            "{outcome:?}"
+        );
+        assert!(!procs::alive(new), "the starting master {new} was left");
+        s.assert_steady(old, "1.0");
+    });
+}
+
+/// Freezes the old master before the spawn signal (so that it acts on it only when let
+/// go), cancels once the signal is sent, and lets the master go once the operation
+/// waits for it to act.
+struct CancelBeforeTheFork {
+    old: hotreload_core::Pid,
+    token: CancelToken,
+    events: Events,
+}
+
+impl hotreload_core::Observer for CancelBeforeTheFork {
+    fn on_event(&self, event: &Event) {
+        self.events.on_event(event);
+        let old = self.old.get();
+        match event {
+            Event::StepStarted { step: Step::Spawn } => {
+                procs::signal(old, S::SIGSTOP).expect("STOP");
+            }
+            Event::Signalled { pid, signal, .. } if (*pid, *signal) == (self.old, Signal::Usr2) => {
+                self.token.cancel();
+            }
+            Event::Waiting { what, .. } if what.contains("to act on") => {
+                procs::signal(old, S::SIGCONT).expect("CONT");
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Lets a frozen master go when dropped.
+struct Thaw(i32);
+
+impl Drop for Thaw {
+    fn drop(&mut self) {
+        let _ = procs::signal(self.0, S::SIGCONT);
+    }
+}
+
+#[test]
+fn a_cancel_before_the_master_forked_waits_for_the_fork_and_stops_what_it_started() {
+    hotreload_tests::watchdog(|| {
+        let s = start(&[]);
+        let v2 = s.variant("2.0", &["hang-on-start"]);
+        let record = s.install(&v2);
+        let old = s.original_master();
+        let _thaw = Thaw(old.get());
+        let State::Steady(steady) = Target::new(s.inst.pid_file()).attach().expect("attach") else {
+            panic!("not steady\n{}", s.why())
+        };
+        let observer = CancelBeforeTheFork {
+            old,
+            token: CancelToken::new(),
+            events: Events::default(),
+        };
+        let opts = op_options().cancel_token(observer.token.clone());
+        let e = steady
+            .spawn_new_master(&opts, &observer)
+            .expect_err("cancelled");
+        drop(record);
+        assert!(
+            matches!(e.error, Error::Cancelled { .. }),
+            "{}\n{}",
+            e.error,
+            observer.events.text()
+        );
+        assert!(e.state.is_some(), "{}", observer.events.text());
+        // Whenever the master acts on the signal, what it starts does not outlive the
+        // cancelled operation.
+        procs::signal(old.get(), S::SIGCONT).expect("CONT");
+        let log = s.inst.error_log();
+        let new: i32 = poll::poll("the master to act on USR2", LONG, || {
+            let text = fs::read_to_string(&log).unwrap_or_default();
+            text.lines()
+                .find_map(|l| l.split("start new binary process ").nth(1))
+                .and_then(|pid| pid.trim().parse().ok())
+                .ok_or_else(|| procs::tail(&log, 5))
+        });
+        assert!(
+            !procs::alive(new),
+            "new master {new} outlived the cancelled spawn\n{}\n{}",
+            observer.events.text(),
+            s.why()
+        );
+        poll::wait_until_for(
+            Duration::from_secs(10),
+            "the server steady on its old master",
+            || s.pid_from_file() == Some(old.get()) && !s.oldbin_exists(),
+            || s.why(),
+        );
+        s.assert_steady(old, "1.0");
+    });
+}
+
+/// Attaches to `s` as a new process would; panics unless steady.
+fn steady_of(s: &Setup) -> hotreload_core::Steady {
+    match Target::new(s.inst.pid_file()).attach().expect("attach") {
+        State::Steady(steady) => steady,
+        _ => panic!("not steady\n{}", s.why()),
+    }
+}
+
+#[test]
+fn a_new_master_configured_with_fewer_workers_is_spawned_once_their_number_settles() {
+    hotreload_tests::watchdog(|| {
+        let s = start(&[]);
+        let v2 = s.variant("2.0", &[]);
+        let old = s.original_master();
+        // The config the new master reads asks for one worker; the old master runs two.
+        let conf = s.inst.conf_path();
+        let text = fs::read_to_string(conf).unwrap();
+        assert!(text.contains("worker_processes 2;"), "{text}");
+        fs::write(
+            conf,
+            text.replace("worker_processes 2;", "worker_processes 1;"),
+        )
+        .unwrap();
+        let record = s.install(&v2);
+        let events = Events::default();
+        let spawned = steady_of(&s)
+            .spawn_new_master(&op_options(), &events)
+            .unwrap_or_else(|e| panic!("{e}\n{}", events.text()));
+        drop(record);
+        let new = spawned.new_pid();
+        assert_eq!(procs::parent_of(new.get()), Some(old.get()));
+        assert_eq!(procs::workers_of(new.get()).len(), 1, "{}", s.why());
+        assert_eq!(procs::workers_of(old.get()).len(), 2, "{}", s.why());
+    });
+}
+
+#[test]
+fn another_master_put_in_the_pid_file_during_a_spawn_is_not_taken_for_the_old_one_taking_it_back() {
+    hotreload_tests::watchdog(|| {
+        let s = start(&[]);
+        let other = start(&[]);
+        let v2 = s.variant("2.0", &["hang-on-start"]);
+        let old = s.original_master();
+        let record = s.install(&v2);
+        let steady = steady_of(&s);
+        let pid_file = s.inst.pid_file().to_path_buf();
+        let oldbin = format!("{}.oldbin", pid_file.display());
+        let intruder = other.inst.master_pid();
+        let events = Events::default();
+        let opts = op_options()
+            .spawn_timeout(Duration::from_secs(3))
+            .quit_timeout(Duration::from_secs(2));
+        // Someone else, in the spawn window: `.oldbin` removed, the pid file naming
+        // another (steady) server's master.
+        let meddler = std::thread::spawn(move || {
+            poll::poll("the old master to rename its pid file", LONG, || {
+                fs::metadata(&oldbin).map(|_| ()).map_err(|e| e.to_string())
+            });
+            fs::remove_file(&oldbin).unwrap();
+            fs::write(&pid_file, format!("{intruder}\n")).unwrap();
+        });
+        let e = steady
+            .spawn_new_master(&opts, &events)
+            .expect_err("the new master hangs");
+        meddler.join().expect("the meddler");
+        drop(record);
+        // The spawn timed out with the cause named; it does not say that the old master
+        // took its pid file back (it did not: another master is there).
+        match &e.error {
+            Error::Interfered { what, source, .. } => {
+                assert!(
+                    what.contains(&format!("named process {intruder}")),
+                    "{what}"
+                );
+                assert!(
+                    matches!(**source, Error::Timeout { .. }),
+                    "{source}\n{}",
+                    events.text()
+                );
+            }
+            other => panic!("{other}\n{}", events.text()),
+        }
+        assert!(
+            starting_children(old.get()).is_empty(),
+            "the hung new master was left\n{}",
+            s.why()
+        );
+        assert!(procs::alive(old.get()) && procs::alive(intruder));
+    });
+}
+
+/// Holds the operation at its spawn signal until the old master has acted on it and
+/// taken its pid file back (its new master died at once): the operation's first look
+/// comes after the whole failed spawn, as on a loaded machine.
+struct LookOnlyAfterTheFailure {
+    old: hotreload_core::Pid,
+    pid_file: std::path::PathBuf,
+    log: std::path::PathBuf,
+    events: Events,
+}
+
+impl hotreload_core::Observer for LookOnlyAfterTheFailure {
+    fn on_event(&self, event: &Event) {
+        self.events.on_event(event);
+        if !matches!(event, Event::Signalled { pid, signal: Signal::Usr2, .. } if *pid == self.old)
+        {
+            return;
+        }
+        let oldbin = format!("{}.oldbin", self.pid_file.display());
+        poll::poll("the old master to take its pid file back", LONG, || {
+            let acted = fs::read_to_string(&self.log)
+                .unwrap_or_default()
+                .contains("start new binary process");
+            let back = procs::read_pid(&self.pid_file) == Some(self.old.get())
+                && fs::symlink_metadata(&oldbin).is_err();
+            (acted && back)
+                .then_some(())
+                .ok_or_else(|| procs::tail(&self.log, 5))
+        });
+    }
+}
+
+#[test]
+fn a_new_master_that_died_before_the_first_look_is_reported_dead_not_ignored() {
+    hotreload_tests::watchdog(|| {
+        let s = start(&[]);
+        let v2 = s.variant("2.0", &["crash-on-start"]);
+        let old = s.original_master();
+        let record = s.install(&v2);
+        let observer = LookOnlyAfterTheFailure {
+            old,
+            pid_file: s.inst.pid_file().to_path_buf(),
+            log: s.inst.error_log(),
+            events: Events::default(),
+        };
+        let e = steady_of(&s)
+            .spawn_new_master(&op_options(), &observer)
+            .expect_err("the new master crashes");
+        drop(record);
+        // The pid file renamed back (a new change time) tells, though no look saw
+        // `.oldbin`.
+        assert!(
+            matches!(e.error, Error::NewMasterDied { .. }),
+            "{}\n{}",
+            e.error,
+            observer.events.text()
+        );
+        assert!(e.state.is_some(), "{}", observer.events.text());
+        s.assert_steady(old, "1.0");
+    });
+}
