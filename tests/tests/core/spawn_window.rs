@@ -205,58 +205,93 @@ fn a_new_master_configured_with_fewer_workers_is_spawned_once_their_number_settl
     });
 }
 
+/// How someone else meddles in the spawn window.
+enum Meddling {
+    /// `.oldbin` removed, the pid file naming another (steady) server's master.
+    AnotherMaster(i32),
+    /// The pid file created by another user (a sticky world-writable directory).
+    AnotherUser,
+}
+
+/// A spawn to a new master that hangs, with `meddling` as soon as the old master has
+/// renamed its pid file: the error the spawn ends with.
+fn meddled_spawn(s: &Setup, meddling: Meddling) -> (Error, Events) {
+    let v2 = s.variant("2.0", &["hang-on-start"]);
+    let old = s.original_master();
+    let record = s.install(&v2);
+    let steady = steady_of(s);
+    let pid_file = s.inst.pid_file().to_path_buf();
+    let oldbin = format!("{}.oldbin", pid_file.display());
+    let events = Events::default();
+    let opts = op_options()
+        .spawn_timeout(Duration::from_secs(3))
+        .quit_timeout(Duration::from_secs(2));
+    let meddler = std::thread::spawn(move || {
+        poll::poll("the old master to rename its pid file", LONG, || {
+            fs::metadata(&oldbin).map(|_| ()).map_err(|e| e.to_string())
+        });
+        match meddling {
+            Meddling::AnotherMaster(intruder) => {
+                fs::remove_file(&oldbin).unwrap();
+                fs::write(&pid_file, format!("{intruder}\n")).unwrap();
+            }
+            Meddling::AnotherUser => {
+                fs::write(&pid_file, "1\n").unwrap();
+                std::os::unix::fs::chown(&pid_file, Some(65534), Some(65534)).unwrap();
+            }
+        }
+    });
+    let e = steady
+        .spawn_new_master(&opts, &events)
+        .expect_err("the new master hangs");
+    meddler.join().expect("the meddler");
+    drop(record);
+    assert!(
+        starting_children(old.get()).is_empty(),
+        "the hung new master was left\n{}",
+        s.why()
+    );
+    (e.error, events)
+}
+
+/// The spawn timed out with `cause` named as the reason: an `Interfered` whose source is
+/// the timeout (not "the old master took its pid file back").
+fn assert_timed_out_naming(error: &Error, cause: &str, events: &Events) {
+    match error {
+        Error::Interfered { what, source, .. } => {
+            assert!(what.contains(cause), "{what}");
+            assert!(
+                matches!(**source, Error::Timeout { .. }),
+                "{source}\n{}",
+                events.text()
+            );
+        }
+        other => panic!("{other}\n{}", events.text()),
+    }
+}
+
 #[test]
 fn another_master_put_in_the_pid_file_during_a_spawn_is_not_taken_for_the_old_one_taking_it_back() {
     hotreload_tests::watchdog(|| {
         let s = start(&[]);
         let other = start(&[]);
-        let v2 = s.variant("2.0", &["hang-on-start"]);
-        let old = s.original_master();
-        let record = s.install(&v2);
-        let steady = steady_of(&s);
-        let pid_file = s.inst.pid_file().to_path_buf();
-        let oldbin = format!("{}.oldbin", pid_file.display());
         let intruder = other.inst.master_pid();
-        let events = Events::default();
-        let opts = op_options()
-            .spawn_timeout(Duration::from_secs(3))
-            .quit_timeout(Duration::from_secs(2));
-        // Someone else, in the spawn window: `.oldbin` removed, the pid file naming
-        // another (steady) server's master.
-        let meddler = std::thread::spawn(move || {
-            poll::poll("the old master to rename its pid file", LONG, || {
-                fs::metadata(&oldbin).map(|_| ()).map_err(|e| e.to_string())
-            });
-            fs::remove_file(&oldbin).unwrap();
-            fs::write(&pid_file, format!("{intruder}\n")).unwrap();
-        });
-        let e = steady
-            .spawn_new_master(&opts, &events)
-            .expect_err("the new master hangs");
-        meddler.join().expect("the meddler");
-        drop(record);
-        // The spawn timed out with the cause named; it does not say that the old master
-        // took its pid file back (it did not: another master is there).
-        match &e.error {
-            Error::Interfered { what, source, .. } => {
-                assert!(
-                    what.contains(&format!("named process {intruder}")),
-                    "{what}"
-                );
-                assert!(
-                    matches!(**source, Error::Timeout { .. }),
-                    "{source}\n{}",
-                    events.text()
-                );
-            }
-            other => panic!("{other}\n{}", events.text()),
-        }
-        assert!(
-            starting_children(old.get()).is_empty(),
-            "the hung new master was left\n{}",
-            s.why()
+        let (error, events) = meddled_spawn(&s, Meddling::AnotherMaster(intruder));
+        assert_timed_out_naming(&error, &format!("named process {intruder}"), &events);
+        assert!(procs::alive(s.original_master().get()) && procs::alive(intruder));
+    });
+}
+
+#[test]
+fn a_pid_file_another_user_created_during_a_spawn_is_named_as_the_cause() {
+    hotreload_tests::watchdog(|| {
+        let s = start(&[]);
+        let (error, events) = meddled_spawn(&s, Meddling::AnotherUser);
+        assert_timed_out_naming(
+            &error,
+            "was created by user 65534 (neither root nor the server's user 0)",
+            &events,
         );
-        assert!(procs::alive(old.get()) && procs::alive(intruder));
     });
 }
 
@@ -317,6 +352,40 @@ fn a_new_master_that_died_before_the_first_look_is_reported_dead_not_ignored() {
             observer.events.text()
         );
         assert!(e.state.is_some(), "{}", observer.events.text());
+        s.assert_steady(old, "1.0");
+    });
+}
+
+#[test]
+fn a_spawn_signal_the_master_ignores_is_reported_with_why_and_the_state_given_back() {
+    hotreload_tests::watchdog(|| {
+        let s = start(&["ignore=USR2"]);
+        let v2 = s.variant("2.0", &[]);
+        let old = s.original_master();
+        let record = s.install(&v2);
+        let events = Events::default();
+        let e = steady_of(&s)
+            .spawn_new_master(&op_options(), &events)
+            .expect_err("ignored");
+        drop(record);
+        let Error::SpawnIgnored { pid, reason, .. } = &e.error else {
+            panic!("{}\n{}", e.error, events.text())
+        };
+        assert_eq!(*pid, old);
+        let oldbin = format!("{}.oldbin", s.inst.pid_file().display());
+        assert!(
+            reason.starts_with(&format!("no {oldbin} appeared within 5s")),
+            "{reason}"
+        );
+        // Its parent is named when it has one besides init.
+        let parent = procs::parent_of(old.get()).expect("the master's parent");
+        assert_eq!(
+            reason.contains(&format!("its parent {parent} (`")),
+            parent > 1,
+            "parent {parent}: {reason}"
+        );
+        let steady = e.state.expect("the steady state given back");
+        assert_eq!(steady.master_pid(), old);
         s.assert_steady(old, "1.0");
     });
 }
