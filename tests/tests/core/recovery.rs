@@ -167,3 +167,63 @@ fn a_spawn_left_hanging_is_rolled_back_by_a_fresh_process() {
         assert!(rollback(&Target::new(&bogus), &opts, &NoopObserver).is_err());
     });
 }
+
+/// Stops an upgrade right after its swap: panics as the spawn step starts (before any
+/// signal), which leaves the journal and the installed new executable.
+struct StopAtSpawn;
+
+impl hotreload_core::Observer for StopAtSpawn {
+    fn on_event(&self, event: &hotreload_core::Event) {
+        if matches!(
+            event,
+            hotreload_core::Event::StepStarted {
+                step: hotreload_core::Step::Spawn
+            }
+        ) {
+            panic!("stopped at the spawn (on purpose)");
+        }
+    }
+}
+
+#[test]
+fn a_restore_refused_before_any_change_gives_the_steady_state_back() {
+    hotreload_tests::watchdog(|| {
+        use std::os::unix::fs::PermissionsExt;
+        let s = start(&[]);
+        let v2 = s.variant("2.0", &[]);
+        let old = s.original_master();
+        let target = s.target();
+        let opts = options(&v2);
+        let stopped = catch_unwind(AssertUnwindSafe(|| upgrade(&target, &opts, &StopAtSpawn)));
+        assert!(stopped.is_err(), "the upgrade was not stopped");
+        let journal = s.journal();
+        assert!(journal.is_file(), "no journal left: {}", s.why());
+        assert!(s.installed_is(&v2));
+        // A journal anyone may write is not acted on: the restore refuses, changing
+        // nothing, and gives the state back.
+        std::fs::set_permissions(&journal, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let State::Steady(steady) = s.target().attach().unwrap() else {
+            panic!("not steady\n{}", s.why())
+        };
+        let events = Events::default();
+        let e = steady
+            .restore_binary(&op_options(), &events)
+            .expect_err("a journal others may write is refused");
+        assert!(
+            e.to_string().contains(&journal.display().to_string()),
+            "{e}"
+        );
+        let steady = e.state.expect("the state given back");
+        assert_eq!(steady.master_pid(), old);
+        assert!(s.installed_is(&v2), "the executable was changed");
+        assert!(journal.is_file(), "the journal was removed");
+        // Made private again, the same journal is acted on.
+        std::fs::set_permissions(&journal, std::fs::Permissions::from_mode(0o600)).unwrap();
+        steady
+            .restore_binary(&op_options(), &events)
+            .unwrap_or_else(|e| panic!("{e}\n{}", events.text()));
+        assert!(!s.installed_is(&v2), "not restored");
+        assert!(!journal.exists());
+        s.assert_steady(old, "1.0");
+    });
+}
