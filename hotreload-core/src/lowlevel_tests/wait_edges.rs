@@ -1,5 +1,6 @@
 //! Waits at their edges: tokens equal only as clones, a wait says it is waiting from its
-//! first look, and a wait for an exit sees the exit and only the exit. Written for
+//! first look, a wait for an exit sees the exit and only the exit, and every kind of nap
+//! sleeps (bounded looks and CPU) and reports every half second. Written for
 //! survivors of the cargo-mutants run (MUTANTS.md).
 
 use std::process::{Command, Stdio};
@@ -86,4 +87,70 @@ fn without_inotify_a_wake_is_left_to_its_schedule() {
         "INOTIFY uses=",
     );
     assert_eq!(uses, "false");
+}
+
+/// CPU time this thread has used so far.
+fn thread_cpu() -> Duration {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    assert_eq!(
+        unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) },
+        0
+    );
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+#[test]
+fn a_wait_naps_between_its_looks_and_reports_every_half_second() {
+    // hotreload waits for seconds at a time (a drain, a slow start): each kind of nap
+    // must sleep between two looks, not spin on a core, and say it is waiting about
+    // every 500 ms, not at every look. Each wait here lasts 700 ms (the condition never
+    // holds); the bounds are ten times what the schedules allow.
+    let dir = tempfile::tempdir().unwrap();
+    let wake = crate::wait::Wake::watching(&[dir.path()]);
+    let mut child = Command::new("sleep")
+        .arg("1000")
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let handle = ProcessHandle::open(Pid::try_from(child.id()).unwrap()).unwrap();
+    let naps = [
+        ("backoff", Nap::POLL, 200),
+        ("wake", Nap::Wake(&wake), 200),
+        ("exit", Nap::Exit(&handle), 400),
+    ];
+    for (name, nap, most_looks) in naps {
+        let reports = Mutex::new(0usize);
+        let observer = |e: &Event| {
+            if matches!(e, Event::Waiting { .. }) {
+                *reports.lock().unwrap() += 1;
+            }
+        };
+        let waiter = Waiter {
+            observer: &observer,
+            cancel: None,
+        };
+        let mut looks = 0usize;
+        let cpu = thread_cpu();
+        let found: Option<()> = waiter
+            .until(name, Duration::from_millis(700), nap, || {
+                looks += 1;
+                Ok(None)
+            })
+            .unwrap();
+        let used = thread_cpu() - cpu;
+        assert_eq!(found, None);
+        assert!(looks <= most_looks, "{name}: {looks} looks in 700 ms");
+        assert!(
+            used < Duration::from_millis(100),
+            "{name}: {used:?} of CPU in 700 ms"
+        );
+        let reports = reports.into_inner().unwrap();
+        assert!((2..=3).contains(&reports), "{name}: {reports} reports");
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
 }

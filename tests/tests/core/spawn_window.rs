@@ -122,9 +122,7 @@ fn a_cancel_before_the_master_forked_waits_for_the_fork_and_stops_what_it_starte
         let record = s.install(&v2);
         let old = s.original_master();
         let _thaw = Thaw(old.get());
-        let State::Steady(steady) = Target::new(s.inst.pid_file()).attach().expect("attach") else {
-            panic!("not steady\n{}", s.why())
-        };
+        let steady = steady_of(&s);
         let observer = CancelBeforeTheFork {
             old,
             token: CancelToken::new(),
