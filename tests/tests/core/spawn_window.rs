@@ -204,6 +204,7 @@ fn a_new_master_configured_with_fewer_workers_is_spawned_once_their_number_settl
 }
 
 /// How someone else meddles in the spawn window.
+#[derive(Clone, Copy)]
 enum Meddling {
     /// `.oldbin` removed, the pid file naming another (steady) server's master.
     AnotherMaster(i32),
@@ -211,45 +212,64 @@ enum Meddling {
     AnotherUser,
 }
 
-/// A spawn to a new master that hangs, with `meddling` as soon as the old master has
-/// renamed its pid file: the error the spawn ends with.
+/// Meddles as soon as the old master has renamed its pid file, holding the operation at
+/// its spawn signal meanwhile (so that the spawn's deadline counts from after it).
+struct MeddleAtSpawn {
+    old: hotreload_core::Pid,
+    pid_file: std::path::PathBuf,
+    meddling: Meddling,
+    events: Events,
+}
+
+impl hotreload_core::Observer for MeddleAtSpawn {
+    fn on_event(&self, event: &Event) {
+        self.events.on_event(event);
+        if !matches!(event, Event::Signalled { pid, signal: Signal::Usr2, .. } if *pid == self.old)
+        {
+            return;
+        }
+        let oldbin = format!("{}.oldbin", self.pid_file.display());
+        poll::poll("the old master to rename its pid file", LONG, || {
+            fs::metadata(&oldbin).map(|_| ()).map_err(|e| e.to_string())
+        });
+        match self.meddling {
+            Meddling::AnotherMaster(intruder) => {
+                fs::remove_file(&oldbin).unwrap();
+                fs::write(&self.pid_file, format!("{intruder}\n")).unwrap();
+            }
+            Meddling::AnotherUser => {
+                fs::write(&self.pid_file, "1\n").unwrap();
+                std::os::unix::fs::chown(&self.pid_file, Some(65534), Some(65534)).unwrap();
+            }
+        }
+    }
+}
+
+/// A spawn to a new master that hangs, with `meddling` in its window: the error the
+/// spawn ends with.
 fn meddled_spawn(s: &Setup, meddling: Meddling) -> (Error, Events) {
     let v2 = s.variant("2.0", &["hang-on-start"]);
     let old = s.original_master();
     let record = s.install(&v2);
-    let steady = steady_of(s);
-    let pid_file = s.inst.pid_file().to_path_buf();
-    let oldbin = format!("{}.oldbin", pid_file.display());
-    let events = Events::default();
+    let observer = MeddleAtSpawn {
+        old,
+        pid_file: s.inst.pid_file().to_path_buf(),
+        meddling,
+        events: Events::default(),
+    };
     let opts = op_options()
         .spawn_timeout(Duration::from_secs(3))
         .quit_timeout(Duration::from_secs(2));
-    let meddler = std::thread::spawn(move || {
-        poll::poll("the old master to rename its pid file", LONG, || {
-            fs::metadata(&oldbin).map(|_| ()).map_err(|e| e.to_string())
-        });
-        match meddling {
-            Meddling::AnotherMaster(intruder) => {
-                fs::remove_file(&oldbin).unwrap();
-                fs::write(&pid_file, format!("{intruder}\n")).unwrap();
-            }
-            Meddling::AnotherUser => {
-                fs::write(&pid_file, "1\n").unwrap();
-                std::os::unix::fs::chown(&pid_file, Some(65534), Some(65534)).unwrap();
-            }
-        }
-    });
-    let e = steady
-        .spawn_new_master(&opts, &events)
+    let e = steady_of(s)
+        .spawn_new_master(&opts, &observer)
         .expect_err("the new master hangs");
-    meddler.join().expect("the meddler");
     drop(record);
     assert!(
         starting_children(old.get()).is_empty(),
         "the hung new master was left\n{}",
         s.why()
     );
-    (e.error, events)
+    (e.error, observer.events)
 }
 
 /// The spawn timed out with `cause` named as the reason: an `Interfered` whose source is
