@@ -42,14 +42,20 @@ fn a_wait_reports_itself_from_its_first_look() {
     );
 }
 
-#[test]
-fn a_wait_for_an_exit_sees_it() {
-    let mut child = Command::new("sleep")
+/// A `sleep` child and its handle (the caller kills and reaps it).
+fn sleeper() -> (std::process::Child, ProcessHandle) {
+    let child = Command::new("sleep")
         .arg("1000")
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
     let handle = ProcessHandle::open(Pid::try_from(child.id()).unwrap()).unwrap();
+    (child, handle)
+}
+
+#[test]
+fn a_wait_for_an_exit_sees_it() {
+    let (mut child, handle) = sleeper();
     let waiter = Waiter {
         observer: &NoopObserver,
         cancel: None,
@@ -111,12 +117,7 @@ fn a_wait_naps_between_its_looks_and_reports_every_half_second() {
     // holds); the bounds are ten times what the schedules allow.
     let dir = tempfile::tempdir().unwrap();
     let wake = crate::wait::Wake::watching(&[dir.path()]);
-    let mut child = Command::new("sleep")
-        .arg("1000")
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    let handle = ProcessHandle::open(Pid::try_from(child.id()).unwrap()).unwrap();
+    let (mut child, handle) = sleeper();
     let naps = [
         ("backoff", Nap::POLL, 200),
         ("wake", Nap::Wake(&wake), 200),

@@ -212,35 +212,38 @@ enum Meddling {
     AnotherUser,
 }
 
-/// Meddles as soon as the old master has renamed its pid file, holding the operation at
-/// its spawn signal meanwhile (so that the spawn's deadline counts from after it).
-struct MeddleAtSpawn {
+/// Runs `act` on the operation's thread when it has sent the old master the spawn
+/// signal: the operation waits for it, so that what `act` waits for and does comes before
+/// the spawn's first look (and its deadline counts from after it).
+struct AtSpawnSignal<F: Fn()> {
     old: hotreload_core::Pid,
-    pid_file: std::path::PathBuf,
-    meddling: Meddling,
+    act: F,
     events: Events,
 }
 
-impl hotreload_core::Observer for MeddleAtSpawn {
+impl<F: Fn()> hotreload_core::Observer for AtSpawnSignal<F> {
     fn on_event(&self, event: &Event) {
         self.events.on_event(event);
-        if !matches!(event, Event::Signalled { pid, signal: Signal::Usr2, .. } if *pid == self.old)
-        {
-            return;
+        if matches!(event, Event::Signalled { pid, signal: Signal::Usr2, .. } if *pid == self.old) {
+            (self.act)();
         }
-        let oldbin = format!("{}.oldbin", self.pid_file.display());
-        poll::poll("the old master to rename its pid file", LONG, || {
-            fs::metadata(&oldbin).map(|_| ()).map_err(|e| e.to_string())
-        });
-        match self.meddling {
-            Meddling::AnotherMaster(intruder) => {
-                fs::remove_file(&oldbin).unwrap();
-                fs::write(&self.pid_file, format!("{intruder}\n")).unwrap();
-            }
-            Meddling::AnotherUser => {
-                fs::write(&self.pid_file, "1\n").unwrap();
-                std::os::unix::fs::chown(&self.pid_file, Some(65534), Some(65534)).unwrap();
-            }
+    }
+}
+
+/// `meddling`, as soon as the old master has renamed `pid_file`.
+fn meddle(pid_file: &std::path::Path, meddling: Meddling) {
+    let oldbin = format!("{}.oldbin", pid_file.display());
+    poll::poll("the old master to rename its pid file", LONG, || {
+        fs::metadata(&oldbin).map(|_| ()).map_err(|e| e.to_string())
+    });
+    match meddling {
+        Meddling::AnotherMaster(intruder) => {
+            fs::remove_file(&oldbin).unwrap();
+            fs::write(pid_file, format!("{intruder}\n")).unwrap();
+        }
+        Meddling::AnotherUser => {
+            fs::write(pid_file, "1\n").unwrap();
+            std::os::unix::fs::chown(pid_file, Some(65534), Some(65534)).unwrap();
         }
     }
 }
@@ -251,10 +254,10 @@ fn meddled_spawn(s: &Setup, meddling: Meddling) -> (Error, Events) {
     let v2 = s.variant("2.0", &["hang-on-start"]);
     let old = s.original_master();
     let record = s.install(&v2);
-    let observer = MeddleAtSpawn {
+    let pid_file = s.inst.pid_file().to_path_buf();
+    let observer = AtSpawnSignal {
         old,
-        pid_file: s.inst.pid_file().to_path_buf(),
-        meddling,
+        act: || meddle(&pid_file, meddling),
         events: Events::default(),
     };
     let opts = op_options()
@@ -313,35 +316,19 @@ fn a_pid_file_another_user_created_during_a_spawn_is_named_as_the_cause() {
     });
 }
 
-/// Holds the operation at its spawn signal until the old master has acted on it and
-/// taken its pid file back (its new master died at once): the operation's first look
-/// comes after the whole failed spawn, as on a loaded machine.
-struct LookOnlyAfterTheFailure {
-    old: hotreload_core::Pid,
-    pid_file: std::path::PathBuf,
-    log: std::path::PathBuf,
-    events: Events,
-}
-
-impl hotreload_core::Observer for LookOnlyAfterTheFailure {
-    fn on_event(&self, event: &Event) {
-        self.events.on_event(event);
-        if !matches!(event, Event::Signalled { pid, signal: Signal::Usr2, .. } if *pid == self.old)
-        {
-            return;
-        }
-        let oldbin = format!("{}.oldbin", self.pid_file.display());
-        poll::poll("the old master to take its pid file back", LONG, || {
-            let acted = fs::read_to_string(&self.log)
-                .unwrap_or_default()
-                .contains("start new binary process");
-            let back = procs::read_pid(&self.pid_file) == Some(self.old.get())
-                && fs::symlink_metadata(&oldbin).is_err();
-            (acted && back)
-                .then_some(())
-                .ok_or_else(|| procs::tail(&self.log, 5))
-        });
-    }
+/// Waits until the old master `old` has acted on the spawn signal and taken `pid_file`
+/// back (its new master died at once), its log being `log`.
+fn taken_back(old: i32, pid_file: &std::path::Path, log: &std::path::Path) {
+    let oldbin = format!("{}.oldbin", pid_file.display());
+    poll::poll("the old master to take its pid file back", LONG, || {
+        let acted = fs::read_to_string(log)
+            .unwrap_or_default()
+            .contains("start new binary process");
+        let back = procs::read_pid(pid_file) == Some(old) && fs::symlink_metadata(&oldbin).is_err();
+        (acted && back)
+            .then_some(())
+            .ok_or_else(|| procs::tail(log, 5))
+    });
 }
 
 #[test]
@@ -351,10 +338,12 @@ fn a_new_master_that_died_before_the_first_look_is_reported_dead_not_ignored() {
         let v2 = s.variant("2.0", &["crash-on-start"]);
         let old = s.original_master();
         let record = s.install(&v2);
-        let observer = LookOnlyAfterTheFailure {
+        // The operation held at its spawn signal until the whole failed spawn is over:
+        // its first look comes after it, as on a loaded machine.
+        let (pid_file, log) = (s.inst.pid_file().to_path_buf(), s.inst.error_log());
+        let observer = AtSpawnSignal {
             old,
-            pid_file: s.inst.pid_file().to_path_buf(),
-            log: s.inst.error_log(),
+            act: || taken_back(old.get(), &pid_file, &log),
             events: Events::default(),
         };
         let e = steady_of(&s)
