@@ -54,6 +54,7 @@ impl TargetLock {
         // file per target ever upgraded): a file we locked after it was removed is no
         // lock at all, so it counts only if the path still names it; else look again.
         let mut attempts = 0;
+        let released_by = std::time::Instant::now() + GONE_HOLDER_GRACE;
         let mut file = loop {
             let mut file = open_or_create(lock_file).map_err(lock_err)?;
             // Ours, a regular file: we truncate and write it.
@@ -71,7 +72,20 @@ impl TargetLock {
             if !sys::flock_exclusive_nonblocking(file.as_fd()).map_err(lock_err)? {
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);
-                let holder = holder.lines().collect::<Vec<_>>().join(", ");
+                // A holder killed right after a fork (its config test, say) leaves the
+                // lock to that child until it execs, a moment later: wait for that.
+                let gone = holder_pid(&holder).is_some_and(|pid| !alive(pid));
+                if gone && std::time::Instant::now() < released_by {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                    continue;
+                }
+                let mut holder = holder.lines().collect::<Vec<_>>().join(", ");
+                if gone {
+                    holder.push_str(
+                        "; that process has exited, and a process it started still holds the \
+                         lock",
+                    );
+                }
                 return Err(Error::Locked {
                     path: lock_file.to_path_buf(),
                     holder: if holder.trim().is_empty() {
@@ -113,6 +127,27 @@ impl TargetLock {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// How long a lock whose holder (named in its details) has exited may stay held before it
+/// counts as locked: a child the holder forked shares the lock until it execs.
+const GONE_HOLDER_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The pid a lock file's details name (`pid N` on their first line).
+fn holder_pid(details: &str) -> Option<u32> {
+    details
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("pid "))
+        .and_then(|pid| pid.parse().ok())
+}
+
+/// Whether `pid` is a live process (a zombie holds no descriptor).
+fn alive(pid: u32) -> bool {
+    crate::pid::Pid::try_from(pid)
+        .ok()
+        .and_then(|pid| crate::procfs::proc_stat(pid).ok())
+        .is_some_and(|stat| !stat.is_zombie())
 }
 
 /// Opens the lock file that is there (never through a symlink), or creates it exclusively.
@@ -193,7 +228,8 @@ impl Drop for BinaryLock {
 // A note on forks: a child forked by any thread of the holder shares the lock's
 // open file description until it execs (the descriptor is close-on-exec), so a
 // competitor can see the lock as held for that instant even after the holder
-// dropped it. That errs on the safe side.
+// dropped it, or was killed. That errs on the safe side; a locker that finds the
+// holder named in the file gone waits up to `GONE_HOLDER_GRACE` for it.
 
 impl Drop for TargetLock {
     fn drop(&mut self) {
@@ -340,12 +376,7 @@ fn holder_shows(lock_file: &Path, key: &str) -> bool {
     let Ok(details) = std::fs::read_to_string(lock_file) else {
         return false;
     };
-    let Some(pid) = details
-        .lines()
-        .next()
-        .and_then(|line| line.strip_prefix("pid "))
-        .and_then(|pid| pid.parse::<u32>().ok())
-    else {
+    let Some(pid) = holder_pid(&details) else {
         return false;
     };
     let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {

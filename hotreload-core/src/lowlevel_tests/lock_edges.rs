@@ -2,7 +2,8 @@
 //! holder details (command line, UTC time, emptied on release); what is refused at the
 //! lock path (a FIFO, another user's file, a symlink, a missing directory) and how it is
 //! said; a lock file replaced or created by another locker mid-way (made to happen by a
-//! seccomp filter in a re-executed child); the binary lock's per-thread reentrancy; and
+//! seccomp filter in a re-executed child); a lock left to a child of a killed holder; the
+//! binary lock's per-thread reentrancy; and
 //! `is_held` (asking the holder, and /proc/locks while other locks come and go). Calls that
 //! would loop under a bug are bounded.
 
@@ -644,4 +645,65 @@ fn a_held_lock_is_seen_while_other_locks_come_and_go() {
     assert!(crate::lock::is_held(&path));
     drop(file);
     assert!(!crate::lock::is_held(&path));
+}
+
+/// A pid that named a process a moment ago and names none now (reaped).
+fn exited_pid() -> u32 {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
+}
+
+/// Locks `path` through an open file of its own (as a child forked by the holder shares
+/// the holder's), with details naming the exited `holder`.
+fn held_for_a_gone_holder(path: &Path, holder: u32) -> fs::File {
+    use std::os::fd::AsFd;
+    fs::write(path, format!("pid {holder}\ncommand `hotreload upgrade`\n")).unwrap();
+    let file = fs::File::open(path).unwrap();
+    assert!(crate::sys::flock_exclusive_nonblocking(file.as_fd()).unwrap());
+    file
+}
+
+#[test]
+fn a_lock_left_to_a_child_of_a_killed_holder_is_waited_for_until_the_child_lets_go() {
+    // An upgrade SIGKILLed right after it forked (its config test): the child shares the
+    // lock until it execs. The next upgrade waits for that instead of failing as locked.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nginx.pid.lock");
+    let child_copy = held_for_a_gone_holder(&path, exited_pid());
+    let lets_go = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        drop(child_copy);
+    });
+    let lock = bounded("TargetLock::acquire_file", {
+        let path = path.clone();
+        move || {
+            TargetLock::acquire_file(&path)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+    });
+    lets_go.join().unwrap();
+    assert_eq!(lock, Ok(()));
+
+    // One that never lets go is reported, saying the holder is gone.
+    let stuck = held_for_a_gone_holder(&path, exited_pid());
+    match TargetLock::acquire_file(&path) {
+        Err(Error::Locked { holder, .. }) => assert!(
+            holder.contains("that process has exited, and a process it started still holds"),
+            "{holder}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    drop(stuck);
+    // A live holder (here this process, through another open file) is just named.
+    let live = held_for_a_gone_holder(&path, std::process::id());
+    match TargetLock::acquire_file(&path) {
+        Err(Error::Locked { holder, .. }) => {
+            assert!(!holder.contains("has exited"), "{holder}")
+        }
+        other => panic!("{other:?}"),
+    }
+    drop(live);
 }
