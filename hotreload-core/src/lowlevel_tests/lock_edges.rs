@@ -218,42 +218,10 @@ fn binary_locks_of_two_executables_are_two_locks() {
     }
 }
 
-/// Runs the named helper test of this file in a child process with `env` set and the
-/// extra libtest arguments `extra`; its stdout, bounded (the child is killed past it).
+/// Runs the named helper test of this file in a child process (see
+/// [`super::helper_output`]): its stdout.
 fn run_helper(helper: &str, env: (&str, &str), extra: &[&str]) -> String {
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            &format!("lowlevel_tests::lock_edges::{helper}"),
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .args(extra)
-        .env(env.0, env.1)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id() as libc::pid_t;
-    let mut stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut out = String::new();
-        let _ = io::Read::read_to_string(&mut stdout, &mut out);
-        let _ = tx.send(out);
-    });
-    let out = rx.recv_timeout(Duration::from_secs(60));
-    if out.is_err() {
-        // SAFETY: kill(2) on our own child, not yet waited for (so not a reused pid).
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
-    let status = child.wait().unwrap();
-    let out = out.unwrap_or_else(|_| panic!("{helper} did not finish within 60 s (does it loop?)"));
-    let mut err = String::new();
-    let _ = io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err);
-    assert!(status.success(), "{helper}: {status}\n{out}{err}");
-    out
+    super::helper_output(&format!("lowlevel_tests::lock_edges::{helper}"), env, extra)
 }
 
 /// The rest of the helper's line that starts with `tag`.
@@ -424,12 +392,7 @@ fn replaced_lock_helper() {
             std::ffi::CString::new(format!("{path}.next")).unwrap(),
         ))
         .unwrap();
-    let op = |code: u32, jt: u8, jf: u8, k: u32| libc::sock_filter {
-        code: code as u16,
-        jt,
-        jf,
-        k,
-    };
+    let op = super::bpf;
     // The trapped call, the offset of the argument that picks it out, its value, and
     // the handler.
     let (call, offset, value, handler): (_, u32, libc::c_int, usize) = if mode == "appear" {
@@ -461,12 +424,7 @@ fn replaced_lock_helper() {
         op(libc::BPF_RET | libc::BPF_K, 0, 0, libc::SECCOMP_RET_TRAP),
         op(libc::BPF_RET | libc::BPF_K, 0, 0, libc::SECCOMP_RET_ALLOW),
     ];
-    let prog = libc::sock_fprog {
-        len: filter.len() as u16,
-        filter: filter.as_ptr() as *mut libc::sock_filter,
-    };
-    // SAFETY: a SIGSYS handler in a process that runs only this test, then prctl(2)
-    // with the documented arguments (the kernel copies the program).
+    // SAFETY: a SIGSYS handler in a process that runs only this test.
     unsafe {
         let mut action: libc::sigaction = std::mem::zeroed();
         action.sa_sigaction = handler;
@@ -476,18 +434,8 @@ fn replaced_lock_helper() {
             libc::sigaction(libc::SIGSYS, &action, std::ptr::null_mut()),
             0
         );
-        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
-        assert_eq!(
-            libc::prctl(
-                libc::PR_SET_SECCOMP,
-                libc::SECCOMP_MODE_FILTER as libc::c_ulong,
-                &prog as *const libc::sock_fprog,
-            ),
-            0,
-            "seccomp: {}",
-            io::Error::last_os_error()
-        );
     }
+    super::install_seccomp(&filter);
     let result = match TargetLock::acquire_file(Path::new(path)) {
         Ok(_lock) => format!(
             "ok held={} ours={}",

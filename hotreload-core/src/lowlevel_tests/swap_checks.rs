@@ -75,6 +75,30 @@ impl BinarySwap for Minimal {
     }
 }
 
+/// A temporary directory with `nginx` (content `old`) and `nginx-new` (`new`), both
+/// executable.
+fn old_and_new() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("nginx");
+    let new = dir.path().join("nginx-new");
+    write_exe(&binary, b"old");
+    write_exe(&new, b"new");
+    (dir, binary, new)
+}
+
+/// Installs `new` at `binary` with a rename swap, which must lose no metadata.
+fn install_losing_nothing(binary: &Path, new: &Path) {
+    let installed = RenameSwap
+        .install_with(binary, new, &InstallOptions::new())
+        .unwrap();
+    assert!(
+        installed.lost_metadata.is_empty(),
+        "{:?}",
+        installed.lost_metadata
+    );
+    installed.finish().unwrap();
+}
+
 #[test]
 fn the_default_preflight_reports_that_the_strategy_checks_the_binary_at_install() {
     let found = Minimal
@@ -125,11 +149,7 @@ fn default_acl() -> Vec<u8> {
 #[test]
 fn a_binary_without_an_acl_gets_none_from_its_directorys_default_acl() {
     // /tmp is ext4 with ACLs and user attributes here; elsewhere the test says why it stops.
-    let dir = tempfile::tempdir().unwrap();
-    let binary = dir.path().join("nginx");
-    let new = dir.path().join("nginx-new");
-    write_exe(&binary, b"old");
-    write_exe(&new, b"new");
+    let (dir, binary, new) = old_and_new();
     // The installed file has an attribute, but no ACL: only the ACL must be left off.
     set_xattr(&binary, "user.origin", b"package");
     set_xattr(dir.path(), "system.posix_acl_default", &default_acl());
@@ -141,15 +161,7 @@ fn a_binary_without_an_acl_gets_none_from_its_directorys_default_acl() {
     );
     fs::remove_file(&probe).unwrap();
 
-    let installed = RenameSwap
-        .install_with(&binary, &new, &InstallOptions::new())
-        .unwrap();
-    assert!(
-        installed.lost_metadata.is_empty(),
-        "{:?}",
-        installed.lost_metadata
-    );
-    installed.finish().unwrap();
+    install_losing_nothing(&binary, &new);
 
     assert_eq!(fs::read(&binary).unwrap(), b"new");
     assert_eq!(
@@ -163,11 +175,7 @@ fn a_binary_without_an_acl_gets_none_from_its_directorys_default_acl() {
 
 #[test]
 fn a_binary_at_its_link_limit_is_backed_up_by_copy() {
-    let dir = tempfile::tempdir().unwrap();
-    let binary = dir.path().join("nginx");
-    let new = dir.path().join("nginx-new");
-    write_exe(&binary, b"old");
-    write_exe(&new, b"new");
+    let (dir, binary, new) = old_and_new();
     // ext4 refuses a 65001st name (EMLINK): the backup cannot be another name of it.
     let links = dir.path().join("links");
     fs::create_dir(&links).unwrap();
@@ -237,11 +245,7 @@ fn without_chown<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T
 
 #[test]
 fn an_owner_the_new_binary_cannot_keep_refuses_the_install_and_names_the_way_out() {
-    let dir = tempfile::tempdir().unwrap();
-    let binary = dir.path().join("nginx");
-    let new = dir.path().join("nginx-new");
-    write_exe(&binary, b"old");
-    write_exe(&new, b"new");
+    let (dir, binary, new) = old_and_new();
     let (b, n) = (binary.clone(), new.clone());
     let e = without_chown(move || {
         RenameSwap
@@ -272,11 +276,7 @@ fn an_owner_the_new_binary_cannot_keep_refuses_the_install_and_names_the_way_out
 
 #[test]
 fn with_metadata_loss_allowed_the_install_goes_on_and_names_what_was_lost() {
-    let dir = tempfile::tempdir().unwrap();
-    let binary = dir.path().join("nginx");
-    let new = dir.path().join("nginx-new");
-    write_exe(&binary, b"old");
-    write_exe(&new, b"new");
+    let (dir, binary, new) = old_and_new();
     // At the link limit the backup is a copy, which loses the owner too.
     let links = dir.path().join("links");
     fs::create_dir(&links).unwrap();
@@ -337,11 +337,7 @@ fn a_set_user_id_bit_the_kernel_drops_refuses_the_install() {
 
 #[test]
 fn a_file_capability_is_kept_by_the_new_binary() {
-    let dir = tempfile::tempdir().unwrap();
-    let binary = dir.path().join("nginx");
-    let new = dir.path().join("nginx-new");
-    write_exe(&binary, b"old");
-    write_exe(&new, b"new");
+    let (_dir, binary, new) = old_and_new();
     // cap_net_bind_service=ep, as `setcap` writes it (VFS_CAP_REVISION_2).
     let mut cap = (0x0200_0000u32 | 1).to_le_bytes().to_vec();
     for word in [1u32 << 10, 0, 0, 0] {
@@ -349,15 +345,7 @@ fn a_file_capability_is_kept_by_the_new_binary() {
     }
     set_xattr(&binary, "security.capability", &cap);
 
-    let installed = RenameSwap
-        .install_with(&binary, &new, &InstallOptions::new())
-        .unwrap();
-    assert!(
-        installed.lost_metadata.is_empty(),
-        "{:?}",
-        installed.lost_metadata
-    );
-    installed.finish().unwrap();
+    install_losing_nothing(&binary, &new);
     assert_eq!(fs::read(&binary).unwrap(), b"new");
     assert_eq!(get_xattr(&binary, "security.capability").unwrap(), cap);
 }
@@ -486,11 +474,7 @@ fn install_when(
     call: libc::c_long,
     errno: i32,
 ) -> (Result<Vec<String>, String>, PathBuf, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let binary = dir.path().join("nginx");
-    let new = dir.path().join("nginx-new");
-    write_exe(&binary, b"old");
-    write_exe(&new, b"new");
+    let (dir, binary, new) = old_and_new();
     set_xattr(&binary, "user.origin", b"package");
     let b = binary.clone();
     let result = filtered(vec![(call, errno)], move || {
@@ -505,12 +489,13 @@ fn install_when(
     (result, binary, dir)
 }
 
-#[test]
-fn a_file_system_without_attributes_has_none_to_keep_and_other_listing_errors_refuse() {
-    let (ok, binary, _dir) = install_when(libc::SYS_flistxattr, libc::EOPNOTSUPP);
+/// When `call` fails with `fine` the install goes on and loses nothing; with EIO it is
+/// refused naming the binary, which keeps the old content.
+fn reading_metadata_goes_on_when_and_refuses_otherwise(call: libc::c_long, fine: i32) {
+    let (ok, binary, _dir) = install_when(call, fine);
     assert_eq!(ok, Ok(Vec::new()));
     assert_eq!(fs::read(&binary).unwrap(), b"new");
-    let (err, binary, _dir2) = install_when(libc::SYS_flistxattr, libc::EIO);
+    let (err, binary, _dir2) = install_when(call, libc::EIO);
     let err = err.unwrap_err();
     assert!(
         err.contains("read the metadata of") && err.contains(&binary.display().to_string()),
@@ -520,17 +505,13 @@ fn a_file_system_without_attributes_has_none_to_keep_and_other_listing_errors_re
 }
 
 #[test]
+fn a_file_system_without_attributes_has_none_to_keep_and_other_listing_errors_refuse() {
+    reading_metadata_goes_on_when_and_refuses_otherwise(libc::SYS_flistxattr, libc::EOPNOTSUPP);
+}
+
+#[test]
 fn an_attribute_gone_since_the_listing_is_skipped_and_other_read_errors_refuse() {
-    let (ok, binary, _dir) = install_when(libc::SYS_fgetxattr, libc::ENODATA);
-    assert_eq!(ok, Ok(Vec::new()));
-    assert_eq!(fs::read(&binary).unwrap(), b"new");
-    let (err, binary, _dir2) = install_when(libc::SYS_fgetxattr, libc::EIO);
-    let err = err.unwrap_err();
-    assert!(
-        err.contains("read the metadata of") && err.contains(&binary.display().to_string()),
-        "{err}"
-    );
-    assert_eq!(fs::read(&binary).unwrap(), b"old");
+    reading_metadata_goes_on_when_and_refuses_otherwise(libc::SYS_fgetxattr, libc::ENODATA);
 }
 
 #[test]
@@ -552,11 +533,7 @@ fn a_file_system_that_makes_no_links_gets_a_renamed_backup_copy() {
     let mut calls = vec![libc::SYS_linkat];
     #[cfg(target_arch = "x86_64")]
     calls.push(libc::SYS_link);
-    let dir = tempfile::tempdir().unwrap();
-    let binary = dir.path().join("nginx");
-    let new = dir.path().join("nginx-new");
-    write_exe(&binary, b"old");
-    write_exe(&new, b"new");
+    let (_dir, binary, new) = old_and_new();
     let b = binary.clone();
     let result = filtered(
         calls.into_iter().map(|nr| (nr, libc::EPERM)).collect(),
@@ -574,11 +551,7 @@ fn a_file_system_that_makes_no_links_gets_a_renamed_backup_copy() {
 
 #[test]
 fn a_backup_name_taken_when_the_copy_is_linked_is_an_error_naming_it_not_overwritten() {
-    let dir = tempfile::tempdir().unwrap();
-    let binary = dir.path().join("nginx");
-    let new = dir.path().join("nginx-new");
-    write_exe(&binary, b"old");
-    write_exe(&new, b"new");
+    let (_dir, binary, new) = old_and_new();
     let b = binary.clone();
     // The copy swap links its finished copy to the backup name; EEXIST stands for a
     // backup that appeared since the preflight.

@@ -42,14 +42,32 @@ fn a_wait_reports_itself_from_its_first_look() {
     );
 }
 
-/// A `sleep` child and its handle (the caller kills and reaps it).
-fn sleeper() -> (std::process::Child, ProcessHandle) {
-    let child = Command::new("sleep")
-        .arg("1000")
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    let handle = ProcessHandle::open(Pid::try_from(child.id()).unwrap()).unwrap();
+/// A `sleep` child, killed and reaped when dropped (also when a test panics).
+struct Sleeper(std::process::Child);
+
+impl Sleeper {
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A `sleep` child and its handle.
+fn sleeper() -> (Sleeper, ProcessHandle) {
+    let child = Sleeper(
+        Command::new("sleep")
+            .arg("1000")
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let handle = ProcessHandle::open(Pid::try_from(child.0.id()).unwrap()).unwrap();
     (child, handle)
 }
 
@@ -62,10 +80,10 @@ fn a_wait_for_an_exit_sees_it() {
     };
     // Alive: the wait ends at its deadline, saying so.
     let early = waiter.exit(&handle, "sleep to exit", Duration::from_millis(50));
-    child.kill().unwrap();
+    let _ = child.0.kill();
     assert!(!early.unwrap(), "a live child was reported as exited");
     let exited = waiter.exit(&handle, "sleep to exit", Duration::from_secs(60));
-    let _ = child.wait();
+    child.kill();
     assert!(exited.unwrap(), "the killed child was not seen to exit");
 }
 
@@ -117,7 +135,7 @@ fn a_wait_naps_between_its_looks_and_reports_every_half_second() {
     // holds); the bounds are ten times what the schedules allow.
     let dir = tempfile::tempdir().unwrap();
     let wake = crate::wait::Wake::watching(&[dir.path()]);
-    let (mut child, handle) = sleeper();
+    let (_child, handle) = sleeper();
     let naps = [
         ("backoff", Nap::POLL, 200),
         ("wake", Nap::Wake(&wake), 200),
@@ -152,6 +170,4 @@ fn a_wait_naps_between_its_looks_and_reports_every_half_second() {
         let reports = reports.into_inner().unwrap();
         assert!((2..=3).contains(&reports), "{name}: {reports} reports");
     }
-    child.kill().unwrap();
-    let _ = child.wait();
 }
