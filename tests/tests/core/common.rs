@@ -91,3 +91,35 @@ impl LibraryView for Setup {
         self.inst.signal(signal).expect("signal");
     }
 }
+
+/// Keeps every event, and runs `act` on the operation's thread as soon as `pid` has been
+/// sent `signal`: the operation waits for it, so what `act` does (and waits for) happens
+/// before the operation's next look.
+pub struct AtSignal<F: Fn()> {
+    pub pid: Pid,
+    pub signal: hotreload_core::Signal,
+    pub act: F,
+    pub events: Events,
+}
+
+impl<F: Fn()> AtSignal<F> {
+    pub fn new(pid: Pid, signal: hotreload_core::Signal, act: F) -> Self {
+        AtSignal {
+            pid,
+            signal,
+            act,
+            events: Events::default(),
+        }
+    }
+}
+
+impl<F: Fn()> hotreload_core::Observer for AtSignal<F> {
+    fn on_event(&self, event: &hotreload_core::Event) {
+        self.events.on_event(event);
+        if matches!(event, hotreload_core::Event::Signalled { pid, signal, .. }
+            if (*pid, *signal) == (self.pid, self.signal))
+        {
+            (self.act)();
+        }
+    }
+}

@@ -212,24 +212,6 @@ enum Meddling {
     AnotherUser,
 }
 
-/// Runs `act` on the operation's thread when it has sent the old master the spawn
-/// signal: the operation waits for it, so that what `act` waits for and does comes before
-/// the spawn's first look (and its deadline counts from after it).
-struct AtSpawnSignal<F: Fn()> {
-    old: hotreload_core::Pid,
-    act: F,
-    events: Events,
-}
-
-impl<F: Fn()> hotreload_core::Observer for AtSpawnSignal<F> {
-    fn on_event(&self, event: &Event) {
-        self.events.on_event(event);
-        if matches!(event, Event::Signalled { pid, signal: Signal::Usr2, .. } if *pid == self.old) {
-            (self.act)();
-        }
-    }
-}
-
 /// `meddling`, as soon as the old master has renamed `pid_file`.
 fn meddle(pid_file: &std::path::Path, meddling: Meddling) {
     let oldbin = format!("{}.oldbin", pid_file.display());
@@ -255,11 +237,9 @@ fn meddled_spawn(s: &Setup, meddling: Meddling) -> (Error, Events) {
     let old = s.original_master();
     let record = s.install(&v2);
     let pid_file = s.inst.pid_file().to_path_buf();
-    let observer = AtSpawnSignal {
-        old,
-        act: || meddle(&pid_file, meddling),
-        events: Events::default(),
-    };
+    // The operation waits at its spawn signal for the meddling: its deadline counts from
+    // after it.
+    let observer = AtSignal::new(old, Signal::Usr2, || meddle(&pid_file, meddling));
     let opts = op_options()
         .spawn_timeout(Duration::from_secs(3))
         .quit_timeout(Duration::from_secs(2));
@@ -341,11 +321,7 @@ fn a_new_master_that_died_before_the_first_look_is_reported_dead_not_ignored() {
         // The operation held at its spawn signal until the whole failed spawn is over:
         // its first look comes after it, as on a loaded machine.
         let (pid_file, log) = (s.inst.pid_file().to_path_buf(), s.inst.error_log());
-        let observer = AtSpawnSignal {
-            old,
-            act: || taken_back(old.get(), &pid_file, &log),
-            events: Events::default(),
-        };
+        let observer = AtSignal::new(old, Signal::Usr2, || taken_back(old.get(), &pid_file, &log));
         let e = steady_of(&s)
             .spawn_new_master(&op_options(), &observer)
             .expect_err("the new master crashes");

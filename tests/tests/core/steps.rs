@@ -3,6 +3,7 @@
 //! for servers it must not guess about.
 
 use std::fs;
+use std::path::Path;
 use std::time::Duration;
 
 use crate::common::*;
@@ -420,40 +421,14 @@ fn a_new_master_running_another_file_than_the_installed_one_is_stopped() {
     });
 }
 
-/// Sends `WINCH` to the new master as soon as the old one is sent `trigger`, and waits
-/// for the new master's workers to be gone before the operation goes on: from then on
-/// the new master serves nothing.
-struct NewMasterLosesItsWorkers {
-    old: hotreload_core::Pid,
-    trigger: Signal,
-    new: hotreload_core::Pid,
-    events: Events,
-}
-
-impl NewMasterLosesItsWorkers {
-    fn on(old: hotreload_core::Pid, trigger: Signal, new: hotreload_core::Pid) -> Self {
-        NewMasterLosesItsWorkers {
-            old,
-            trigger,
-            new,
-            events: Events::default(),
-        }
-    }
-}
-
-impl hotreload_core::Observer for NewMasterLosesItsWorkers {
-    fn on_event(&self, event: &hotreload_core::Event) {
-        self.events.on_event(event);
-        if let hotreload_core::Event::Signalled { pid, signal, .. } = event {
-            if (*pid, *signal) == (self.old, self.trigger) {
-                let new = self.new.get();
-                procs::signal(new, nix::sys::signal::Signal::SIGWINCH).expect("WINCH");
-                hotreload_tests::poll::until(LONG, "the new master's workers to exit", || {
-                    procs::workers_of(new).is_empty()
-                });
-            }
-        }
-    }
+/// Sends `WINCH` to the new master `new` and waits for its workers to be gone: from then
+/// on it serves nothing.
+fn lose_workers(new: hotreload_core::Pid) {
+    let new = new.get();
+    procs::signal(new, nix::sys::signal::Signal::SIGWINCH).expect("WINCH");
+    hotreload_tests::poll::until(LONG, "the new master's workers to exit", || {
+        procs::workers_of(new).is_empty()
+    });
 }
 
 #[test]
@@ -470,7 +445,7 @@ fn a_drain_whose_new_master_loses_its_workers_is_not_reported_drained() {
             .spawn_new_master(&op_options(), &NoopObserver)
             .expect("spawn");
         let new = spawned.new_pid();
-        let observer = NewMasterLosesItsWorkers::on(old, Signal::Winch, new);
+        let observer = AtSignal::new(old, Signal::Winch, || lose_workers(new));
         let e = match spawned.drain_old_workers(&op_options(), &observer) {
             Ok(drained) => panic!(
                 "reported drained although new master {new} has no workers: {:?}\n{}",
@@ -501,7 +476,7 @@ fn a_retire_whose_new_master_loses_its_workers_is_not_reported_steady() {
         let State::Drained(drained) = attach(&s) else {
             panic!("not drained\n{}", s.why())
         };
-        let observer = NewMasterLosesItsWorkers::on(old, Signal::Quit, new);
+        let observer = AtSignal::new(old, Signal::Quit, || lose_workers(new));
         let short = op_options().quit_timeout(Duration::from_secs(2));
         let e = match drained.retire_old(&short, &observer) {
             Ok(steady) => panic!(
@@ -533,38 +508,22 @@ fn a_retire_whose_new_master_loses_its_workers_is_not_reported_steady() {
     });
 }
 
-/// While the old master's workers drain, somebody else stops the new master and starts
-/// another one (`QUIT` it, `USR2` the old master): the phase is drained again, but on
-/// another new master.
-struct NewMasterReplacedDuringTheDrain {
-    old: hotreload_core::Pid,
-    new: hotreload_core::Pid,
-    pid_file: std::path::PathBuf,
-    events: Events,
-}
-
-impl hotreload_core::Observer for NewMasterReplacedDuringTheDrain {
-    fn on_event(&self, event: &hotreload_core::Event) {
-        use nix::sys::signal::Signal as S;
-        self.events.on_event(event);
-        let hotreload_core::Event::Signalled { pid, signal, .. } = event else {
-            return;
-        };
-        if (*pid, *signal) != (self.old, Signal::Winch) {
-            return;
-        }
-        let (old, new) = (self.old.get(), self.new.get());
-        procs::signal(new, S::SIGQUIT).expect("QUIT the new master");
-        wait_gone(self.new);
-        hotreload_tests::poll::until(LONG, "the old master to take its pid file back", || {
-            procs::read_pid(&self.pid_file) == Some(old)
-        });
-        procs::signal(old, S::SIGUSR2).expect("USR2 the old master");
-        hotreload_tests::poll::until(LONG, "another new master with workers", || {
-            procs::read_pid(&self.pid_file)
-                .is_some_and(|p| p != old && p != new && procs::workers_of(p).len() == 2)
-        });
-    }
+/// What somebody else does while the old master's workers drain: stops the new master
+/// `new` and starts another one (`QUIT` it, `USR2` the old master `old`), so that the
+/// phase is drained again, but on another new master.
+fn replace_new_master(old: hotreload_core::Pid, new: hotreload_core::Pid, pid_file: &Path) {
+    use nix::sys::signal::Signal as S;
+    let (old, new_raw) = (old.get(), new.get());
+    procs::signal(new_raw, S::SIGQUIT).expect("QUIT the new master");
+    wait_gone(new);
+    hotreload_tests::poll::until(LONG, "the old master to take its pid file back", || {
+        procs::read_pid(pid_file) == Some(old)
+    });
+    procs::signal(old, S::SIGUSR2).expect("USR2 the old master");
+    hotreload_tests::poll::until(LONG, "another new master with workers", || {
+        procs::read_pid(pid_file)
+            .is_some_and(|p| p != old && p != new_raw && procs::workers_of(p).len() == 2)
+    });
 }
 
 #[test]
@@ -581,12 +540,10 @@ fn a_drain_whose_new_master_was_replaced_is_not_reported_drained_on_the_other_on
             .spawn_new_master(&op_options(), &NoopObserver)
             .expect("spawn");
         let new = spawned.new_pid();
-        let observer = NewMasterReplacedDuringTheDrain {
-            old,
-            new,
-            pid_file: s.inst.pid_file().to_path_buf(),
-            events: Events::default(),
-        };
+        let pid_file = s.inst.pid_file().to_path_buf();
+        let observer = AtSignal::new(old, Signal::Winch, || {
+            replace_new_master(old, new, &pid_file)
+        });
         let e = match spawned.drain_old_workers(&op_options(), &observer) {
             Ok(drained) => panic!(
                 "reported drained on new master {new}, which was replaced: {:?}\n{}",
@@ -607,25 +564,6 @@ fn a_drain_whose_new_master_was_replaced_is_not_reported_drained_on_the_other_on
     });
 }
 
-/// `SIGKILL`s the old master as soon as it is told to quit: it cannot remove its
-/// `.oldbin` pid file, as a master killed by the OOM killer would not.
-struct OldMasterKilledAtQuit {
-    old: hotreload_core::Pid,
-    events: Events,
-}
-
-impl hotreload_core::Observer for OldMasterKilledAtQuit {
-    fn on_event(&self, event: &hotreload_core::Event) {
-        self.events.on_event(event);
-        if let hotreload_core::Event::Signalled { pid, signal, .. } = event {
-            if (*pid, *signal) == (self.old, Signal::Quit) {
-                procs::signal(self.old.get(), nix::sys::signal::Signal::SIGKILL).expect("KILL");
-                wait_gone(self.old);
-            }
-        }
-    }
-}
-
 #[test]
 fn a_retire_whose_old_master_was_killed_removes_the_pid_file_it_left() {
     hotreload_tests::watchdog(|| {
@@ -639,10 +577,12 @@ fn a_retire_whose_old_master_was_killed_removes_the_pid_file_it_left() {
         let State::Drained(drained) = attach(&s) else {
             panic!("not drained\n{}", s.why())
         };
-        let observer = OldMasterKilledAtQuit {
-            old,
-            events: Events::default(),
-        };
+        // The old master SIGKILLed as soon as it is told to quit: it cannot remove its
+        // `.oldbin` pid file, as a master killed by the OOM killer would not.
+        let observer = AtSignal::new(old, Signal::Quit, || {
+            procs::signal(old.get(), nix::sys::signal::Signal::SIGKILL).expect("KILL");
+            wait_gone(old);
+        });
         let steady = drained
             .retire_old(&op_options(), &observer)
             .unwrap_or_else(|e| panic!("{e}\n{}", observer.events.text()));
@@ -706,43 +646,28 @@ enum Meanwhile {
     WorkerCrash,
 }
 
-struct OldMasterDisturbedAtSpawn {
-    old: hotreload_core::Pid,
-    what: Meanwhile,
-    events: Events,
-}
-
-impl hotreload_core::Observer for OldMasterDisturbedAtSpawn {
-    fn on_event(&self, event: &hotreload_core::Event) {
-        use nix::sys::signal::Signal as S;
-        self.events.on_event(event);
-        let hotreload_core::Event::Signalled { pid, signal, .. } = event else {
-            return;
-        };
-        if (*pid, *signal) != (self.old, Signal::Usr2) {
-            return;
-        }
-        let old = self.old.get();
-        let before = procs::workers_of(old);
-        match self.what {
-            Meanwhile::Reload => procs::signal(old, S::SIGHUP).expect("HUP"),
-            Meanwhile::WorkerCrash => procs::signal(before[0], S::SIGKILL).expect("KILL"),
-        }
-        // Wait until the old master serves with new workers.
-        hotreload_tests::poll::until(LONG, "the old master's new workers", || {
-            let serving: Vec<i32> = procs::workers_of(old)
-                .into_iter()
-                .filter(|w| procs::title_of(*w).is_some_and(|t| !t.contains("is shutting down")))
-                .collect();
-            let fresh = serving.iter().any(|w| !before.contains(w));
-            match self.what {
-                // New workers serve; the old ones may still be stopping (or, while the
-                // new binary starts, be kept): both count as a reload.
-                Meanwhile::Reload => fresh,
-                Meanwhile::WorkerCrash => fresh && serving.len() == before.len(),
-            }
-        });
+/// Does `what` to the old master `old`, and waits until it serves with new workers.
+fn disturb(old: hotreload_core::Pid, what: Meanwhile) {
+    use nix::sys::signal::Signal as S;
+    let old = old.get();
+    let before = procs::workers_of(old);
+    match what {
+        Meanwhile::Reload => procs::signal(old, S::SIGHUP).expect("HUP"),
+        Meanwhile::WorkerCrash => procs::signal(before[0], S::SIGKILL).expect("KILL"),
     }
+    hotreload_tests::poll::until(LONG, "the old master's new workers", || {
+        let serving: Vec<i32> = procs::workers_of(old)
+            .into_iter()
+            .filter(|w| procs::title_of(*w).is_some_and(|t| !t.contains("is shutting down")))
+            .collect();
+        let fresh = serving.iter().any(|w| !before.contains(w));
+        match what {
+            // New workers serve; the old ones may still be stopping (or, while the new
+            // binary starts, be kept): both count as a reload.
+            Meanwhile::Reload => fresh,
+            Meanwhile::WorkerCrash => fresh && serving.len() == before.len(),
+        }
+    });
 }
 
 /// A spawn that fails (the new master hangs) while `what` happens to the old master.
@@ -753,11 +678,8 @@ fn failed_spawn_with(what: Meanwhile) -> (Error, Events) {
     let State::Steady(steady) = attach(&s) else {
         panic!("not steady\n{}", s.why())
     };
-    let observer = OldMasterDisturbedAtSpawn {
-        old: s.original_master(),
-        what,
-        events: Events::default(),
-    };
+    let old = s.original_master();
+    let observer = AtSignal::new(old, Signal::Usr2, || disturb(old, what));
     let opts = op_options()
         .spawn_timeout(Duration::from_secs(2))
         .quit_timeout(Duration::from_secs(2));
@@ -835,25 +757,6 @@ fn a_cancelled_retire_or_rollback_from_drained_changes_nothing_and_gives_the_sta
     });
 }
 
-/// Cancels `token` as soon as the old master is told to quit: past the point of no
-/// return of a retire.
-struct CancelAtQuit {
-    old: hotreload_core::Pid,
-    token: hotreload_core::CancelToken,
-    events: Events,
-}
-
-impl hotreload_core::Observer for CancelAtQuit {
-    fn on_event(&self, event: &hotreload_core::Event) {
-        self.events.on_event(event);
-        if let hotreload_core::Event::Signalled { pid, signal, .. } = event {
-            if (*pid, *signal) == (self.old, Signal::Quit) {
-                self.token.cancel();
-            }
-        }
-    }
-}
-
 #[test]
 fn a_cancel_once_the_old_master_was_told_to_quit_is_ignored_and_the_retire_finishes() {
     hotreload_tests::watchdog(|| {
@@ -866,17 +769,16 @@ fn a_cancel_once_the_old_master_was_told_to_quit_is_ignored_and_the_retire_finis
         let State::Drained(drained) = attach(&s) else {
             panic!("not drained\n{}", s.why())
         };
-        let observer = CancelAtQuit {
-            old,
-            token: hotreload_core::CancelToken::new(),
-            events: Events::default(),
-        };
-        let opts = op_options().cancel_token(observer.token.clone());
+        // Cancelled as soon as the old master is told to quit: past the point of no
+        // return of a retire.
+        let token = hotreload_core::CancelToken::new();
+        let observer = AtSignal::new(old, Signal::Quit, || token.cancel());
+        let opts = op_options().cancel_token(token.clone());
         // There is nothing to go back to once the old master quits: the retire goes on.
         let steady = drained
             .retire_old(&opts, &observer)
             .unwrap_or_else(|e| panic!("{e}\n{}", observer.events.text()));
-        assert!(observer.token.is_cancelled());
+        assert!(token.is_cancelled());
         assert_eq!(steady.master_pid(), new);
         wait_gone(old);
         s.assert_steady(new, "2.0");
