@@ -15,6 +15,25 @@ fn attach(s: &Setup) -> State {
     Target::new(s.inst.pid_file()).attach().expect("attach")
 }
 
+/// Upgrades `s` to `v2` keeping the old master (`--keep-old`), then attaches from a fresh
+/// `Target`: the old and new masters' pids and the drained state.
+fn kept_upgrade(
+    s: &Setup,
+    v2: &std::path::Path,
+) -> (
+    hotreload_core::Pid,
+    hotreload_core::Pid,
+    hotreload_core::Drained,
+) {
+    let old = s.original_master();
+    let report = upgrade(&s.target(), &options(v2).keep_old(true), &NoopObserver).expect("upgrade");
+    let new = report.new_pid.unwrap();
+    let State::Drained(drained) = attach(s) else {
+        panic!("not drained\n{}", s.why())
+    };
+    (old, new, drained)
+}
+
 #[test]
 fn each_step_from_a_fresh_process() {
     hotreload_tests::watchdog(|| {
@@ -162,14 +181,7 @@ fn finishing_a_kept_upgrade_in_a_fresh_process_commits_the_executable() {
     hotreload_tests::watchdog(|| {
         let s = start(&[]);
         let v2 = s.variant("2.0", &[]);
-        let old = s.original_master();
-        let report =
-            upgrade(&s.target(), &options(&v2).keep_old(true), &NoopObserver).expect("upgrade");
-        let new = report.new_pid.unwrap();
-
-        let State::Drained(drained) = attach(&s) else {
-            panic!("not drained\n{}", s.why())
-        };
+        let (old, new, drained) = kept_upgrade(&s, &v2);
         let steady = drained
             .retire_old(&op_options(), &NoopObserver)
             .expect("retire");
@@ -469,13 +481,7 @@ fn a_retire_whose_new_master_loses_its_workers_is_not_reported_steady() {
     hotreload_tests::watchdog(|| {
         let s = start(&[]);
         let v2 = s.variant("2.0", &[]);
-        let old = s.original_master();
-        let report =
-            upgrade(&s.target(), &options(&v2).keep_old(true), &NoopObserver).expect("upgrade");
-        let new = report.new_pid.unwrap();
-        let State::Drained(drained) = attach(&s) else {
-            panic!("not drained\n{}", s.why())
-        };
+        let (old, new, drained) = kept_upgrade(&s, &v2);
         let observer = AtSignal::new(old, Signal::Quit, || lose_workers(new));
         let short = op_options().quit_timeout(Duration::from_secs(2));
         let e = match drained.retire_old(&short, &observer) {
@@ -570,13 +576,7 @@ fn a_retire_whose_old_master_was_killed_removes_the_pid_file_it_left() {
         // It ignores QUIT, so that the KILL always finds it with its pid file.
         let s = start(&["ignore=QUIT"]);
         let v2 = s.variant("2.0", &[]);
-        let old = s.original_master();
-        let report =
-            upgrade(&s.target(), &options(&v2).keep_old(true), &NoopObserver).expect("upgrade");
-        let new = report.new_pid.unwrap();
-        let State::Drained(drained) = attach(&s) else {
-            panic!("not drained\n{}", s.why())
-        };
+        let (old, new, drained) = kept_upgrade(&s, &v2);
         // The old master SIGKILLed as soon as it is told to quit: it cannot remove its
         // `.oldbin` pid file, as a master killed by the OOM killer would not.
         let observer = AtSignal::new(old, Signal::Quit, || {
@@ -606,13 +606,7 @@ fn a_retire_refused_before_any_signal_gives_the_drained_state_back() {
     hotreload_tests::watchdog(|| {
         let s = start(&[]);
         let v2 = s.variant("2.0", &[]);
-        let old = s.original_master();
-        let report =
-            upgrade(&s.target(), &options(&v2).keep_old(true), &NoopObserver).expect("upgrade");
-        let new = report.new_pid.unwrap();
-        let State::Drained(drained) = attach(&s) else {
-            panic!("not drained\n{}", s.why())
-        };
+        let (old, new, drained) = kept_upgrade(&s, &v2);
         // The new master stops its workers: quitting the old one now would leave nothing
         // serving.
         procs::signal(new.get(), nix::sys::signal::Signal::SIGWINCH).expect("WINCH");
@@ -762,13 +756,7 @@ fn a_cancel_once_the_old_master_was_told_to_quit_is_ignored_and_the_retire_finis
     hotreload_tests::watchdog(|| {
         let s = start(&[]);
         let v2 = s.variant("2.0", &[]);
-        let old = s.original_master();
-        let report =
-            upgrade(&s.target(), &options(&v2).keep_old(true), &NoopObserver).expect("upgrade");
-        let new = report.new_pid.unwrap();
-        let State::Drained(drained) = attach(&s) else {
-            panic!("not drained\n{}", s.why())
-        };
+        let (old, new, drained) = kept_upgrade(&s, &v2);
         // Cancelled as soon as the old master is told to quit: past the point of no
         // return of a retire.
         let token = hotreload_core::CancelToken::new();
